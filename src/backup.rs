@@ -1,0 +1,357 @@
+//! Taking a snapshot of an environment's mounts.
+//!
+//! Directories are walked in parallel (rayon): every entry of a directory is handled
+//! on whichever core is free, subdirectories recursively, and large files are cut
+//! into batches of chunks that are hashed and compressed in parallel. A file whose
+//! inode, size, mtime and ctime match the parent snapshot is not read again.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+
+use crate::element::mount::{Excludes, Mount};
+use crate::error::{Error, IoContext, Result};
+use crate::id::ObjectId;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::snapshot::{Element, ElementKind, MANIFEST_FORMAT, Manifest, Mode, Snapshot, Trigger};
+use crate::store::BlobWriter;
+use crate::store::chunker::ChunkerParams;
+use crate::store::pack::BlobKind;
+use crate::tree::{Node, NodeKind, Tree};
+
+/// What to capture, and how to label it.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The environment (branch).
+    pub env: String,
+    /// Its HEAD commit, if it has one.
+    pub commit: Option<String>,
+    /// Why.
+    pub trigger: Trigger,
+    /// Consistent or live.
+    pub mode: Mode,
+    /// A note from the user.
+    pub note: Option<String>,
+    /// When retention may remove it.
+    pub expires: Option<DateTime<Utc>>,
+    /// Who takes it.
+    pub user: String,
+    /// Where.
+    pub host: String,
+    /// The mounts to capture.
+    pub mounts: Vec<Mount>,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// The new snapshot.
+    pub snapshot: Snapshot,
+    /// Files read because they were new or changed.
+    pub files_read: u64,
+    /// Files whose content was taken from the parent snapshot unread.
+    pub files_unchanged: u64,
+    /// Bytes read from files.
+    pub bytes_read: u64,
+    /// Special files (sockets, fifos, devices) left out.
+    pub skipped: u64,
+}
+
+/// Takes a snapshot. The repository must be open for writing.
+pub fn backup(
+    repository: &Repository,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let created = Utc::now();
+    let parent = repository.snapshots(Some(&options.env))?.into_iter().next();
+    let writer = BlobWriter::new(repository.backend(), repository.catalog())?;
+    let counters = Counters::default();
+    let mut elements = Vec::with_capacity(options.mounts.len());
+    for mount in &options.mounts {
+        let metadata = fs::metadata(&mount.path).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => Error::MountMissing {
+                name: mount.name.clone(),
+                path: mount.path.clone(),
+            },
+            _ => Error::io("reading", &mount.path, error),
+        })?;
+        if !metadata.is_dir() {
+            return Err(Error::MountMissing {
+                name: mount.name.clone(),
+                path: mount.path.clone(),
+            });
+        }
+        let parent_tree = parent
+            .as_ref()
+            .and_then(|snapshot| snapshot.manifest.element(&mount.name))
+            .filter(|element| element.kind == ElementKind::Mount)
+            .map(|element| element.tree);
+        progress.begin(&format!("backing up {}", mount.name), None);
+        let walker = Walker {
+            repository,
+            writer: &writer,
+            excludes: mount.excludes()?,
+            chunker: repository.config().chunker,
+            progress,
+            counters: &counters,
+        };
+        let summary = walker.directory(&mount.path, Path::new(""), parent_tree)?;
+        progress.finish();
+        elements.push(Element {
+            name: mount.name.clone(),
+            kind: ElementKind::Mount,
+            source: mount.path.display().to_string(),
+            tree: summary.tree.expect("a directory always has a tree"),
+            size: summary.size,
+            files: summary.files,
+            dirs: summary.dirs,
+        });
+    }
+    writer.flush()?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        env: options.env.clone(),
+        commit: options.commit.clone(),
+        created,
+        trigger: options.trigger,
+        mode: options.mode,
+        note: options.note.clone(),
+        expires: options.expires,
+        host: options.host.clone(),
+        user: options.user.clone(),
+        parent: parent.map(|snapshot| snapshot.id),
+        stored: writer.stats().stored_bytes.load(Ordering::Relaxed),
+        elements,
+    };
+    let snapshot = repository.publish(&manifest)?;
+    Ok(BackupReport {
+        snapshot,
+        files_read: counters.files_read.load(Ordering::Relaxed),
+        files_unchanged: counters.files_unchanged.load(Ordering::Relaxed),
+        bytes_read: counters.bytes_read.load(Ordering::Relaxed),
+        skipped: counters.skipped.load(Ordering::Relaxed),
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    files_read: AtomicU64,
+    files_unchanged: AtomicU64,
+    bytes_read: AtomicU64,
+    skipped: AtomicU64,
+}
+
+/// Totals of what an entry holds, and its tree when it is a directory.
+#[derive(Debug, Default, Clone, Copy)]
+struct Summary {
+    tree: Option<ObjectId>,
+    size: u64,
+    files: u64,
+    dirs: u64,
+}
+
+struct Walker<'a> {
+    repository: &'a Repository,
+    writer: &'a BlobWriter<'a>,
+    excludes: Excludes,
+    chunker: ChunkerParams,
+    progress: &'a dyn Progress,
+    counters: &'a Counters,
+}
+
+/// Chunks hashed and compressed together when a large file is read: enough to keep
+/// every core busy, few enough to bound memory (at most this many maximum-size chunks).
+const BATCH: usize = 8;
+
+impl Walker<'_> {
+    fn directory(&self, path: &Path, relative: &Path, parent: Option<ObjectId>) -> Result<Summary> {
+        let mut entries: Vec<(Vec<u8>, PathBuf)> = fs::read_dir(path)
+            .context("reading the directory", path)?
+            .map(|entry| entry.map(|entry| (entry.file_name().as_bytes().to_vec(), entry.path())))
+            .collect::<io::Result<_>>()
+            .context("reading the directory", path)?;
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // A parent tree that cannot be read only costs reading the files again.
+        let parent_tree = parent.and_then(|id| self.repository.read_tree(&id).ok());
+        let results: Vec<Option<(Node, Summary)>> = entries
+            .par_iter()
+            .map(|(name, child)| self.entry(name, child, relative, parent_tree.as_ref()))
+            .collect::<Result<_>>()?;
+        let mut summary = Summary {
+            dirs: 1,
+            ..Summary::default()
+        };
+        let mut tree = Tree::default();
+        for (node, child) in results.into_iter().flatten() {
+            summary.size += child.size;
+            summary.files += child.files;
+            summary.dirs += child.dirs;
+            tree.nodes.push(node);
+        }
+        summary.tree = Some(self.writer.add(BlobKind::Tree, &tree.encode())?);
+        Ok(summary)
+    }
+
+    fn entry(
+        &self,
+        name: &[u8],
+        path: &Path,
+        relative: &Path,
+        parent: Option<&Tree>,
+    ) -> Result<Option<(Node, Summary)>> {
+        let metadata = match fs::symlink_metadata(path) {
+            Ok(metadata) => metadata,
+            // Removed since the directory was listed: it is simply not in the snapshot.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(Error::io("reading", path, error)),
+        };
+        let relative = relative.join(OsStr::from_bytes(name));
+        let file_type = metadata.file_type();
+        if self.excludes.is_excluded(&relative, file_type.is_dir()) {
+            return Ok(None);
+        }
+        let previous = parent.and_then(|tree| tree.find(name));
+        let mut node = node_from(name, &metadata);
+        let mut summary = Summary::default();
+        if file_type.is_file() {
+            node.kind = NodeKind::File;
+            match previous.filter(|previous| node.unchanged_since(previous)) {
+                Some(previous) => {
+                    node.content.clone_from(&previous.content);
+                    self.counters
+                        .files_unchanged
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.progress.add_bytes(node.size);
+                }
+                None => match self.file(path) {
+                    Ok((content, size)) => {
+                        node.content = content;
+                        node.size = size;
+                        self.counters.files_read.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(error) => return Err(unwrap_store_error(error, path)),
+                },
+            }
+            self.progress.add_file();
+            summary.size = node.size;
+            summary.files = 1;
+        } else if file_type.is_dir() {
+            node.kind = NodeKind::Dir;
+            node.size = 0;
+            let previous_tree = previous
+                .filter(|p| p.kind == NodeKind::Dir)
+                .and_then(|p| p.subtree);
+            summary = self.directory(path, &relative, previous_tree)?;
+            node.subtree = summary.tree;
+        } else if file_type.is_symlink() {
+            node.kind = NodeKind::Symlink;
+            let target = match fs::read_link(path) {
+                Ok(target) => target,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(Error::io("reading the symlink", path, error)),
+            };
+            node.target = Some(target.as_os_str().as_bytes().to_vec());
+        } else {
+            self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(Some((node, summary)))
+    }
+
+    /// Reads, chunks and stores a file; returns its chunk ids and the bytes read.
+    fn file(&self, path: &Path) -> io::Result<(Vec<ObjectId>, u64)> {
+        let file = File::open(path)?;
+        let mut chunks = self.chunker.stream(file);
+        let mut content = Vec::new();
+        let mut size = 0;
+        loop {
+            let batch: Vec<Vec<u8>> = chunks
+                .by_ref()
+                .take(BATCH)
+                .map(|chunk| chunk.map(|chunk| chunk.data).map_err(chunk_error))
+                .collect::<io::Result<_>>()?;
+            if batch.is_empty() {
+                break;
+            }
+            let store = |data: &Vec<u8>| {
+                self.writer
+                    .add(BlobKind::Data, data)
+                    .map_err(|error| io::Error::other(WrappedError(error)))
+            };
+            let ids: Vec<ObjectId> = if batch.len() == 1 {
+                batch.iter().map(store).collect::<io::Result<_>>()?
+            } else {
+                batch.par_iter().map(store).collect::<io::Result<_>>()?
+            };
+            for data in &batch {
+                size += data.len() as u64;
+                self.progress.add_bytes(data.len() as u64);
+            }
+            content.extend(ids);
+        }
+        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
+        Ok((content, size))
+    }
+}
+
+/// Carries a store error through the `io::Error` of a file read, so a full repository
+/// is reported as such rather than as a failure to read the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct WrappedError(Error);
+
+fn chunk_error(error: fastcdc::v2020::Error) -> io::Error {
+    match error {
+        fastcdc::v2020::Error::IoError(error) => error,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn node_from(name: &[u8], metadata: &Metadata) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind: NodeKind::File,
+        mode: metadata.mode() & 0o7777,
+        uid: metadata.uid(),
+        gid: metadata.gid(),
+        mtime: metadata.mtime(),
+        mtime_nsec: u32::try_from(metadata.mtime_nsec()).unwrap_or(0),
+        ctime: metadata.ctime(),
+        ctime_nsec: u32::try_from(metadata.ctime_nsec()).unwrap_or(0),
+        inode: metadata.ino(),
+        links: metadata.nlink(),
+        size: metadata.len(),
+        content: Vec::new(),
+        subtree: None,
+        target: None,
+    }
+}
+
+/// Turns an I/O error from [`Walker::file`] back into the store error it carries, if any.
+fn unwrap_store_error(error: io::Error, path: &Path) -> Error {
+    if error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<WrappedError>())
+    {
+        if let Some(inner) = error.into_inner() {
+            if let Ok(wrapped) = inner.downcast::<WrappedError>() {
+                return wrapped.0;
+            }
+        }
+        return Error::Corrupt {
+            what: path.display().to_string(),
+            detail: "lost error".to_owned(),
+        };
+    }
+    Error::io("reading", path, error)
+}

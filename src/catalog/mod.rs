@@ -1,0 +1,400 @@
+//! The catalog: an SQLite database of the snapshots and of where every chunk is.
+//!
+//! It is an index, not the truth: everything in it can be rebuilt from the store
+//! (pack footers and snapshot manifests) by [`crate::repository::Repository::repair`].
+//! That is why it may lag the store after a crash, and why opening a repository
+//! reconciles the two before use.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::snapshot::{Manifest, Snapshot};
+use crate::store::pack::{BlobKind, Compression, PackEntry};
+
+/// The schema version this build writes (SQLite's `user_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS packs (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE,
+    size  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id          BLOB PRIMARY KEY,
+    pack        INTEGER NOT NULL REFERENCES packs(id),
+    offset      INTEGER NOT NULL,
+    length      INTEGER NOT NULL,
+    raw_length  INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    compression INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (
+    id        TEXT PRIMARY KEY,
+    env       TEXT NOT NULL,
+    commit_id TEXT,
+    created   TEXT NOT NULL,
+    manifest  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_env ON snapshots(env, created);
+";
+
+/// Where a blob is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The pack's object name.
+    pub pack: String,
+    /// The entry as the pack's footer gives it.
+    pub entry: PackEntry,
+}
+
+/// The open catalog.
+#[derive(Debug)]
+pub struct Catalog {
+    connection: Connection,
+    path: PathBuf,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog at `path`; refuses a newer schema.
+    pub fn open(path: &Path) -> Result<Self> {
+        let connection = Connection::open(path).map_err(|source| catalog_error(path, source))?;
+        let catalog = Catalog {
+            connection,
+            path: path.to_owned(),
+        };
+        catalog.prepare()?;
+        Ok(catalog)
+    }
+
+    /// An in-memory catalog, for tests and for rebuilding.
+    pub fn in_memory() -> Result<Self> {
+        let path = PathBuf::from(":memory:");
+        let connection =
+            Connection::open_in_memory().map_err(|source| catalog_error(&path, source))?;
+        let catalog = Catalog { connection, path };
+        catalog.prepare()?;
+        Ok(catalog)
+    }
+
+    fn prepare(&self) -> Result<()> {
+        let found: u32 = self
+            .connection
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|source| self.error(source))?;
+        if found > SCHEMA_VERSION {
+            return Err(Error::FormatTooNew {
+                path: self.path.clone(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // WAL lets readers list and restore while a backup writes. NORMAL sync may lose
+        // the last transactions on power loss, never corrupt: the index is rebuilt from
+        // the packs, which are synced themselves.
+        self.connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 60000;")
+            .map_err(|source| self.error(source))?;
+        self.connection
+            .execute_batch(SCHEMA)
+            .map_err(|source| self.error(source))?;
+        self.connection
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|source| self.error(source))
+    }
+
+    fn error(&self, source: rusqlite::Error) -> Error {
+        catalog_error(&self.path, source)
+    }
+
+    /// The names of the packs the index knows.
+    pub fn pack_names(&self) -> Result<HashSet<String>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name FROM packs")
+            .map_err(|e| self.error(e))?;
+        let names = statement
+            .query_map([], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        Ok(names)
+    }
+
+    /// The packs the index knows, with their sizes.
+    pub fn packs(&self) -> Result<Vec<(String, u64)>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name, size FROM packs ORDER BY name")
+            .map_err(|e| self.error(e))?;
+        let packs = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        Ok(packs)
+    }
+
+    /// Records a pack and its blobs in one transaction. A blob already indexed in
+    /// another pack keeps its first location.
+    pub fn add_pack(&mut self, name: &str, size: u64, entries: &[PackEntry]) -> Result<()> {
+        let path = self.path.clone();
+        let fail = |source| catalog_error(&path, source);
+        let transaction = self.connection.transaction().map_err(fail)?;
+        transaction
+            .execute(
+                "INSERT OR IGNORE INTO packs (name, size) VALUES (?1, ?2)",
+                params![name, size],
+            )
+            .map_err(fail)?;
+        let pack: i64 = transaction
+            .query_row("SELECT id FROM packs WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .map_err(fail)?;
+        {
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO chunks (id, pack, offset, length, raw_length, kind, compression)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(fail)?;
+            for entry in entries {
+                insert
+                    .execute(params![
+                        entry.id.as_bytes().as_slice(),
+                        pack,
+                        entry.offset,
+                        entry.length,
+                        entry.raw_length,
+                        entry.kind.code(),
+                        entry.compression.code(),
+                    ])
+                    .map_err(fail)?;
+            }
+        }
+        transaction.commit().map_err(fail)
+    }
+
+    /// Forgets a pack and its blobs (the pack is gone from the store).
+    pub fn remove_pack(&mut self, name: &str) -> Result<()> {
+        let path = self.path.clone();
+        let fail = |source| catalog_error(&path, source);
+        let transaction = self.connection.transaction().map_err(fail)?;
+        transaction
+            .execute(
+                "DELETE FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
+                [name],
+            )
+            .map_err(fail)?;
+        transaction
+            .execute("DELETE FROM packs WHERE name = ?1", [name])
+            .map_err(fail)?;
+        transaction.commit().map_err(fail)
+    }
+
+    /// The ids of every indexed blob: the set a backup deduplicates against.
+    pub fn blob_ids(&self) -> Result<HashSet<ObjectId>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id FROM chunks")
+            .map_err(|e| self.error(e))?;
+        let mut ids = HashSet::new();
+        let mut rows = statement.query([]).map_err(|e| self.error(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let bytes: Vec<u8> = row.get(0).map_err(|e| self.error(e))?;
+            if let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                ids.insert(ObjectId::from_bytes(array));
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Where a blob is stored, if it is indexed.
+    pub fn locate(&self, id: &ObjectId) -> Result<Option<Location>> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT packs.name, offset, length, raw_length, kind, compression
+                 FROM chunks JOIN packs ON packs.id = chunks.pack WHERE chunks.id = ?1",
+            )
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_row([id.as_bytes().as_slice()], |row| {
+                let kind: u8 = row.get(4)?;
+                let compression: u8 = row.get(5)?;
+                Ok(Location {
+                    pack: row.get(0)?,
+                    entry: PackEntry {
+                        id: *id,
+                        kind: BlobKind::from_code(kind).unwrap_or(BlobKind::Data),
+                        compression: Compression::from_code(compression)
+                            .unwrap_or(Compression::None),
+                        offset: row.get(1)?,
+                        length: row.get(2)?,
+                        raw_length: row.get(3)?,
+                    },
+                })
+            })
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Which pack each blob is in, for every indexed blob.
+    pub fn blob_packs(&self) -> Result<HashMap<ObjectId, String>> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT chunks.id, packs.name FROM chunks JOIN packs ON packs.id = chunks.pack",
+            )
+            .map_err(|e| self.error(e))?;
+        let mut map = HashMap::new();
+        let mut rows = statement.query([]).map_err(|e| self.error(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let bytes: Vec<u8> = row.get(0).map_err(|e| self.error(e))?;
+            let pack: String = row.get(1).map_err(|e| self.error(e))?;
+            if let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice()) {
+                map.insert(ObjectId::from_bytes(array), pack);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Records a complete snapshot.
+    pub fn add_snapshot(&self, id: &ObjectId, manifest: &Manifest) -> Result<()> {
+        let json = serde_json::to_string(manifest).expect("a manifest always serializes");
+        self.connection
+            .execute(
+                "INSERT OR REPLACE INTO snapshots (id, env, commit_id, created, manifest) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id.to_hex(), manifest.env, manifest.commit, manifest.created.to_rfc3339(), json],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Forgets a snapshot.
+    pub fn remove_snapshot(&self, id: &ObjectId) -> Result<()> {
+        self.connection
+            .execute("DELETE FROM snapshots WHERE id = ?1", [id.to_hex()])
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The ids of every recorded snapshot.
+    pub fn snapshot_ids(&self) -> Result<HashSet<ObjectId>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id FROM snapshots")
+            .map_err(|e| self.error(e))?;
+        let ids: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        Ok(ids.iter().filter_map(|id| ObjectId::from_hex(id)).collect())
+    }
+
+    /// The snapshots, newest first; only those of `env` when given.
+    pub fn snapshots(&self, env: Option<&str>) -> Result<Vec<Snapshot>> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT id, manifest FROM snapshots WHERE ?1 IS NULL OR env = ?1
+                 ORDER BY created DESC, id DESC",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows: Vec<(String, String)> = statement
+            .query_map([env], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        rows.into_iter()
+            .map(|(id, json)| {
+                let manifest = serde_json::from_str(&json).map_err(|error| Error::Corrupt {
+                    what: format!("the catalog's copy of snapshot {id}"),
+                    detail: error.to_string(),
+                })?;
+                let id = ObjectId::from_hex(&id).ok_or_else(|| Error::Corrupt {
+                    what: "the catalog".to_owned(),
+                    detail: format!("`{id}` is not a snapshot id"),
+                })?;
+                Ok(Snapshot { id, manifest })
+            })
+            .collect()
+    }
+
+    /// The ids that start with `prefix` (lowercase hex).
+    pub fn snapshots_with_prefix(&self, prefix: &str) -> Result<Vec<ObjectId>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id FROM snapshots WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        let ids: Vec<String> = statement
+            .query_map([prefix], |row| row.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        Ok(ids.iter().filter_map(|id| ObjectId::from_hex(id)).collect())
+    }
+}
+
+fn catalog_error(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Catalog {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_and_blobs_are_indexed() -> Result<()> {
+        let mut catalog = Catalog::in_memory()?;
+        let id = ObjectId::of(b"chunk");
+        let entry = PackEntry {
+            id,
+            kind: BlobKind::Data,
+            compression: Compression::Zstd,
+            offset: 8,
+            length: 10,
+            raw_length: 20,
+        };
+        catalog.add_pack("packs/aa/one.pack", 100, &[entry])?;
+        catalog.add_pack(
+            "packs/bb/two.pack",
+            100,
+            &[PackEntry {
+                offset: 30,
+                ..entry
+            }],
+        )?;
+        let location = catalog.locate(&id)?.expect("indexed");
+        assert_eq!(
+            location.pack, "packs/aa/one.pack",
+            "the first location is kept"
+        );
+        assert_eq!(location.entry, entry);
+        assert!(catalog.blob_ids()?.contains(&id));
+        catalog.remove_pack("packs/aa/one.pack")?;
+        assert_eq!(catalog.locate(&id)?, None);
+        assert_eq!(catalog.pack_names()?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn newer_schema_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("creating", "tmp", e))?;
+        let path = dir.path().join("catalog.sqlite");
+        drop(Catalog::open(&path)?);
+        let connection = Connection::open(&path).map_err(|e| catalog_error(&path, e))?;
+        connection
+            .pragma_update(None, "user_version", 99)
+            .map_err(|e| catalog_error(&path, e))?;
+        drop(connection);
+        match Catalog::open(&path) {
+            Err(Error::FormatTooNew { found: 99, .. }) => Ok(()),
+            other => panic!("expected FormatTooNew, got {other:?}"),
+        }
+    }
+}

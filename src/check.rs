@@ -1,0 +1,256 @@
+//! Verifying a repository.
+//!
+//! The structural check compares the store's packs with the index, reads every
+//! snapshot manifest against its id, and walks every tree, making sure each blob a
+//! snapshot needs is indexed. With `read_data`, every pack is read whole: its bytes
+//! against its name, and every blob in it against its id. Damage is reported by pack,
+//! with the snapshots that need the damaged blobs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::store::{self, decode_blob, pack, read_pack_entries};
+use crate::tree::NodeKind;
+
+/// What a check found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Packs in the store.
+    pub packs: usize,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs whose data was read and verified.
+    pub packs_read: usize,
+    /// Damaged packs: name, what is wrong, and the snapshots that need their damaged blobs.
+    pub damaged_packs: Vec<DamagedPack>,
+    /// Snapshots that cannot be fully restored, with why.
+    pub damaged_snapshots: Vec<(ObjectId, String)>,
+    /// Problems that affect no snapshot's data (e.g. a pack the index lacks).
+    pub warnings: Vec<String>,
+}
+
+/// A pack whose data is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedPack {
+    /// The pack's path.
+    pub pack: String,
+    /// What is wrong.
+    pub detail: String,
+    /// The snapshots that need a damaged blob of it.
+    pub snapshots: Vec<ObjectId>,
+}
+
+impl CheckReport {
+    /// True when nothing is damaged.
+    pub fn is_clean(&self) -> bool {
+        self.damaged_packs.is_empty() && self.damaged_snapshots.is_empty()
+    }
+}
+
+/// Checks the repository; see the module documentation.
+pub fn check(
+    repository: &Repository,
+    read_data: bool,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let backend = repository.backend();
+    let stored = backend
+        .list("packs")
+        .map_err(|e| crate::Error::io("listing", repository.root().join("packs"), e))?;
+    let indexed: HashMap<String, u64> = store::lock(repository.catalog())
+        .packs()?
+        .into_iter()
+        .collect();
+    report.packs = stored.len();
+    let stored_names: HashSet<&str> = stored.iter().map(|(name, _)| name.as_str()).collect();
+    for name in indexed.keys() {
+        if !stored_names.contains(name.as_str()) {
+            report.warnings.push(format!(
+                "pack {} is indexed but missing from the store",
+                backend.describe(name).display()
+            ));
+        }
+    }
+    for (name, size) in &stored {
+        match indexed.get(name) {
+            None => report.warnings.push(format!(
+                "pack {} is not in the index: run `envsnap repair`",
+                backend.describe(name).display()
+            )),
+            Some(known) if known != size => report.warnings.push(format!(
+                "pack {} is {size} bytes, the index says {known}",
+                backend.describe(name).display()
+            )),
+            Some(_) => {}
+        }
+    }
+
+    // Blobs found damaged, and in which pack.
+    let mut damaged_blobs: HashMap<ObjectId, String> = HashMap::new();
+    let mut pack_problems: BTreeMap<String, String> = BTreeMap::new();
+    if read_data {
+        let total = stored.iter().map(|(_, size)| size).sum();
+        progress.begin("reading all data", Some(total));
+        let found = Mutex::new(Vec::new());
+        stored.par_iter().for_each(|(name, size)| {
+            let result = verify_pack(repository, name, *size);
+            progress.add_bytes(*size);
+            store::lock(&found).push((name.clone(), result));
+        });
+        progress.finish();
+        report.packs_read = stored.len();
+        for (name, result) in found
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            if let Err((detail, blobs)) = result {
+                for blob in blobs {
+                    damaged_blobs.insert(blob, name.clone());
+                }
+                pack_problems.insert(name, detail);
+            }
+        }
+    }
+
+    // Walk every snapshot's trees once each.
+    let snapshots = repository.snapshots(None)?;
+    report.snapshots = snapshots.len();
+    // Per tree, the first chunk it needs that the index lacks: trees are shared by
+    // many snapshots, so each is looked up once.
+    let mut missing_in_tree: HashMap<ObjectId, Option<String>> = HashMap::new();
+    let mut users: BTreeMap<String, BTreeSet<ObjectId>> = BTreeMap::new();
+    for snapshot in &snapshots {
+        let mut problem: Option<String> = repository
+            .read_manifest(&snapshot.id)
+            .err()
+            .map(|error| error.to_string());
+        let mut pending: Vec<ObjectId> = snapshot
+            .manifest
+            .elements
+            .iter()
+            .map(|element| element.tree)
+            .collect();
+        let mut visited = HashSet::new();
+        while let Some(tree_id) = pending.pop() {
+            if !visited.insert(tree_id) {
+                continue;
+            }
+            let tree = match repository.read_tree(&tree_id) {
+                Ok(tree) => tree,
+                Err(error) => {
+                    if let Some(pack) = damaged_blobs.get(&tree_id) {
+                        users.entry(pack.clone()).or_default().insert(snapshot.id);
+                    }
+                    problem.get_or_insert_with(|| error.to_string());
+                    continue;
+                }
+            };
+            for node in &tree.nodes {
+                pending.extend(node.subtree.filter(|_| node.kind == NodeKind::Dir));
+                for chunk in &node.content {
+                    if let Some(pack) = damaged_blobs.get(chunk) {
+                        users.entry(pack.clone()).or_default().insert(snapshot.id);
+                        problem.get_or_insert_with(|| {
+                            format!(
+                                "chunk {} in pack {} is damaged",
+                                chunk.short(12),
+                                backend.describe(pack).display()
+                            )
+                        });
+                    }
+                }
+            }
+            let missing = match missing_in_tree.get(&tree_id) {
+                Some(missing) => missing.clone(),
+                None => {
+                    let catalog = store::lock(repository.catalog());
+                    let mut missing = None;
+                    for chunk in tree.nodes.iter().flat_map(|node| &node.content) {
+                        if catalog.locate(chunk)?.is_none() {
+                            missing = Some(format!(
+                                "chunk {} is missing from the repository",
+                                chunk.short(12)
+                            ));
+                            break;
+                        }
+                    }
+                    missing_in_tree.insert(tree_id, missing.clone());
+                    missing
+                }
+            };
+            if let Some(missing) = missing {
+                problem.get_or_insert(missing);
+            }
+        }
+        if let Some(problem) = problem {
+            report.damaged_snapshots.push((snapshot.id, problem));
+        }
+    }
+    report.damaged_packs = pack_problems
+        .into_iter()
+        .map(|(pack, detail)| DamagedPack {
+            snapshots: users
+                .get(&pack)
+                .map(|ids| ids.iter().copied().collect())
+                .unwrap_or_default(),
+            pack: backend.describe(&pack).display().to_string(),
+            detail,
+        })
+        .collect();
+    Ok(report)
+}
+
+/// Reads a whole pack and verifies it; on damage, says what is wrong and which blobs
+/// are lost (all the index places in it, when its footer cannot be trusted).
+fn verify_pack(
+    repository: &Repository,
+    name: &str,
+    size: u64,
+) -> Result<(), (String, Vec<ObjectId>)> {
+    let backend = repository.backend();
+    let indexed_blobs = || -> Vec<ObjectId> {
+        read_pack_entries(backend, name, size)
+            .map(|entries| entries.iter().map(|e| e.id).collect())
+            .unwrap_or_default()
+    };
+    let bytes = backend
+        .get(name)
+        .map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
+    let entries = pack::parse_pack(&bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
+    let mut bad = Vec::new();
+    for entry in &entries {
+        let start = entry.offset as usize;
+        let stored = bytes[start..start + entry.length as usize].to_vec();
+        if decode_blob(entry, stored).is_err() {
+            bad.push(entry.id);
+        }
+    }
+    let name_matches = name
+        .rsplit('/')
+        .next()
+        .and_then(|file| file.strip_suffix(".pack"))
+        .and_then(ObjectId::from_hex)
+        .is_some_and(|id| id == ObjectId::of(&bytes));
+    match (bad.is_empty(), name_matches) {
+        (true, true) => Ok(()),
+        (true, false) => Err((
+            "its bytes do not match its name (the damage is outside the blobs)".to_owned(),
+            bad,
+        )),
+        (false, _) => Err((
+            format!(
+                "{} of its {} blobs do not match their hash",
+                bad.len(),
+                entries.len()
+            ),
+            bad,
+        )),
+    }
+}

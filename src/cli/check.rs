@@ -1,0 +1,65 @@
+//! `envsnap check`
+
+use anyhow::{Result, bail};
+use envsnap::check::check;
+use envsnap::repository::Access;
+
+use super::context::{Context, Global};
+use super::format::SHORT_ID;
+use super::progress::reporter;
+
+/// Options of `envsnap check`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also read every pack and verify every byte against its hash.
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<()> {
+    let context = Context::discover(global)?;
+    let repository = context.open(Access::Verify)?;
+    let report = check(&repository, args.read_data, reporter().as_ref())?;
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    for damaged in &report.damaged_packs {
+        let users: Vec<String> = damaged
+            .snapshots
+            .iter()
+            .map(|id| id.short(SHORT_ID))
+            .collect();
+        println!("damaged pack {}: {}", damaged.pack, damaged.detail);
+        if users.is_empty() {
+            println!("  no snapshot needs its damaged data");
+        } else {
+            println!("  needed by snapshots: {}", users.join(", "));
+        }
+    }
+    for (id, problem) in &report.damaged_snapshots {
+        println!(
+            "snapshot {} cannot be fully restored: {problem}",
+            id.short(SHORT_ID)
+        );
+    }
+    let scope = if args.read_data {
+        format!(", read {} packs in full", report.packs_read)
+    } else {
+        String::new()
+    };
+    if report.is_clean() {
+        println!(
+            "no errors: {} snapshots, {} packs{scope}",
+            report.snapshots, report.packs
+        );
+        Ok(())
+    } else {
+        let restorable = report.snapshots - report.damaged_snapshots.len();
+        bail!(
+            "the repository is damaged: {} of {} snapshots are affected, {restorable} are fully restorable; \
+             restoring an affected snapshot restores every file whose data is intact",
+            report.damaged_snapshots.len(),
+            report.snapshots
+        )
+    }
+}

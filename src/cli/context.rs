@@ -1,0 +1,117 @@
+//! What every command needs: the git work tree, the configuration, the repository.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use envsnap::config::{self, Config, ConfigError};
+use envsnap::element::mount::Mount;
+use envsnap::git::Workspace;
+use envsnap::repository::{Access, Repository};
+
+/// Options shared by all subcommands.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// `--repository` / `ENVSNAP_REPOSITORY`.
+    pub repository: Option<PathBuf>,
+    /// `-C DIR`.
+    pub directory: Option<PathBuf>,
+}
+
+/// The work tree, its configuration and where its repository is.
+#[derive(Debug)]
+pub struct Context {
+    /// The git work tree.
+    pub workspace: Workspace,
+    /// `envsnap.toml`, or `None` when the work tree has none yet.
+    pub config: Option<Config>,
+    /// The repository folder.
+    pub repository_path: PathBuf,
+}
+
+impl Context {
+    /// Finds the work tree from `-C` or the current directory and reads its config.
+    pub fn discover(global: &Global) -> Result<Self> {
+        let start = match &global.directory {
+            Some(directory) => directory.clone(),
+            None => std::env::current_dir()?,
+        };
+        let workspace = Workspace::discover(&start)?;
+        let local = workspace.common_dir.join(config::LOCAL_FILE_NAME);
+        let config = match Config::load(&workspace.work_tree, Some(&local)) {
+            Ok(config) => Some(config),
+            Err(ConfigError::NotFound { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let repository_path = global
+            .repository
+            .clone()
+            .map(|path| {
+                if path.is_absolute() {
+                    path
+                } else {
+                    start.join(path)
+                }
+            })
+            .or_else(|| {
+                config
+                    .as_ref()
+                    .and_then(|config| config.repository_in(&workspace.work_tree))
+            })
+            .unwrap_or_else(|| workspace.common_dir.join("envsnap"));
+        Ok(Context {
+            workspace,
+            config,
+            repository_path,
+        })
+    }
+
+    /// Opens the repository, telling the user when it waits for another writer.
+    pub fn open(&self, access: Access) -> Result<Repository> {
+        Ok(Repository::open(
+            &self.repository_path,
+            access,
+            &mut |holder| {
+                eprintln!(
+                    "envsnap: waiting for the repository lock held by {}",
+                    if holder.is_empty() {
+                        "another process"
+                    } else {
+                        holder
+                    }
+                );
+            },
+        )?)
+    }
+
+    /// The configuration, or an error saying how to create one.
+    pub fn config(&self) -> Result<&Config> {
+        self.config.as_ref().ok_or_else(|| {
+            ConfigError::NotFound {
+                path: self.workspace.work_tree.join(config::FILE_NAME),
+            }
+            .into()
+        })
+    }
+
+    /// The mounts of environment `env`, resolved to absolute paths.
+    pub fn mounts(&self, env: &str) -> Result<Vec<Mount>> {
+        let resolved = self.config()?.mounts_for(
+            env,
+            &self.workspace.work_tree,
+            &config::process_environment,
+        )?;
+        Ok(resolved
+            .into_iter()
+            .map(|mount| Mount {
+                name: mount.name,
+                path: mount.path,
+                exclude: mount.exclude,
+            })
+            .collect())
+    }
+
+    /// The work tree's root.
+    pub fn work_tree(&self) -> &Path {
+        &self.workspace.work_tree
+    }
+}

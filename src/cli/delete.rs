@@ -1,0 +1,36 @@
+//! `envsnap delete`
+
+use anyhow::Result;
+use envsnap::repository::Access;
+
+use super::context::{Context, Global};
+use super::format::SHORT_ID;
+
+/// Options of `envsnap delete`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The snapshots to delete: id prefixes of at least 4 characters.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<()> {
+    let context = Context::discover(global)?;
+    let repository = context.open(Access::Write)?;
+    // Resolve every id before deleting any, so a typo deletes nothing.
+    let snapshots = args
+        .ids
+        .iter()
+        .map(|id| repository.resolve(id, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    for snapshot in snapshots {
+        repository.delete(&snapshot.id)?;
+        println!(
+            "deleted snapshot {} of {} taken {}",
+            snapshot.id.short(SHORT_ID),
+            snapshot.manifest.env,
+            snapshot.manifest.created.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! How snapshots are shown: sizes, times, tables and the stable `--json` object.
+
+use chrono::SecondsFormat;
+use envsnap::snapshot::Snapshot;
+use serde::Serialize;
+
+/// Characters of an id that listings show.
+pub const SHORT_ID: usize = 12;
+
+/// A byte count for people: `1.5 GiB`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = count as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{count} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// One element of a snapshot, in `--json`.
+#[derive(Debug, Serialize)]
+pub struct ElementView {
+    /// Its name.
+    pub name: String,
+    /// `mount` or `service`.
+    pub kind: &'static str,
+    /// Bytes captured.
+    pub size: u64,
+}
+
+/// The stable `--json` form of a snapshot.
+#[derive(Debug, Serialize)]
+pub struct SnapshotView {
+    /// Full id.
+    pub id: String,
+    /// Environment (branch).
+    pub env: String,
+    /// Commit, when the branch had one.
+    pub commit: Option<String>,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// Why it was taken.
+    pub trigger: &'static str,
+    /// `consistent` or `live`.
+    pub mode: &'static str,
+    /// `queued`, `running`, `complete` or `failed`.
+    pub state: &'static str,
+    /// `success`, `failure`, or null while running.
+    pub result: Option<&'static str>,
+    /// 0–100.
+    pub progress: u8,
+    /// Whether it can be restored.
+    pub restorable: bool,
+    /// Bytes of data captured.
+    pub size: u64,
+    /// New bytes it added to the repository.
+    pub stored: u64,
+    /// The user's note.
+    pub note: Option<String>,
+    /// When retention may remove it.
+    pub expires: Option<String>,
+    /// What it holds.
+    pub elements: Vec<ElementView>,
+}
+
+impl SnapshotView {
+    /// The view of a complete snapshot: only complete snapshots are ever published.
+    pub fn of(snapshot: &Snapshot) -> Self {
+        let manifest = &snapshot.manifest;
+        SnapshotView {
+            id: snapshot.id.to_hex(),
+            env: manifest.env.clone(),
+            commit: manifest.commit.clone(),
+            created: manifest.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+            trigger: manifest.trigger.as_str(),
+            mode: manifest.mode.as_str(),
+            state: "complete",
+            result: Some("success"),
+            progress: 100,
+            restorable: true,
+            size: manifest.size(),
+            stored: manifest.stored,
+            note: manifest.note.clone(),
+            expires: manifest
+                .expires
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            elements: manifest
+                .elements
+                .iter()
+                .map(|element| ElementView {
+                    name: element.name.clone(),
+                    kind: element.kind.as_str(),
+                    size: element.size,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Lays out rows under a header, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out += &line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn tables_align() {
+        let out = table(&["A", "Bee"], &[vec!["long cell".into(), "x".into()]]);
+        assert_eq!(out, "A          Bee\nlong cell  x\n");
+    }
+}

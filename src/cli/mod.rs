@@ -1,0 +1,88 @@
+//! The command line: clap definitions here, one file per subcommand.
+
+mod backup;
+mod check;
+mod context;
+mod delete;
+mod demo;
+mod diff;
+mod format;
+mod init;
+mod list;
+mod progress;
+mod repair;
+mod restore;
+mod show;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Snapshots of an environment's data — every database and data directory — keyed to
+/// git branches and commits, in a deduplicated, content-addressed store.
+#[derive(Debug, Parser)]
+#[command(name = "envsnap", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Where snapshots live (default: `.git/envsnap/` of the repository).
+    #[arg(long, global = true, env = "ENVSNAP_REPOSITORY", value_name = "DIR")]
+    pub repository: Option<PathBuf>,
+
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the repository (and a starter envsnap.toml if there is none).
+    Init(init::Args),
+    /// Take a snapshot of the current (or named) environment; prints its id.
+    #[command(visible_aliases = ["backup:create", "snapshot:create"])]
+    Backup(backup::Args),
+    /// List snapshots, newest first.
+    #[command(visible_aliases = ["backups", "backup:list", "snapshot:list"])]
+    List(list::Args),
+    /// Show one snapshot, its elements and figures.
+    #[command(visible_aliases = ["backup:get"])]
+    Show(show::Args),
+    /// Restore a snapshot into its environment, or into a directory with --to.
+    #[command(visible_aliases = ["backup:restore", "snapshot:restore"])]
+    Restore(restore::Args),
+    /// What changed between two snapshots.
+    Diff(diff::Args),
+    /// Verify the repository; with --read-data, every byte against its hash.
+    Check(check::Args),
+    /// Delete a snapshot.
+    Delete(delete::Args),
+    /// Rebuild the catalog from the store alone.
+    Repair(repair::Args),
+    /// Walk through envsnap in a throw-away repository: snapshot, change, list, diff, restore.
+    Demo(demo::Args),
+}
+
+impl Cli {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        let global = context::Global {
+            repository: self.repository,
+            directory: self.directory,
+        };
+        match self.command {
+            Command::Init(args) => init::run(&global, &args),
+            Command::Backup(args) => backup::run(&global, &args),
+            Command::List(args) => list::run(&global, &args),
+            Command::Show(args) => show::run(&global, &args),
+            Command::Restore(args) => restore::run(&global, &args),
+            Command::Diff(args) => diff::run(&global, &args),
+            Command::Check(args) => check::run(&global, &args),
+            Command::Delete(args) => delete::run(&global, &args),
+            Command::Repair(args) => repair::run(&global, &args),
+            Command::Demo(args) => demo::run(&args),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Progress bars on a terminal; nothing otherwise.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use envsnap::progress::{NoProgress, Progress};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// An indicatif bar on stderr.
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+/// A bar when stderr is a terminal, else silence.
+pub fn reporter() -> Box<dyn Progress> {
+    if std::io::stderr().is_terminal() {
+        Box::new(Bar {
+            bar: ProgressBar::hidden(),
+        })
+    } else {
+        Box::new(NoProgress)
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&self, phase: &str, total_bytes: Option<u64>) {
+        self.bar.reset();
+        self.bar.set_draw_target(ProgressDrawTarget::stderr());
+        let style = match total_bytes {
+            Some(total) => {
+                self.bar.set_length(total);
+                ProgressStyle::with_template(
+                    "{msg:20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+            }
+            None => {
+                self.bar.unset_length();
+                ProgressStyle::with_template("{spinner} {msg:20} {bytes} {bytes_per_sec} {elapsed}")
+            }
+        };
+        let style = style
+            .map(|style| style.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        self.bar.set_style(style);
+        self.bar.set_message(phase.to_owned());
+        self.bar.enable_steady_tick(Duration::from_millis(120));
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        self.bar.inc(bytes);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,100 @@
+//! `envsnap show`
+
+use std::io::Write;
+
+use anyhow::Result;
+use chrono::SecondsFormat;
+use envsnap::repository::Access;
+
+use super::context::{Context, Global};
+use super::format::{SnapshotView, bytes, table};
+
+/// Options of `envsnap show`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The snapshot: an id prefix of at least 4 characters, or `latest`.
+    pub id: String,
+    /// For `latest`: the environment (default: the checked-out branch).
+    #[arg(long, value_name = "BRANCH")]
+    pub env: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<()> {
+    let context = Context::discover(global)?;
+    let repository = context.open(Access::Read)?;
+    let env = match args.id.as_str() {
+        "latest" => Some(context.workspace.environment(args.env.as_deref())?),
+        _ => None,
+    };
+    let snapshot = repository.resolve(&args.id, env.as_deref())?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &SnapshotView::of(&snapshot))?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let manifest = &snapshot.manifest;
+    let mut fields = vec![
+        ("Snapshot ID", snapshot.id.to_hex()),
+        ("Environment", manifest.env.clone()),
+        (
+            "Commit",
+            manifest.commit.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "Created",
+            manifest.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ),
+        ("Trigger", manifest.trigger.to_string()),
+        ("Mode", manifest.mode.as_str().to_owned()),
+        ("State", "complete".into()),
+        ("Taken by", format!("{}@{}", manifest.user, manifest.host)),
+        ("Size", bytes(manifest.size())),
+        (
+            "Stored",
+            format!("{} new in the repository", bytes(manifest.stored)),
+        ),
+    ];
+    if let Some(note) = &manifest.note {
+        fields.push(("Note", note.clone()));
+    }
+    if let Some(expires) = manifest.expires {
+        fields.push((
+            "Expires",
+            expires.to_rfc3339_opts(SecondsFormat::Secs, true),
+        ));
+    }
+    if let Some(parent) = manifest.parent {
+        fields.push(("Parent", parent.short(12)));
+    }
+    for (name, value) in fields {
+        writeln!(out, "{name:<12} {value}")?;
+    }
+    writeln!(out)?;
+    let rows: Vec<Vec<String>> = manifest
+        .elements
+        .iter()
+        .map(|element| {
+            vec![
+                element.name.clone(),
+                element.kind.as_str().to_owned(),
+                bytes(element.size),
+                element.files.to_string(),
+                element.dirs.to_string(),
+                element.source.clone(),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        table(
+            &["Element", "Kind", "Size", "Files", "Dirs", "Source"],
+            &rows
+        )
+    )?;
+    Ok(())
+}

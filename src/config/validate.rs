@@ -1,0 +1,451 @@
+//! The checks one file must pass on its own, turning a [`Document`] into a
+//! [`Layer`] of typed values that each remember where they were written.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::document::{
+    Document, EnvironmentsTable, MountTable, RetentionTable, ScheduleTable, ServiceTable,
+};
+use super::source::{KeyPath, Origin, Source};
+use super::{
+    ConfigError, EnvironmentRule, Glob, KeepPolicy, KeepRules, Mount, Retention, Service,
+    ServiceAccess, ServiceKind, cron, interpolate,
+};
+
+/// What one file says, checked. Keys the file leaves out are `None`, so that an
+/// override changes only what it names.
+#[derive(Debug, Default)]
+pub(super) struct Layer {
+    pub(super) production: Option<String>,
+    pub(super) protected: Option<Vec<Glob>>,
+    pub(super) repository: Option<PathBuf>,
+    pub(super) admins: Option<Vec<String>>,
+    pub(super) pause: Option<(String, Origin)>,
+    pub(super) resume: Option<(String, Origin)>,
+    pub(super) environments: Option<Vec<EnvironmentRule>>,
+    pub(super) retention: Option<Retention>,
+    pub(super) schedule: Option<ScheduleLayer>,
+    pub(super) mounts: Vec<(Mount, Origin)>,
+    pub(super) services: Vec<(Service, Origin)>,
+}
+
+/// `[schedule]` before defaults: `branches` falls back to the production branch,
+/// which only the merged configuration knows.
+#[derive(Debug)]
+pub(super) struct ScheduleLayer {
+    pub(super) cron: String,
+    pub(super) branches: Option<Vec<Glob>>,
+}
+
+/// The extension of a command service's dump when none is given.
+const DEFAULT_EXTENSION: &str = "dump";
+
+/// Checks `document`, read from `source`, the `source_index`-th file of the config.
+pub(super) fn check(
+    document: Document,
+    source: &Source,
+    source_index: usize,
+) -> Result<Layer, ConfigError> {
+    let checker = Checker {
+        source,
+        source_index,
+    };
+    checker.layer(document)
+}
+
+struct Checker<'a> {
+    source: &'a Source,
+    source_index: usize,
+}
+
+impl Checker<'_> {
+    fn layer(&self, document: Document) -> Result<Layer, ConfigError> {
+        let Document {
+            production,
+            protected,
+            repository,
+            admins,
+            pause,
+            resume,
+            environments,
+            retention,
+            schedule,
+            mount,
+            service,
+        } = document;
+        if let Some(production) = &production {
+            self.production(production)?;
+        }
+        let protected = protected
+            .map(|patterns| self.globs(&KeyPath::top("protected"), &patterns))
+            .transpose()?;
+        if let Some(repository) = &repository {
+            if repository.as_os_str().is_empty() {
+                return Err(self.fail(
+                    &KeyPath::top("repository"),
+                    "is empty; give a directory, or remove the key to keep snapshots in .git/envsnap/",
+                ));
+            }
+        }
+        if let Some(admins) = &admins {
+            for (index, admin) in admins.iter().enumerate() {
+                if admin.trim().is_empty() {
+                    return Err(self.fail(
+                        &KeyPath::top("admins").index(index),
+                        "is empty; write a user name or email, or remove it",
+                    ));
+                }
+            }
+        }
+        let pause = pause
+            .map(|command| self.command(KeyPath::top("pause"), command))
+            .transpose()?;
+        let resume = resume
+            .map(|command| self.command(KeyPath::top("resume"), command))
+            .transpose()?;
+        let environments = environments
+            .map(|table| self.environments(table))
+            .transpose()?;
+        let retention = retention.map(|table| self.retention(table)).transpose()?;
+        let schedule = schedule.map(|table| self.schedule(table)).transpose()?;
+
+        let mut names = HashMap::new();
+        let mut mounts = Vec::with_capacity(mount.len());
+        for (index, table) in mount.into_iter().enumerate() {
+            let key = KeyPath::top("mount").index(index);
+            self.element_name(&key, &table.name, &mut names)?;
+            mounts.push((self.mount(&key, table)?, self.origin(key)));
+        }
+        let mut services = Vec::with_capacity(service.len());
+        for (index, table) in service.into_iter().enumerate() {
+            let key = KeyPath::top("service").index(index);
+            self.element_name(&key, &table.name, &mut names)?;
+            services.push((self.service(&key, table)?, self.origin(key)));
+        }
+
+        Ok(Layer {
+            production,
+            protected,
+            repository,
+            admins,
+            pause,
+            resume,
+            environments,
+            retention,
+            schedule,
+            mounts,
+            services,
+        })
+    }
+
+    fn fail(&self, key: &KeyPath, message: impl Into<String>) -> ConfigError {
+        self.source.invalid(key, message)
+    }
+
+    fn origin(&self, key: KeyPath) -> Origin {
+        Origin {
+            source: self.source_index,
+            key,
+        }
+    }
+
+    fn production(&self, production: &str) -> Result<(), ConfigError> {
+        let key = KeyPath::top("production");
+        if production.contains(['*', '?']) {
+            return Err(self.fail(
+                &key,
+                "must name one branch, not a pattern; list patterns under `protected` or `[environments]`",
+            ));
+        }
+        Glob::new(production).map(drop).map_err(|error| {
+            self.fail(
+                &key,
+                format!("`{production}` is not a branch name: {}", error.reason),
+            )
+        })
+    }
+
+    fn globs(&self, key: &KeyPath, patterns: &[String]) -> Result<Vec<Glob>, ConfigError> {
+        patterns
+            .iter()
+            .enumerate()
+            .map(|(index, pattern)| {
+                Glob::new(pattern).map_err(|error| self.fail(&key.index(index), error.to_string()))
+            })
+            .collect()
+    }
+
+    /// A value that may hold `{branch}` and `${VAR}`: must not be blank, and any
+    /// `${` must be well formed.
+    fn template(&self, key: &KeyPath, value: &str, hint: &str) -> Result<(), ConfigError> {
+        if value.trim().is_empty() {
+            return Err(self.fail(key, format!("is empty; {hint}")));
+        }
+        interpolate::check(value).map_err(|problem| self.fail(key, problem))
+    }
+
+    fn command(&self, key: KeyPath, command: String) -> Result<(String, Origin), ConfigError> {
+        self.template(&key, &command, "write a shell command, or remove the key")?;
+        Ok((command, self.origin(key)))
+    }
+
+    fn environments(&self, table: EnvironmentsTable) -> Result<Vec<EnvironmentRule>, ConfigError> {
+        let key = KeyPath::top("environments");
+        table
+            .0
+            .into_iter()
+            .map(|(environment, patterns)| {
+                Ok(EnvironmentRule {
+                    environment,
+                    branches: self.globs(&key.key(environment.as_str()), &patterns)?,
+                })
+            })
+            .collect()
+    }
+
+    fn retention(&self, table: RetentionTable) -> Result<Retention, ConfigError> {
+        let key = KeyPath::top("retention");
+        let RetentionTable {
+            preset,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            manual_limit,
+            keep_for,
+        } = table;
+        let rules = KeepRules {
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+        };
+        let keep = match (preset, rules == KeepRules::default()) {
+            (Some(_), false) => {
+                return Err(self.fail(
+                    &key.key("preset"),
+                    "a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys",
+                ));
+            }
+            (Some(preset), true) => Some(KeepPolicy::Preset(preset)),
+            (None, false) => Some(KeepPolicy::Rules(rules)),
+            (None, true) => None,
+        };
+        if keep_for == Some(0) {
+            return Err(self.fail(&key.key("keep_for"), "must be at least 1 (day); remove it to keep snapshots until retention rules drop them"));
+        }
+        Ok(Retention {
+            keep,
+            manual_limit,
+            keep_for,
+        })
+    }
+
+    fn schedule(&self, table: ScheduleTable) -> Result<ScheduleLayer, ConfigError> {
+        let key = KeyPath::top("schedule");
+        cron::check(&table.cron).map_err(|problem| self.fail(&key.key("cron"), problem))?;
+        let branches = table
+            .branches
+            .map(|patterns| self.globs(&key.key("branches"), &patterns))
+            .transpose()?;
+        Ok(ScheduleLayer {
+            cron: table.cron,
+            branches,
+        })
+    }
+
+    /// Checks an element's name and that no earlier element in this file has it.
+    /// Names become file names in snapshot views, hence the small alphabet.
+    fn element_name(
+        &self,
+        element: &KeyPath,
+        name: &str,
+        seen: &mut HashMap<String, KeyPath>,
+    ) -> Result<(), ConfigError> {
+        const ALPHABET: &str = "names may use only letters, digits, `_`, `.` and `-`";
+        let key = element.key("name");
+        if name.is_empty() {
+            return Err(self.fail(&key, format!("is empty; {ALPHABET}")));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        {
+            return Err(self.fail(&key, format!("`{name}` contains {bad:?}; {ALPHABET}")));
+        }
+        if name == "." || name == ".." {
+            return Err(self.fail(
+                &key,
+                format!("`{name}` cannot be a name; use letters or digits"),
+            ));
+        }
+        if let Some(first) = seen.get(name) {
+            return Err(self.fail(
+                &key,
+                format!("`{name}` is already the name of {first}; names must be unique across mounts and services"),
+            ));
+        }
+        seen.insert(name.to_owned(), element.clone());
+        Ok(())
+    }
+
+    fn mount(&self, key: &KeyPath, table: MountTable) -> Result<Mount, ConfigError> {
+        let MountTable {
+            name,
+            path,
+            exclude,
+        } = table;
+        self.template(
+            &key.key("path"),
+            &path,
+            "give the directory, relative to the repository root, e.g. path = \"var/uploads\"",
+        )?;
+        for (index, pattern) in exclude.iter().enumerate() {
+            if pattern.trim().is_empty() || pattern.contains(['\n', '\r']) {
+                return Err(self.fail(
+                    &key.key("exclude").index(index),
+                    "is not a pattern; write one gitignore-style pattern per string, e.g. \"cache/\"",
+                ));
+            }
+        }
+        Ok(Mount {
+            name,
+            path,
+            exclude,
+        })
+    }
+
+    fn service(&self, key: &KeyPath, table: ServiceTable) -> Result<Service, ConfigError> {
+        let ServiceTable {
+            name,
+            kind,
+            url,
+            path,
+            dump,
+            restore,
+            extension,
+        } = table;
+        let given = [
+            ("url", url.is_some()),
+            ("path", path.is_some()),
+            ("dump", dump.is_some()),
+            ("restore", restore.is_some()),
+            ("extension", extension.is_some()),
+        ];
+        let takes: &[&str] = match kind {
+            ServiceKind::Postgresql | ServiceKind::Mysql | ServiceKind::Redis => &["url"],
+            ServiceKind::Sqlite => &["path"],
+            ServiceKind::Command => &["dump", "restore", "extension"],
+        };
+        if let Some((field, _)) = given
+            .iter()
+            .find(|(field, is_given)| *is_given && !takes.contains(field))
+        {
+            return Err(self.fail(
+                &key.key(field),
+                format!(
+                    "does not apply to a {kind} service; remove it (a {kind} service takes {})",
+                    takes.join(", ")
+                ),
+            ));
+        }
+        let access = match kind {
+            ServiceKind::Postgresql | ServiceKind::Mysql | ServiceKind::Redis => {
+                let url = self.required(key, "url", url, kind)?;
+                self.url_scheme(&key.key("url"), &url, kind)?;
+                ServiceAccess::Url(url)
+            }
+            ServiceKind::Sqlite => {
+                ServiceAccess::File(PathBuf::from(self.required(key, "path", path, kind)?))
+            }
+            ServiceKind::Command => {
+                let dump = self.required(key, "dump", dump, kind)?;
+                let restore = self.required(key, "restore", restore, kind)?;
+                let extension = match extension {
+                    Some(extension) => self.extension(&key.key("extension"), extension)?,
+                    None => DEFAULT_EXTENSION.to_owned(),
+                };
+                ServiceAccess::Commands {
+                    dump,
+                    restore,
+                    extension,
+                }
+            }
+        };
+        Ok(Service { name, kind, access })
+    }
+
+    /// A key that `kind` needs, checked as a template.
+    fn required(
+        &self,
+        service: &KeyPath,
+        field: &str,
+        value: Option<String>,
+        kind: ServiceKind,
+    ) -> Result<String, ConfigError> {
+        let key = service.key(field);
+        let example = match (kind, field) {
+            (ServiceKind::Postgresql, _) => {
+                "url = \"postgresql://user@127.0.0.1:5432/app_{branch}\""
+            }
+            (ServiceKind::Mysql, _) => "url = \"mysql://user@127.0.0.1:3306/app_{branch}\"",
+            (ServiceKind::Redis, _) => "url = \"redis://127.0.0.1:6379/0\"",
+            (ServiceKind::Sqlite, _) => "path = \"var/data/app_{branch}.sqlite\"",
+            (ServiceKind::Command, "dump") => "dump = \"mongodump --archive --db=app_{branch}\"",
+            (ServiceKind::Command, _) => "restore = \"mongorestore --archive --drop\"",
+        };
+        let hint = format!("a {kind} service needs it, e.g. {example}");
+        let Some(value) = value else {
+            return Err(self.fail(&key, format!("required key is missing; {hint}")));
+        };
+        self.template(&key, &value, &hint)?;
+        Ok(value)
+    }
+
+    /// A URL must be of its service's type. Skipped when the URL starts with a
+    /// variable (`url = "${DATABASE_URL}"`), whose value only resolving sees. The
+    /// URL is not echoed: it may hold a password.
+    fn url_scheme(&self, key: &KeyPath, url: &str, kind: ServiceKind) -> Result<(), ConfigError> {
+        let schemes: &[&str] = match kind {
+            ServiceKind::Postgresql => &["postgresql://", "postgres://"],
+            ServiceKind::Mysql => &["mysql://", "mariadb://"],
+            ServiceKind::Redis => &["redis://", "rediss://", "unix://"],
+            ServiceKind::Sqlite | ServiceKind::Command => return Ok(()),
+        };
+        let lower = url.to_ascii_lowercase();
+        if url.starts_with("${") || schemes.iter().any(|scheme| lower.starts_with(scheme)) {
+            return Ok(());
+        }
+        Err(self.fail(
+            key,
+            format!(
+                "is not a {kind} URL; it must start with {}",
+                schemes
+                    .iter()
+                    .map(|scheme| format!("`{scheme}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ))
+    }
+
+    fn extension(&self, key: &KeyPath, extension: String) -> Result<String, ConfigError> {
+        let well_formed = !extension.is_empty()
+            && !extension.starts_with('.')
+            && !extension.ends_with('.')
+            && extension
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if well_formed {
+            Ok(extension)
+        } else {
+            Err(self.fail(
+                key,
+                format!("`{extension}` is not a file extension; write letters and digits without a leading dot, e.g. \"archive\" or \"json.gz\""),
+            ))
+        }
+    }
+}

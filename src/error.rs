@@ -1,0 +1,217 @@
+//! The library's error type.
+//!
+//! Every variant carries the path, id, branch or element involved, and its message
+//! ends with what the user can do about it: the binary prints `Display` as is.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+
+/// Everything that can go wrong in envsnap.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "reading".
+        action: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+
+    /// The storage that holds the repository is full.
+    #[error(
+        "no space left while writing {}: nothing was recorded and existing snapshots are intact; \
+         free some space and run the command again",
+        path.display()
+    )]
+    StorageFull {
+        /// The file being written.
+        path: PathBuf,
+    },
+
+    /// There is no repository where one was expected.
+    #[error("no envsnap repository at {}: run `envsnap init` first", path.display())]
+    RepositoryMissing {
+        /// Where the repository was looked for.
+        path: PathBuf,
+    },
+
+    /// The repository was written by a newer envsnap.
+    #[error(
+        "the repository at {} has format version {found}, but this envsnap reads up to version {supported}: \
+         upgrade envsnap to use it",
+        path.display()
+    )]
+    FormatTooNew {
+        /// The repository or catalog file.
+        path: PathBuf,
+        /// The version found on disk.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+
+    /// Stored data does not match what it should be.
+    #[error("{what} is damaged: {detail}; run `envsnap check --read-data` to see what is affected")]
+    Corrupt {
+        /// The object, pack or file that is damaged.
+        what: String,
+        /// How it is damaged.
+        detail: String,
+    },
+
+    /// A chunk that a snapshot needs is not in the repository's index.
+    #[error(
+        "chunk {id} is missing from the repository; run `envsnap repair` to rebuild the index, \
+         then `envsnap check`"
+    )]
+    ChunkMissing {
+        /// The chunk id, in hex.
+        id: String,
+    },
+
+    /// No snapshot matches the id given.
+    #[error("no snapshot matches `{id}`{scope}: run `envsnap list --all` to see the snapshots")]
+    SnapshotNotFound {
+        /// The id, prefix or `latest` as given.
+        id: String,
+        /// Where it was looked for, e.g. " in environment main", or empty.
+        scope: String,
+    },
+
+    /// An id prefix matches more than one snapshot.
+    #[error("`{prefix}` matches {} snapshots ({}): give more characters of the id", candidates.len(), candidates.join(", "))]
+    AmbiguousId {
+        /// The prefix as given.
+        prefix: String,
+        /// The short ids it matches.
+        candidates: Vec<String>,
+    },
+
+    /// An id that is not a hex prefix of at least four characters.
+    #[error("`{id}` is not a snapshot id: give at least 4 hex characters of an id, or `latest`")]
+    InvalidId {
+        /// The id as given.
+        id: String,
+    },
+
+    /// A mount's directory does not exist.
+    #[error(
+        "mount `{name}`: {} does not exist; create it or fix `path` in envsnap.toml",
+        path.display()
+    )]
+    MountMissing {
+        /// The mount's name.
+        name: String,
+        /// Its resolved path.
+        path: PathBuf,
+    },
+
+    /// An element name that the configuration or snapshot does not have.
+    #[error("no element named `{name}`{context}; elements: {}", known.join(", "))]
+    UnknownElement {
+        /// The name given.
+        name: String,
+        /// Where it was looked for.
+        context: String,
+        /// The names that exist.
+        known: Vec<String>,
+    },
+
+    /// An exclude pattern that is not valid gitignore syntax.
+    #[error(
+        "mount `{mount}`: exclude pattern `{pattern}` is not valid gitignore syntax ({detail}); fix it in envsnap.toml"
+    )]
+    InvalidExclude {
+        /// The mount's name.
+        mount: String,
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// Nothing to snapshot.
+    #[error(
+        "envsnap.toml configures no elements: add a [[mount]] (or [[service]]) entry, then run the backup again"
+    )]
+    NoElements,
+
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    /// A git operation failed.
+    #[error("git: {message}")]
+    Git {
+        /// What went wrong, and what to do.
+        message: String,
+    },
+
+    /// A restore would have written outside its target, or through a symlink.
+    #[error("refusing to restore {}: {reason}", path.display())]
+    UnsafePath {
+        /// The path as it would have been written.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// Some files of a restore could not be written from damaged or missing data.
+    #[error(
+        "{} file(s) could not be restored because their data is damaged, e.g. {}: {first_error}; \
+         the other files were restored; run `envsnap check --read-data` for details",
+        files.len(), files.first().map(|p| p.display().to_string()).unwrap_or_default()
+    )]
+    RestoreIncomplete {
+        /// The files left incomplete.
+        files: Vec<PathBuf>,
+        /// The first error met.
+        first_error: String,
+    },
+
+    /// The catalog database failed.
+    #[error("catalog {}: {source}; if it is damaged, run `envsnap repair` to rebuild it from the store", path.display())]
+    Catalog {
+        /// The catalog file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the action and path; a full disk becomes [`Error::StorageFull`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.raw_os_error() == Some(libc::ENOSPC)
+            || source.raw_os_error() == Some(libc::EDQUOT)
+        {
+            return Error::StorageFull { path };
+        }
+        Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Attaches an action and a path to I/O results.
+pub(crate) trait IoContext<T> {
+    /// Converts the error into [`Error::Io`] naming `action` and `path`.
+    fn context(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, action: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::io(action, path, source))
+    }
+}

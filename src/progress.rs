@@ -1,0 +1,23 @@
+//! Progress reporting: the library tells, the binary shows.
+
+/// Receives progress from long operations. Every method has a do-nothing default, so
+/// a reporter implements only what it shows. Calls come from many threads at once.
+pub trait Progress: Sync {
+    /// A phase begins, e.g. "backing up uploads"; `total_bytes` when it is known.
+    fn begin(&self, _phase: &str, _total_bytes: Option<u64>) {}
+
+    /// `bytes` more bytes were processed.
+    fn add_bytes(&self, _bytes: u64) {}
+
+    /// One more file was processed.
+    fn add_file(&self) {}
+
+    /// The phase ended.
+    fn finish(&self) {}
+}
+
+/// Shows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

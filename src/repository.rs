@@ -1,0 +1,428 @@
+//! A repository: the store's objects, its config, the catalog and the lock.
+//!
+//! ```text
+//! <repository>/
+//!   config.json        format version and chunker sizes; checked on open
+//!   packs/<xx>/<id>.pack
+//!   snapshots/<id>.json
+//!   catalog.sqlite     the index; rebuilt from packs and snapshots by `repair`
+//!   lock               held by writers
+//!   tmp/               objects being written
+//! ```
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::error::{Error, IoContext, Result};
+use crate::id::ObjectId;
+use crate::snapshot::{MANIFEST_FORMAT, Manifest, Snapshot, manifest_name};
+use crate::store::backend::{Backend, LocalBackend};
+use crate::store::chunker::ChunkerParams;
+use crate::store::lock::{LockKind, RepositoryLock};
+use crate::store::pack::PackEntry;
+use crate::store::{self, decode_blob, read_pack_entries};
+use crate::tree::Tree;
+
+/// The store format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const CONFIG: &str = "config.json";
+const CATALOG: &str = "catalog.sqlite";
+
+/// The repository's `config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepositoryConfig {
+    /// The store format version.
+    pub format: u32,
+    /// How content is cut into chunks.
+    pub chunker: ChunkerParams,
+}
+
+/// What an open repository may do, and so which lock it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// List, show, diff, restore: no lock. Packs are immutable and snapshots appear
+    /// atomically, so a concurrent backup cannot be seen half done.
+    Read,
+    /// Check: a shared lock, so that no writer adds packs while they are counted.
+    Verify,
+    /// Backup, delete, repair: the exclusive lock; waits for the holder.
+    Write,
+}
+
+/// An open repository.
+pub struct Repository {
+    root: PathBuf,
+    backend: LocalBackend,
+    catalog: Mutex<Catalog>,
+    config: RepositoryConfig,
+    _lock: Option<RepositoryLock>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// Creates a repository at `root`. Returns `Ok(false)` when one is there already.
+    pub fn init(root: &Path) -> Result<bool> {
+        let config_path = root.join(CONFIG);
+        if config_path.exists() {
+            Self::read_config(root)?;
+            return Ok(false);
+        }
+        fs::create_dir_all(root).context("creating the repository", root)?;
+        let config = RepositoryConfig {
+            format: FORMAT_VERSION,
+            chunker: ChunkerParams::default(),
+        };
+        let backend = LocalBackend::new(root);
+        let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");
+        backend
+            .put(CONFIG, &bytes)
+            .map_err(|e| Error::io("writing", &config_path, e))?;
+        Catalog::open(&root.join(CATALOG))?;
+        Ok(true)
+    }
+
+    /// Opens the repository at `root`. `waiting` is told who holds the lock when
+    /// this has to wait for it.
+    pub fn open(root: &Path, access: Access, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
+        let config = Self::read_config(root)?;
+        let lock = match access {
+            Access::Read => None,
+            Access::Verify => Some(RepositoryLock::acquire(root, LockKind::Shared, waiting)?),
+            Access::Write => Some(RepositoryLock::acquire(root, LockKind::Exclusive, waiting)?),
+        };
+        let catalog_path = root.join(CATALOG);
+        let fresh_catalog = !catalog_path.exists();
+        let repository = Repository {
+            root: root.to_owned(),
+            backend: LocalBackend::new(root),
+            catalog: Mutex::new(Catalog::open(&catalog_path)?),
+            config,
+            _lock: lock,
+        };
+        if access == Access::Write {
+            repository
+                .backend
+                .clean_temporary()
+                .context("cleaning", root.join("tmp"))?;
+        }
+        // A lost catalog is rebuilt; otherwise, packs written by a backup that was
+        // killed before indexing them are indexed (writers only, as only they may
+        // race nobody), and snapshots are brought in line with the store.
+        if fresh_catalog || access == Access::Write {
+            repository.index_new_packs()?;
+        }
+        repository.reconcile_snapshots()?;
+        Ok(repository)
+    }
+
+    fn read_config(root: &Path) -> Result<RepositoryConfig> {
+        let path = root.join(CONFIG);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::RepositoryMissing {
+                    path: root.to_owned(),
+                });
+            }
+            Err(error) => return Err(Error::io("reading", &path, error)),
+        };
+        #[derive(Deserialize)]
+        struct Version {
+            format: u32,
+        }
+        let corrupt = |error: serde_json::Error| Error::Corrupt {
+            what: path.display().to_string(),
+            detail: error.to_string(),
+        };
+        let version: Version = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        if version.format > FORMAT_VERSION {
+            return Err(Error::FormatTooNew {
+                path: root.to_owned(),
+                found: version.format,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let config: RepositoryConfig = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        if !config.chunker.is_valid() {
+            return Err(Error::Corrupt {
+                what: path.display().to_string(),
+                detail: "invalid chunker sizes".to_owned(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The repository folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The storage of its objects.
+    pub fn backend(&self) -> &dyn Backend {
+        &self.backend
+    }
+
+    /// The catalog, behind its lock.
+    pub fn catalog(&self) -> &Mutex<Catalog> {
+        &self.catalog
+    }
+
+    /// The repository's config.
+    pub fn config(&self) -> &RepositoryConfig {
+        &self.config
+    }
+
+    /// Indexes every pack in the store that the catalog does not know; forgets packs
+    /// the catalog knows but the store has lost. Returns how many packs were indexed.
+    pub fn index_new_packs(&self) -> Result<usize> {
+        let stored = self.list("packs")?;
+        let known = store::lock(&self.catalog).pack_names()?;
+        let stored_names: HashSet<&str> = stored.iter().map(|(name, _)| name.as_str()).collect();
+        let mut indexed = 0;
+        for (name, size) in &stored {
+            if !name.ends_with(".pack") || known.contains(name) {
+                continue;
+            }
+            // A pack that cannot be parsed is left for `check` to report.
+            let Ok(entries) = read_pack_entries(&self.backend, name, *size) else {
+                continue;
+            };
+            store::lock(&self.catalog).add_pack(name, *size, &entries)?;
+            indexed += 1;
+        }
+        for name in known
+            .iter()
+            .filter(|name| !stored_names.contains(name.as_str()))
+        {
+            store::lock(&self.catalog).remove_pack(name)?;
+        }
+        Ok(indexed)
+    }
+
+    /// Makes the catalog's snapshots those of the store: adds manifests it lacks,
+    /// forgets those deleted from the store.
+    fn reconcile_snapshots(&self) -> Result<()> {
+        let stored: HashSet<ObjectId> = self
+            .list("snapshots")?
+            .iter()
+            .filter_map(|(name, _)| name.strip_prefix("snapshots/")?.strip_suffix(".json"))
+            .filter_map(ObjectId::from_hex)
+            .collect();
+        let known = store::lock(&self.catalog).snapshot_ids()?;
+        for id in stored.difference(&known) {
+            // A manifest that does not verify is left for `check` to report.
+            if let Ok(manifest) = self.read_manifest(id) {
+                store::lock(&self.catalog).add_snapshot(id, &manifest)?;
+            }
+        }
+        for id in known.difference(&stored) {
+            store::lock(&self.catalog).remove_snapshot(id)?;
+        }
+        Ok(())
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.backend
+            .list(prefix)
+            .context("listing", self.root.join(prefix))
+    }
+
+    /// Reads and verifies a snapshot's manifest from the store.
+    pub fn read_manifest(&self, id: &ObjectId) -> Result<Manifest> {
+        let name = manifest_name(id);
+        let bytes = self
+            .backend
+            .get(&name)
+            .context("reading", self.backend.describe(&name))?;
+        let what = || format!("snapshot {}", id.short(12));
+        if ObjectId::of(&bytes) != *id {
+            return Err(Error::Corrupt {
+                what: what(),
+                detail: "its manifest does not match its id".to_owned(),
+            });
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            what: what(),
+            detail: e.to_string(),
+        })?;
+        if manifest.format > MANIFEST_FORMAT {
+            return Err(Error::FormatTooNew {
+                path: self.backend.describe(&name),
+                found: manifest.format,
+                supported: MANIFEST_FORMAT,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// Publishes a snapshot: writes its manifest (the commit point) and records it.
+    pub fn publish(&self, manifest: &Manifest) -> Result<Snapshot> {
+        let (id, bytes) = manifest.encode();
+        let name = manifest_name(&id);
+        self.backend
+            .put(&name, &bytes)
+            .map_err(|e| Error::io("writing", self.backend.describe(&name), e))?;
+        store::lock(&self.catalog).add_snapshot(&id, manifest)?;
+        Ok(Snapshot {
+            id,
+            manifest: manifest.clone(),
+        })
+    }
+
+    /// Deletes a snapshot. Its data stays until `prune` frees what no snapshot uses.
+    pub fn delete(&self, id: &ObjectId) -> Result<()> {
+        let name = manifest_name(id);
+        self.backend
+            .remove(&name)
+            .context("removing", self.backend.describe(&name))?;
+        store::lock(&self.catalog).remove_snapshot(id)
+    }
+
+    /// Reads one blob, verified against its id.
+    pub fn read_blob(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let location = store::lock(&self.catalog)
+            .locate(id)?
+            .ok_or_else(|| Error::ChunkMissing { id: id.to_hex() })?;
+        self.read_located(&location.pack, &location.entry)
+    }
+
+    /// Reads one blob whose location is known.
+    pub fn read_located(&self, pack: &str, entry: &PackEntry) -> Result<Vec<u8>> {
+        let stored = self
+            .backend
+            .get_range(pack, entry.offset, entry.length as usize)
+            .context("reading", self.backend.describe(pack))?;
+        decode_blob(entry, stored).map_err(|detail| Error::Corrupt {
+            what: format!(
+                "chunk {} in pack {}",
+                entry.id.short(12),
+                self.backend.describe(pack).display()
+            ),
+            detail,
+        })
+    }
+
+    /// Reads a tree.
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::decode(&bytes).map_err(|error| Error::Corrupt {
+            what: format!("tree {}", id.short(12)),
+            detail: error.to_string(),
+        })
+    }
+
+    /// The snapshots, newest first; of one environment when `env` is given.
+    pub fn snapshots(&self, env: Option<&str>) -> Result<Vec<Snapshot>> {
+        store::lock(&self.catalog).snapshots(env)
+    }
+
+    /// Finds a snapshot by `latest` (the newest of `env`) or a unique id prefix.
+    pub fn resolve(&self, text: &str, env: Option<&str>) -> Result<Snapshot> {
+        if text == "latest" {
+            return self.snapshots(env)?.into_iter().next().ok_or_else(|| {
+                Error::SnapshotNotFound {
+                    id: text.to_owned(),
+                    scope: env
+                        .map(|env| format!(" in environment {env}"))
+                        .unwrap_or_default(),
+                }
+            });
+        }
+        let prefix = text.to_ascii_lowercase();
+        if prefix.len() < 4 || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::InvalidId {
+                id: text.to_owned(),
+            });
+        }
+        let matches = store::lock(&self.catalog).snapshots_with_prefix(&prefix)?;
+        match matches.as_slice() {
+            [] => Err(Error::SnapshotNotFound {
+                id: text.to_owned(),
+                scope: String::new(),
+            }),
+            [id] => Ok(Snapshot {
+                id: *id,
+                manifest: self.read_manifest(id)?,
+            }),
+            many => Err(Error::AmbiguousId {
+                prefix: text.to_owned(),
+                candidates: many.iter().map(|id| id.short(12)).collect(),
+            }),
+        }
+    }
+
+    /// Rebuilds the catalog from the store alone: every pack's footer and every
+    /// snapshot manifest. The new catalog replaces the old one only when complete.
+    pub fn repair(&self) -> Result<RepairReport> {
+        let partial = self.root.join(format!("{CATALOG}.rebuild"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{}{suffix}", partial.display()));
+        }
+        let mut report = RepairReport::default();
+        {
+            let mut rebuilt = Catalog::open(&partial)?;
+            for (name, size) in self.list("packs")? {
+                match read_pack_entries(&self.backend, &name, size) {
+                    Ok(entries) => {
+                        rebuilt.add_pack(&name, size, &entries)?;
+                        report.packs += 1;
+                        report.blobs += entries.len();
+                    }
+                    Err(error) => report.unreadable.push(format!("{name}: {error}")),
+                }
+            }
+            for (name, _) in self.list("snapshots")? {
+                let id = name
+                    .strip_prefix("snapshots/")
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(ObjectId::from_hex);
+                match id.map(|id| (id, self.read_manifest(&id))) {
+                    Some((id, Ok(manifest))) => {
+                        rebuilt.add_snapshot(&id, &manifest)?;
+                        report.snapshots += 1;
+                    }
+                    Some((_, Err(error))) => report.unreadable.push(format!("{name}: {error}")),
+                    None => report
+                        .unreadable
+                        .push(format!("{name}: not a snapshot manifest name")),
+                }
+            }
+        }
+        let mut catalog = store::lock(&self.catalog);
+        // Close the old catalog before its files are replaced.
+        *catalog = Catalog::in_memory()?;
+        let target = self.root.join(CATALOG);
+        for suffix in ["-wal", "-shm"] {
+            let _ = fs::remove_file(format!("{}{suffix}", target.display()));
+        }
+        fs::rename(&partial, &target).context("replacing", &target)?;
+        *catalog = Catalog::open(&target)?;
+        Ok(report)
+    }
+}
+
+/// What `repair` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Packs indexed.
+    pub packs: usize,
+    /// Blobs indexed.
+    pub blobs: usize,
+    /// Snapshots recorded.
+    pub snapshots: usize,
+    /// Objects that could not be read, with why.
+    pub unreadable: Vec<String>,
+}

@@ -1,0 +1,273 @@
+//! Where the store's objects live.
+//!
+//! The store speaks to its storage only through [`Backend`]: whole immutable objects
+//! written once under a name, read whole or by range, listed and removed. Nothing
+//! needs an append or an in-place rewrite, so object storage (S3 and the like) can
+//! implement it later, and tests can use [`MemoryBackend`] or inject faults.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Storage of named, immutable objects.
+///
+/// Names are relative paths with `/` separators, such as `packs/3f/3f…a1.pack`.
+pub trait Backend: Send + Sync {
+    /// Stores `data` under `name`, durably and atomically: once this returns, the
+    /// object survives a crash; before it returns, no reader sees a partial object.
+    fn put(&self, name: &str, data: &[u8]) -> io::Result<()>;
+
+    /// Reads a whole object.
+    fn get(&self, name: &str) -> io::Result<Vec<u8>>;
+
+    /// Reads `length` bytes at `offset` of an object.
+    fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>>;
+
+    /// Lists the objects under the folder `prefix` (recursively), with their sizes.
+    fn list(&self, prefix: &str) -> io::Result<Vec<(String, u64)>>;
+
+    /// Removes an object; removing one that does not exist is not an error.
+    fn remove(&self, name: &str) -> io::Result<()>;
+
+    /// The path of an object, for messages.
+    fn describe(&self, name: &str) -> PathBuf;
+}
+
+/// A backend on the local file system, rooted at the repository directory.
+#[derive(Debug)]
+pub struct LocalBackend {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+/// The folder, inside the root, where objects are written before they are renamed
+/// into place. A crash leaves files here; [`LocalBackend::clean_temporary`] removes them.
+const TEMPORARY: &str = "tmp";
+
+impl LocalBackend {
+    /// A backend rooted at `root`, which must exist.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend {
+            root: root.into(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Removes what interrupted writes left behind. Call only while holding the
+    /// repository's exclusive lock, so that no live write is removed.
+    pub fn clean_temporary(&self) -> io::Result<()> {
+        let dir = self.root.join(TEMPORARY);
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    fs::remove_file(entry.path())?;
+                }
+                Ok(())
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn temporary_path(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join(TEMPORARY)
+            .join(format!("{}-{n}.tmp", std::process::id()))
+    }
+}
+
+/// Syncs a directory, so that a rename into it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let target = self.root.join(name);
+        let temporary = self.temporary_path();
+        fs::create_dir_all(self.root.join(TEMPORARY))?;
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temporary)?;
+            file.write_all(data)?;
+            file.sync_all()?;
+            let parent = target.parent().unwrap_or(&self.root);
+            fs::create_dir_all(parent)?;
+            fs::rename(&temporary, &target)?;
+            sync_dir(parent)
+        })();
+        if written.is_err() {
+            // Best effort: the temporary file is garbage either way, and the next
+            // writer's clean-up removes it if this fails too.
+            let _ = fs::remove_file(&temporary);
+        }
+        written
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.root.join(name))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let mut file = File::open(self.root.join(name))?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buffer = vec![0; length];
+        file.read_exact(&mut buffer)?;
+        Ok(buffer)
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<(String, u64)>> {
+        let mut found = Vec::new();
+        let mut pending = vec![self.root.join(prefix)];
+        while let Some(dir) = pending.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    pending.push(entry.path());
+                } else if kind.is_file() {
+                    let path = entry.path();
+                    let Ok(relative) = path.strip_prefix(&self.root) else {
+                        continue;
+                    };
+                    let Some(name) = relative.to_str() else {
+                        continue;
+                    };
+                    found.push((name.to_owned(), entry.metadata()?.len()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let path = self.root.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn describe(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+/// A backend in memory, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    objects: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryBackend {
+    fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        // A panic while holding the lock cannot leave a half-written map entry.
+        self.objects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn not_found(name: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{name} not found"))
+}
+
+impl Backend for MemoryBackend {
+    fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.objects().insert(name.to_owned(), data.to_vec());
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.objects()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        let objects = self.objects();
+        let data = objects.get(name).ok_or_else(|| not_found(name))?;
+        let start = usize::try_from(offset).map_err(|_| not_found(name))?;
+        data.get(start..start + length)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "range past the end"))
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<(String, u64)>> {
+        let folder = format!("{}/", prefix.trim_end_matches('/'));
+        Ok(self
+            .objects()
+            .iter()
+            .filter(|(name, _)| name.starts_with(&folder))
+            .map(|(name, data)| (name.clone(), data.len() as u64))
+            .collect())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.objects().remove(name);
+        Ok(())
+    }
+
+    fn describe(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("memory:{name}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(backend: &dyn Backend) -> io::Result<()> {
+        backend.put("packs/ab/one.pack", b"hello world")?;
+        backend.put("snapshots/x.json", b"{}")?;
+        assert_eq!(backend.get("packs/ab/one.pack")?, b"hello world");
+        assert_eq!(backend.get_range("packs/ab/one.pack", 6, 5)?, b"world");
+        assert_eq!(
+            backend.list("packs")?,
+            vec![("packs/ab/one.pack".to_owned(), 11)]
+        );
+        backend.remove("packs/ab/one.pack")?;
+        backend.remove("packs/ab/one.pack")?;
+        assert!(backend.list("packs")?.is_empty());
+        assert!(backend.get("packs/ab/one.pack").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn local_and_memory_backends_agree() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        exercise(&LocalBackend::new(dir.path()))?;
+        exercise(&MemoryBackend::default())
+    }
+
+    #[test]
+    fn clean_temporary_removes_leftovers() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let backend = LocalBackend::new(dir.path());
+        fs::create_dir_all(dir.path().join(TEMPORARY))?;
+        fs::write(dir.path().join(TEMPORARY).join("1-0.tmp"), b"partial")?;
+        backend.clean_temporary()?;
+        assert_eq!(fs::read_dir(dir.path().join(TEMPORARY))?.count(), 0);
+        Ok(())
+    }
+}

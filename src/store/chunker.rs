@@ -1,0 +1,88 @@
+//! Content-defined chunking (FastCDC).
+//!
+//! Cut points depend on the content, not on offsets, so an insertion early in a file
+//! changes only the chunks around it and the rest deduplicate. The sizes are recorded
+//! in the repository's config so that every writer cuts the same way.
+
+use serde::{Deserialize, Serialize};
+
+/// The chunk sizes of a repository, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// No chunk is smaller, except a file's last.
+    pub min: u32,
+    /// The size chunks average on random data.
+    pub avg: u32,
+    /// No chunk is larger.
+    pub max: u32,
+}
+
+impl Default for ChunkerParams {
+    /// 256 KiB / 1 MiB / 4 MiB: see docs/FORMAT.md for the measurements behind them.
+    fn default() -> Self {
+        ChunkerParams {
+            min: 256 << 10,
+            avg: 1 << 20,
+            max: 4 << 20,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// True when FastCDC accepts these sizes.
+    pub fn is_valid(&self) -> bool {
+        (fastcdc::v2020::MINIMUM_MIN..=fastcdc::v2020::MINIMUM_MAX).contains(&self.min)
+            && (fastcdc::v2020::AVERAGE_MIN..=fastcdc::v2020::AVERAGE_MAX).contains(&self.avg)
+            && (fastcdc::v2020::MAXIMUM_MIN..=fastcdc::v2020::MAXIMUM_MAX).contains(&self.max)
+            && self.min <= self.avg
+            && self.avg <= self.max
+    }
+
+    /// A chunker over `source`.
+    pub fn stream<R: std::io::Read>(&self, source: R) -> fastcdc::v2020::StreamCDC<R> {
+        fastcdc::v2020::StreamCDC::new(source, self.min, self.avg, self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_insertion_changes_only_nearby_chunks() -> Result<(), fastcdc::v2020::Error> {
+        let params = ChunkerParams {
+            min: 4096,
+            avg: 16384,
+            max: 65536,
+        };
+        assert!(params.is_valid());
+        assert!(ChunkerParams::default().is_valid());
+        let mut state = 7u64;
+        let data: Vec<u8> = (0..2_000_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let mut changed = data[..1000].to_vec();
+        changed.extend_from_slice(b"inserted");
+        changed.extend_from_slice(&data[1000..]);
+        let hashes = |bytes: &[u8]| -> Result<Vec<_>, fastcdc::v2020::Error> {
+            params
+                .stream(bytes)
+                .map(|chunk| chunk.map(|c| blake3::hash(&c.data)))
+                .collect()
+        };
+        let before = hashes(&data)?;
+        let after = hashes(&changed)?;
+        let shared = after.iter().filter(|hash| before.contains(hash)).count();
+        assert!(
+            shared + 2 >= before.len(),
+            "{shared} of {} chunks shared",
+            before.len()
+        );
+        Ok(())
+    }
+}

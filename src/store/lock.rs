@@ -1,0 +1,124 @@
+//! The repository lock: one writer at a time.
+//!
+//! An advisory `flock` on `<repository>/lock`. The kernel drops it when its holder
+//! dies, so a lock left by a killed process is cleared by construction; a live one
+//! makes the next writer wait. The file's text names the holder, for the message.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+
+/// Held while a command may change the repository; released on drop.
+#[derive(Debug)]
+pub struct RepositoryLock {
+    file: File,
+    path: PathBuf,
+}
+
+/// Whether other holders may share the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Many readers that need the repository not to change under them (check).
+    Shared,
+    /// One writer (backup, delete, repair).
+    Exclusive,
+}
+
+impl RepositoryLock {
+    /// Takes the lock in `root`, waiting while another process holds it. `waiting` is
+    /// called once, with the holder's description, before the wait begins.
+    pub fn acquire(root: &Path, kind: LockKind, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
+        let path = root.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .context("opening the lock file", &path)?;
+        let attempt = match kind {
+            LockKind::Shared => file.try_lock_shared(),
+            LockKind::Exclusive => file.try_lock(),
+        };
+        match attempt {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                // The holder's note is only for the message; an unreadable one is shown empty.
+                let _ = file.read_to_string(&mut holder);
+                waiting(holder.trim());
+                match kind {
+                    LockKind::Shared => file.lock_shared(),
+                    LockKind::Exclusive => file.lock(),
+                }
+                .context("waiting for the lock", &path)?;
+            }
+            Err(TryLockError::Error(error)) => {
+                return Err(crate::error::Error::io("locking", &path, error));
+            }
+        }
+        if kind == LockKind::Exclusive {
+            let note = format!(
+                "process {} ({})\n",
+                std::process::id(),
+                std::env::args().collect::<Vec<_>>().join(" ")
+            );
+            file.set_len(0).context("writing the lock file", &path)?;
+            file.seek(SeekFrom::Start(0))
+                .context("writing the lock file", &path)?;
+            file.write_all(note.as_bytes())
+                .context("writing the lock file", &path)?;
+        }
+        Ok(RepositoryLock { file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for RepositoryLock {
+    fn drop(&mut self) {
+        // Unlocking also happens when the file is closed; this only makes it prompt.
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_second_writer_waits_for_the_first() -> Result<()> {
+        let dir = tempfile::tempdir().context("temp", "tmp")?;
+        let first = RepositoryLock::acquire(dir.path(), LockKind::Exclusive, &mut |_| {})?;
+        let (sender, receiver) = mpsc::channel();
+        let root = dir.path().to_owned();
+        let waiter = std::thread::spawn(move || {
+            let mut holder_seen = String::new();
+            let lock = RepositoryLock::acquire(&root, LockKind::Exclusive, &mut |holder| {
+                holder_seen = holder.to_owned();
+            });
+            sender.send(holder_seen).expect("send");
+            lock.map(drop)
+        });
+        assert!(
+            receiver.recv_timeout(Duration::from_millis(300)).is_err(),
+            "must wait"
+        );
+        drop(first);
+        let holder = receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("acquired after release");
+        assert!(
+            holder.contains(&format!("process {}", std::process::id())),
+            "names the holder: {holder}"
+        );
+        waiter.join().expect("join")
+    }
+}

@@ -1,0 +1,292 @@
+//! Pack files: many blobs in one immutable, self-describing object.
+//!
+//! ```text
+//! header   "ENVSNPK" + format byte (1)                     8 bytes
+//! blobs    each blob's stored bytes, back to back          (zstd frame or plain)
+//! footer   one entry per blob, in blob order               50 bytes each
+//!            id (32) kind (1) compression (1)
+//!            offset (u64 LE) length (u32 LE) raw length (u32 LE)
+//! trailer  entry count (u32 LE) + "ENVSNPKE"               12 bytes
+//! ```
+//!
+//! The footer makes each pack describe itself, so the chunk index can be rebuilt
+//! from the packs alone. A pack is named by the BLAKE3 hash of all its bytes, so any
+//! damage, even to the footer, is detected by `check --read-data`.
+
+use crate::id::ObjectId;
+
+const HEADER: &[u8; 8] = b"ENVSNPK\x01";
+const TRAILER_MAGIC: &[u8; 8] = b"ENVSNPKE";
+/// Bytes of one footer entry.
+pub const ENTRY_SIZE: usize = 32 + 1 + 1 + 8 + 4 + 4;
+/// Bytes of the trailer: the entry count and the closing magic.
+pub const TRAILER_SIZE: usize = 4 + 8;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobKind {
+    /// A piece of file (or dump) content.
+    Data,
+    /// A directory listing: a serialized [`crate::tree::Tree`].
+    Tree,
+}
+
+impl BlobKind {
+    /// The byte that stands for this kind on disk and in the catalog.
+    pub fn code(self) -> u8 {
+        match self {
+            BlobKind::Data => 0,
+            BlobKind::Tree => 1,
+        }
+    }
+
+    /// The kind a byte stands for.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// How a blob's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// As is: used when compressing does not pay.
+    None,
+    /// One zstd frame.
+    Zstd,
+}
+
+impl Compression {
+    /// The byte that stands for this on disk and in the catalog.
+    pub fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+        }
+    }
+
+    /// The compression a byte stands for.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where one blob sits in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// The hash of the blob's plain bytes.
+    pub id: ObjectId,
+    /// What it holds.
+    pub kind: BlobKind,
+    /// How it is stored.
+    pub compression: Compression,
+    /// Its first byte in the pack.
+    pub offset: u64,
+    /// Its stored (possibly compressed) length.
+    pub length: u32,
+    /// Its plain length.
+    pub raw_length: u32,
+}
+
+/// Builds one pack in memory.
+#[derive(Debug)]
+pub struct PackBuilder {
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackBuilder {
+    /// An empty pack.
+    pub fn new() -> Self {
+        PackBuilder {
+            bytes: HEADER.to_vec(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Appends one blob's stored bytes.
+    pub fn add(
+        &mut self,
+        id: ObjectId,
+        kind: BlobKind,
+        compression: Compression,
+        stored: &[u8],
+        raw_length: u32,
+    ) {
+        let length = u32::try_from(stored.len()).expect("blobs are at most a few MiB");
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            compression,
+            offset: self.bytes.len() as u64,
+            length,
+            raw_length,
+        });
+        self.bytes.extend_from_slice(stored);
+    }
+
+    /// Bytes so far, footer not counted.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True when no blob has been added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the footer; returns the pack's id, bytes and entries.
+    pub fn finish(mut self) -> (ObjectId, Vec<u8>, Vec<PackEntry>) {
+        for entry in &self.entries {
+            self.bytes.extend_from_slice(entry.id.as_bytes());
+            self.bytes.push(entry.kind.code());
+            self.bytes.push(entry.compression.code());
+            self.bytes.extend_from_slice(&entry.offset.to_le_bytes());
+            self.bytes.extend_from_slice(&entry.length.to_le_bytes());
+            self.bytes
+                .extend_from_slice(&entry.raw_length.to_le_bytes());
+        }
+        let count =
+            u32::try_from(self.entries.len()).expect("a pack holds far fewer than 2^32 blobs");
+        self.bytes.extend_from_slice(&count.to_le_bytes());
+        self.bytes.extend_from_slice(TRAILER_MAGIC);
+        (ObjectId::of(&self.bytes), self.bytes, self.entries)
+    }
+}
+
+/// Why a pack could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackError {
+    /// The pack is shorter than its header and trailer.
+    #[error("too short to be a pack ({0} bytes)")]
+    TooShort(u64),
+    /// The trailer magic is wrong.
+    #[error("no pack trailer at the end")]
+    BadTrailer,
+    /// The header is wrong or of an unknown version.
+    #[error("not a pack of a known version")]
+    BadHeader,
+    /// A footer entry is malformed.
+    #[error("footer entry {0} is malformed")]
+    BadEntry(usize),
+}
+
+/// Reads the entry count from a pack's trailer; returns the footer's offset and length.
+pub fn footer_location(trailer: &[u8], pack_size: u64) -> Result<(u64, usize), PackError> {
+    if pack_size < (HEADER.len() + TRAILER_SIZE) as u64 || trailer.len() != TRAILER_SIZE {
+        return Err(PackError::TooShort(pack_size));
+    }
+    if &trailer[4..] != TRAILER_MAGIC {
+        return Err(PackError::BadTrailer);
+    }
+    let count = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
+    let footer_length = count.checked_mul(ENTRY_SIZE).ok_or(PackError::BadTrailer)?;
+    let data_end = pack_size
+        .checked_sub((TRAILER_SIZE + footer_length) as u64)
+        .filter(|end| *end >= HEADER.len() as u64)
+        .ok_or(PackError::BadTrailer)?;
+    Ok((data_end, footer_length))
+}
+
+/// Parses a footer read from `data_end`, checking every entry lies inside the data area.
+pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, PackError> {
+    footer
+        .chunks_exact(ENTRY_SIZE)
+        .enumerate()
+        .map(|(index, raw)| {
+            let bad = || PackError::BadEntry(index);
+            let id = ObjectId::from_bytes(raw[..32].try_into().map_err(|_| bad())?);
+            let kind = BlobKind::from_code(raw[32]).ok_or_else(bad)?;
+            let compression = Compression::from_code(raw[33]).ok_or_else(bad)?;
+            let offset = u64::from_le_bytes(raw[34..42].try_into().map_err(|_| bad())?);
+            let length = u32::from_le_bytes(raw[42..46].try_into().map_err(|_| bad())?);
+            let raw_length = u32::from_le_bytes(raw[46..50].try_into().map_err(|_| bad())?);
+            let end = offset.checked_add(u64::from(length)).ok_or_else(bad)?;
+            if offset < HEADER.len() as u64 || end > data_end {
+                return Err(bad());
+            }
+            Ok(PackEntry {
+                id,
+                kind,
+                compression,
+                offset,
+                length,
+                raw_length,
+            })
+        })
+        .collect()
+}
+
+/// Parses a whole pack's bytes: checks its header and returns its entries.
+pub fn parse_pack(bytes: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    if bytes.len() < HEADER.len() + TRAILER_SIZE {
+        return Err(PackError::TooShort(bytes.len() as u64));
+    }
+    if &bytes[..HEADER.len()] != HEADER {
+        return Err(PackError::BadHeader);
+    }
+    let size = bytes.len() as u64;
+    let (data_end, footer_length) = footer_location(&bytes[bytes.len() - TRAILER_SIZE..], size)?;
+    let start = usize::try_from(data_end).map_err(|_| PackError::BadTrailer)?;
+    parse_footer(&bytes[start..start + footer_length], data_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_and_parse_round_trip() -> Result<(), PackError> {
+        let mut builder = PackBuilder::new();
+        let a = ObjectId::of(b"alpha");
+        let b = ObjectId::of(b"beta!");
+        builder.add(a, BlobKind::Data, Compression::None, b"alpha", 5);
+        builder.add(b, BlobKind::Tree, Compression::Zstd, b"xyz", 5);
+        let (pack_id, bytes, entries) = builder.finish();
+        assert_eq!(pack_id, ObjectId::of(&bytes));
+        let parsed = parse_pack(&bytes)?;
+        assert_eq!(parsed, entries);
+        assert_eq!(&bytes[parsed[0].offset as usize..][..5], b"alpha");
+        assert_eq!(parsed[1].kind, BlobKind::Tree);
+        Ok(())
+    }
+
+    #[test]
+    fn damaged_packs_are_refused() {
+        let mut builder = PackBuilder::new();
+        builder.add(
+            ObjectId::of(b"a"),
+            BlobKind::Data,
+            Compression::None,
+            b"a",
+            1,
+        );
+        let (_, bytes, _) = builder.finish();
+        let mut bad_trailer = bytes.clone();
+        let last = bad_trailer.len() - 1;
+        bad_trailer[last] ^= 1;
+        assert_eq!(parse_pack(&bad_trailer), Err(PackError::BadTrailer));
+        let mut bad_count = bytes.clone();
+        let count_at = bad_count.len() - TRAILER_SIZE;
+        bad_count[count_at] = 200;
+        assert_eq!(parse_pack(&bad_count), Err(PackError::BadTrailer));
+        assert_eq!(parse_pack(&bytes[..10]), Err(PackError::TooShort(10)));
+        let mut bad_offset = bytes;
+        let offset_at = 8 + 1 + 34;
+        bad_offset[offset_at] = 0xff;
+        assert_eq!(parse_pack(&bad_offset), Err(PackError::BadEntry(0)));
+    }
+}
