@@ -343,10 +343,11 @@ fn unwrap_store_error(error: io::Error, path: &Path) -> Error {
         .get_ref()
         .is_some_and(|inner| inner.is::<WrappedError>())
     {
-        if let Some(inner) = error.into_inner() {
-            if let Ok(wrapped) = inner.downcast::<WrappedError>() {
-                return wrapped.0;
-            }
+        if let Some(Ok(wrapped)) = error
+            .into_inner()
+            .map(|inner| inner.downcast::<WrappedError>())
+        {
+            return wrapped.0;
         }
         return Error::Corrupt {
             what: path.display().to_string(),

@@ -93,6 +93,9 @@ pub fn restore(
     Ok(plan.report())
 }
 
+/// Where a chunk goes: (index into the planned files, offset in the file).
+type Positions = Vec<(usize, u64)>;
+
 #[derive(Debug)]
 struct PlannedDir {
     path: PathBuf,
@@ -208,18 +211,19 @@ impl Plan {
     /// Refuses directories of the target that are symlinks: writing below one would
     /// write wherever it points.
     fn check_target(&self) -> Result<()> {
-        for dir in self.dirs.iter().filter(|dir| dir.node.is_some()) {
-            if let Ok(metadata) = fs::symlink_metadata(&dir.path) {
-                if metadata.file_type().is_symlink() {
-                    return Err(Error::UnsafePath {
-                        path: dir.path.clone(),
-                        reason:
-                            "it is a symlink in the target where the snapshot has a directory; \
-                                 remove it, or restore with --to into an empty directory"
-                                .to_owned(),
-                    });
-                }
-            }
+        let is_symlink =
+            |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if let Some(dir) = self
+            .dirs
+            .iter()
+            .find(|dir| dir.node.is_some() && is_symlink(&dir.path))
+        {
+            return Err(Error::UnsafePath {
+                path: dir.path.clone(),
+                reason: "it is a symlink in the target where the snapshot has a directory; \
+                         remove it, or restore with --to into an empty directory"
+                    .to_owned(),
+            });
         }
         Ok(())
     }
@@ -281,7 +285,7 @@ impl Plan {
         failures: &Mutex<Vec<(usize, String)>>,
     ) -> Result<()> {
         // chunk -> every (file, offset) that needs it
-        let mut uses: HashMap<ObjectId, Vec<(usize, u64)>> = HashMap::new();
+        let mut uses: HashMap<ObjectId, Positions> = HashMap::new();
         let mut total = 0u64;
         let mut locations: HashMap<ObjectId, Location> = HashMap::new();
         {
@@ -313,7 +317,7 @@ impl Plan {
             }
         }
         progress.begin("restoring", Some(total));
-        let mut by_pack: HashMap<&str, Vec<(&Location, &Vec<(usize, u64)>)>> = HashMap::new();
+        let mut by_pack: HashMap<&str, Vec<(&Location, &Positions)>> = HashMap::new();
         for (id, positions) in &uses {
             let location = &locations[id];
             by_pack

@@ -61,7 +61,8 @@ pub enum ConfigError {
 fn location(file: &Path, line: Option<usize>, key: &str) -> String {
     let mut location = file.display().to_string();
     if let Some(line) = line {
-        location.push_str(&format!(":{line}"));
+        location.push(':');
+        location.push_str(&line.to_string());
     }
     if !key.is_empty() {
         location.push_str(": ");

@@ -80,13 +80,14 @@ impl Checker<'_> {
         let protected = protected
             .map(|patterns| self.globs(&KeyPath::top("protected"), &patterns))
             .transpose()?;
-        if let Some(repository) = &repository {
-            if repository.as_os_str().is_empty() {
-                return Err(self.fail(
-                    &KeyPath::top("repository"),
-                    "is empty; give a directory, or remove the key to keep snapshots in .git/envsnap/",
-                ));
-            }
+        if repository
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            return Err(self.fail(
+                &KeyPath::top("repository"),
+                "is empty; give a directory, or remove the key to keep snapshots in .git/envsnap/",
+            ));
         }
         if let Some(admins) = &admins {
             for (index, admin) in admins.iter().enumerate() {

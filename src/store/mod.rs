@@ -39,12 +39,11 @@ pub fn pack_name(id: &ObjectId) -> String {
 /// Compresses a blob when that pays: it must shrink by at least 1/32, else it is
 /// stored as is and costs no decompression when read.
 pub fn encode_blob(data: &[u8]) -> (Compression, Vec<u8>) {
-    if data.len() >= 64 {
-        if let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL) {
-            if compressed.len() < data.len() - data.len() / 32 {
-                return (Compression::Zstd, compressed);
-            }
-        }
+    if data.len() >= 64
+        && let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL)
+        && compressed.len() < data.len() - data.len() / 32
+    {
+        return (Compression::Zstd, compressed);
     }
     (Compression::None, data.to_vec())
 }
@@ -250,14 +249,21 @@ mod tests {
             length: stored.len() as u32,
             raw_length: data.len() as u32,
         };
-        stored[stored.len() / 2] ^= 0x10;
+        let middle = stored.len() / 2;
+        stored[middle] ^= 0x10;
         assert!(decode_blob(&entry, stored).is_err());
     }
 
     #[test]
     fn incompressible_data_is_stored_plain() {
-        let data: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let data: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
             .collect();
         let (compression, stored) = encode_blob(&data);
         assert_eq!(compression, Compression::None);
