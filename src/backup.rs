@@ -66,11 +66,7 @@ pub struct BackupReport {
 }
 
 /// Takes a snapshot. The repository must be open for writing.
-pub fn backup(
-    repository: &Repository,
-    options: &BackupOptions,
-    progress: &dyn Progress,
-) -> Result<BackupReport> {
+pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
     let created = Utc::now();
     let parent = repository.snapshots(Some(&options.env))?.into_iter().next();
     let writer = BlobWriter::new(repository.backend(), repository.catalog())?;
@@ -78,17 +74,11 @@ pub fn backup(
     let mut elements = Vec::with_capacity(options.mounts.len());
     for mount in &options.mounts {
         let metadata = fs::metadata(&mount.path).map_err(|error| match error.kind() {
-            io::ErrorKind::NotFound => Error::MountMissing {
-                name: mount.name.clone(),
-                path: mount.path.clone(),
-            },
+            io::ErrorKind::NotFound => Error::MountMissing { name: mount.name.clone(), path: mount.path.clone() },
             _ => Error::io("reading", &mount.path, error),
         })?;
         if !metadata.is_dir() {
-            return Err(Error::MountMissing {
-                name: mount.name.clone(),
-                path: mount.path.clone(),
-            });
+            return Err(Error::MountMissing { name: mount.name.clone(), path: mount.path.clone() });
         }
         let parent_tree = parent
             .as_ref()
@@ -186,10 +176,7 @@ impl Walker<'_> {
             .par_iter()
             .map(|(name, child)| self.entry(name, child, relative, parent_tree.as_ref()))
             .collect::<Result<_>>()?;
-        let mut summary = Summary {
-            dirs: 1,
-            ..Summary::default()
-        };
+        let mut summary = Summary { dirs: 1, ..Summary::default() };
         let mut tree = Tree::default();
         for (node, child) in results.into_iter().flatten() {
             summary.size += child.size;
@@ -227,9 +214,7 @@ impl Walker<'_> {
             match previous.filter(|previous| node.unchanged_since(previous)) {
                 Some(previous) => {
                     node.content.clone_from(&previous.content);
-                    self.counters
-                        .files_unchanged
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
                     self.progress.add_bytes(node.size);
                 }
                 None => match self.file(path) {
@@ -248,9 +233,7 @@ impl Walker<'_> {
         } else if file_type.is_dir() {
             node.kind = NodeKind::Dir;
             node.size = 0;
-            let previous_tree = previous
-                .filter(|p| p.kind == NodeKind::Dir)
-                .and_then(|p| p.subtree);
+            let previous_tree = previous.filter(|p| p.kind == NodeKind::Dir).and_then(|p| p.subtree);
             summary = self.directory(path, &relative, previous_tree)?;
             node.subtree = summary.tree;
         } else if file_type.is_symlink() {
@@ -284,9 +267,7 @@ impl Walker<'_> {
                 break;
             }
             let store = |data: &Vec<u8>| {
-                self.writer
-                    .add(BlobKind::Data, data)
-                    .map_err(|error| io::Error::other(WrappedError(error)))
+                self.writer.add(BlobKind::Data, data).map_err(|error| io::Error::other(WrappedError(error)))
             };
             let ids: Vec<ObjectId> = if batch.len() == 1 {
                 batch.iter().map(store).collect::<io::Result<_>>()?
@@ -339,20 +320,11 @@ fn node_from(name: &[u8], metadata: &Metadata) -> Node {
 
 /// Turns an I/O error from [`Walker::file`] back into the store error it carries, if any.
 fn unwrap_store_error(error: io::Error, path: &Path) -> Error {
-    if error
-        .get_ref()
-        .is_some_and(|inner| inner.is::<WrappedError>())
-    {
-        if let Some(Ok(wrapped)) = error
-            .into_inner()
-            .map(|inner| inner.downcast::<WrappedError>())
-        {
+    if error.get_ref().is_some_and(|inner| inner.is::<WrappedError>()) {
+        if let Some(Ok(wrapped)) = error.into_inner().map(|inner| inner.downcast::<WrappedError>()) {
             return wrapped.0;
         }
-        return Error::Corrupt {
-            what: path.display().to_string(),
-            detail: "lost error".to_owned(),
-        };
+        return Error::Corrupt { what: path.display().to_string(), detail: "lost error".to_owned() };
     }
     Error::io("reading", path, error)
 }

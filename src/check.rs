@@ -54,40 +54,28 @@ impl CheckReport {
 }
 
 /// Checks the repository; see the module documentation.
-pub fn check(
-    repository: &Repository,
-    read_data: bool,
-    progress: &dyn Progress,
-) -> Result<CheckReport> {
+pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let backend = repository.backend();
-    let stored = backend
-        .list("packs")
-        .map_err(|e| crate::Error::io("listing", repository.root().join("packs"), e))?;
-    let indexed: HashMap<String, u64> = store::lock(repository.catalog())
-        .packs()?
-        .into_iter()
-        .collect();
+    let stored = backend.list("packs").map_err(|e| crate::Error::io("listing", repository.root().join("packs"), e))?;
+    let indexed: HashMap<String, u64> = store::lock(repository.catalog()).packs()?.into_iter().collect();
     report.packs = stored.len();
     let stored_names: HashSet<&str> = stored.iter().map(|(name, _)| name.as_str()).collect();
     for name in indexed.keys() {
         if !stored_names.contains(name.as_str()) {
-            report.warnings.push(format!(
-                "pack {} is indexed but missing from the store",
-                backend.describe(name).display()
-            ));
+            report
+                .warnings
+                .push(format!("pack {} is indexed but missing from the store", backend.describe(name).display()));
         }
     }
     for (name, size) in &stored {
         match indexed.get(name) {
-            None => report.warnings.push(format!(
-                "pack {} is not in the index: run `envsnap repair`",
-                backend.describe(name).display()
-            )),
-            Some(known) if known != size => report.warnings.push(format!(
-                "pack {} is {size} bytes, the index says {known}",
-                backend.describe(name).display()
-            )),
+            None => report
+                .warnings
+                .push(format!("pack {} is not in the index: run `envsnap repair`", backend.describe(name).display())),
+            Some(known) if known != size => report
+                .warnings
+                .push(format!("pack {} is {size} bytes, the index says {known}", backend.describe(name).display())),
             Some(_) => {}
         }
     }
@@ -106,10 +94,7 @@ pub fn check(
         });
         progress.finish();
         report.packs_read = stored.len();
-        for (name, result) in found
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
+        for (name, result) in found.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
             if let Err((detail, blobs)) = result {
                 for blob in blobs {
                     damaged_blobs.insert(blob, name.clone());
@@ -127,16 +112,8 @@ pub fn check(
     let mut missing_in_tree: HashMap<ObjectId, Option<String>> = HashMap::new();
     let mut users: BTreeMap<String, BTreeSet<ObjectId>> = BTreeMap::new();
     for snapshot in &snapshots {
-        let mut problem: Option<String> = repository
-            .read_manifest(&snapshot.id)
-            .err()
-            .map(|error| error.to_string());
-        let mut pending: Vec<ObjectId> = snapshot
-            .manifest
-            .elements
-            .iter()
-            .map(|element| element.tree)
-            .collect();
+        let mut problem: Option<String> = repository.read_manifest(&snapshot.id).err().map(|error| error.to_string());
+        let mut pending: Vec<ObjectId> = snapshot.manifest.elements.iter().map(|element| element.tree).collect();
         let mut visited = HashSet::new();
         while let Some(tree_id) = pending.pop() {
             if !visited.insert(tree_id) {
@@ -158,11 +135,7 @@ pub fn check(
                     if let Some(pack) = damaged_blobs.get(chunk) {
                         users.entry(pack.clone()).or_default().insert(snapshot.id);
                         problem.get_or_insert_with(|| {
-                            format!(
-                                "chunk {} in pack {} is damaged",
-                                chunk.short(12),
-                                backend.describe(pack).display()
-                            )
+                            format!("chunk {} in pack {} is damaged", chunk.short(12), backend.describe(pack).display())
                         });
                     }
                 }
@@ -174,10 +147,7 @@ pub fn check(
                     let mut missing = None;
                     for chunk in tree.nodes.iter().flat_map(|node| &node.content) {
                         if catalog.locate(chunk)?.is_none() {
-                            missing = Some(format!(
-                                "chunk {} is missing from the repository",
-                                chunk.short(12)
-                            ));
+                            missing = Some(format!("chunk {} is missing from the repository", chunk.short(12)));
                             break;
                         }
                     }
@@ -196,10 +166,7 @@ pub fn check(
     report.damaged_packs = pack_problems
         .into_iter()
         .map(|(pack, detail)| DamagedPack {
-            snapshots: users
-                .get(&pack)
-                .map(|ids| ids.iter().copied().collect())
-                .unwrap_or_default(),
+            snapshots: users.get(&pack).map(|ids| ids.iter().copied().collect()).unwrap_or_default(),
             pack: backend.describe(&pack).display().to_string(),
             detail,
         })
@@ -209,20 +176,12 @@ pub fn check(
 
 /// Reads a whole pack and verifies it; on damage, says what is wrong and which blobs
 /// are lost (all the index places in it, when its footer cannot be trusted).
-fn verify_pack(
-    repository: &Repository,
-    name: &str,
-    size: u64,
-) -> Result<(), (String, Vec<ObjectId>)> {
+fn verify_pack(repository: &Repository, name: &str, size: u64) -> Result<(), (String, Vec<ObjectId>)> {
     let backend = repository.backend();
     let indexed_blobs = || -> Vec<ObjectId> {
-        read_pack_entries(backend, name, size)
-            .map(|entries| entries.iter().map(|e| e.id).collect())
-            .unwrap_or_default()
+        read_pack_entries(backend, name, size).map(|entries| entries.iter().map(|e| e.id).collect()).unwrap_or_default()
     };
-    let bytes = backend
-        .get(name)
-        .map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
+    let bytes = backend.get(name).map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
     let entries = pack::parse_pack(&bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
     let mut bad = Vec::new();
     for entry in &entries {
@@ -240,17 +199,7 @@ fn verify_pack(
         .is_some_and(|id| id == ObjectId::of(&bytes));
     match (bad.is_empty(), name_matches) {
         (true, true) => Ok(()),
-        (true, false) => Err((
-            "its bytes do not match its name (the damage is outside the blobs)".to_owned(),
-            bad,
-        )),
-        (false, _) => Err((
-            format!(
-                "{} of its {} blobs do not match their hash",
-                bad.len(),
-                entries.len()
-            ),
-            bad,
-        )),
+        (true, false) => Err(("its bytes do not match its name (the damage is outside the blobs)".to_owned(), bad)),
+        (false, _) => Err((format!("{} of its {} blobs do not match their hash", bad.len(), entries.len()), bad)),
     }
 }

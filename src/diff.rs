@@ -55,34 +55,19 @@ pub struct Change {
 /// The changes from `old` to `new`, in path order.
 pub fn diff(repository: &Repository, old: &Manifest, new: &Manifest) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
-    let mut names: Vec<&str> = old
-        .elements
-        .iter()
-        .chain(&new.elements)
-        .map(|e| e.name.as_str())
-        .collect();
+    let mut names: Vec<&str> = old.elements.iter().chain(&new.elements).map(|e| e.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     for name in names {
         let root = PathBuf::from(name);
         match (old.element(name), new.element(name)) {
-            (Some(a), Some(b)) => {
-                compare_trees(repository, Some(a.tree), Some(b.tree), &root, &mut changes)?
-            }
+            (Some(a), Some(b)) => compare_trees(repository, Some(a.tree), Some(b.tree), &root, &mut changes)?,
             (Some(a), None) => {
-                changes.push(Change {
-                    kind: ChangeKind::Removed,
-                    path: root.clone(),
-                    is_dir: true,
-                });
+                changes.push(Change { kind: ChangeKind::Removed, path: root.clone(), is_dir: true });
                 compare_trees(repository, Some(a.tree), None, &root, &mut changes)?;
             }
             (None, Some(b)) => {
-                changes.push(Change {
-                    kind: ChangeKind::Added,
-                    path: root.clone(),
-                    is_dir: true,
-                });
+                changes.push(Change { kind: ChangeKind::Added, path: root.clone(), is_dir: true });
                 compare_trees(repository, None, Some(b.tree), &root, &mut changes)?;
             }
             (None, None) => {}
@@ -101,11 +86,7 @@ fn compare_trees(
     if old == new {
         return Ok(());
     }
-    let read = |id: Option<ObjectId>| {
-        id.map(|id| repository.read_tree(&id))
-            .transpose()
-            .map(Option::unwrap_or_default)
-    };
+    let read = |id: Option<ObjectId>| id.map(|id| repository.read_tree(&id)).transpose().map(Option::unwrap_or_default);
     let (old, new): (Tree, Tree) = (read(old)?, read(new)?);
     let (mut a, mut b) = (old.nodes.iter().peekable(), new.nodes.iter().peekable());
     loop {
@@ -137,25 +118,13 @@ fn compare_trees(
                 }
                 if x.kind == NodeKind::Dir {
                     if metadata_differs(x, y) {
-                        changes.push(Change {
-                            kind: ChangeKind::Metadata,
-                            path: child.clone(),
-                            is_dir: true,
-                        });
+                        changes.push(Change { kind: ChangeKind::Metadata, path: child.clone(), is_dir: true });
                     }
                     compare_trees(repository, x.subtree, y.subtree, &child, changes)?;
                 } else if x.content != y.content || x.target != y.target || x.size != y.size {
-                    changes.push(Change {
-                        kind: ChangeKind::Modified,
-                        path: child,
-                        is_dir: false,
-                    });
+                    changes.push(Change { kind: ChangeKind::Modified, path: child, is_dir: false });
                 } else if metadata_differs(x, y) {
-                    changes.push(Change {
-                        kind: ChangeKind::Metadata,
-                        path: child,
-                        is_dir: false,
-                    });
+                    changes.push(Change { kind: ChangeKind::Metadata, path: child, is_dir: false });
                 }
             }
         }
@@ -172,11 +141,7 @@ fn one_sided(
 ) -> Result<()> {
     let child = path.join(OsStr::from_bytes(&node.name));
     let is_dir = node.kind == NodeKind::Dir;
-    changes.push(Change {
-        kind,
-        path: child.clone(),
-        is_dir,
-    });
+    changes.push(Change { kind, path: child.clone(), is_dir });
     if is_dir {
         let (old, new) = match kind {
             ChangeKind::Removed => (node.subtree, None),
@@ -188,9 +153,5 @@ fn one_sided(
 }
 
 fn metadata_differs(x: &Node, y: &Node) -> bool {
-    x.mode != y.mode
-        || x.uid != y.uid
-        || x.gid != y.gid
-        || x.mtime != y.mtime
-        || x.mtime_nsec != y.mtime_nsec
+    x.mode != y.mode || x.uid != y.uid || x.gid != y.gid || x.mtime != y.mtime || x.mtime_nsec != y.mtime_nsec
 }

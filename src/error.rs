@@ -136,9 +136,7 @@ pub enum Error {
     },
 
     /// Nothing to snapshot.
-    #[error(
-        "envsnap.toml configures no elements: add a [[mount]] (or [[service]]) entry, then run the backup again"
-    )]
+    #[error("envsnap.toml configures no elements: add a [[mount]] (or [[service]]) entry, then run the backup again")]
     NoElements,
 
     /// The configuration is wrong.
@@ -191,16 +189,10 @@ impl Error {
     /// Wraps an I/O error with the action and path; a full disk becomes [`Error::StorageFull`].
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
-        if source.raw_os_error() == Some(libc::ENOSPC)
-            || source.raw_os_error() == Some(libc::EDQUOT)
-        {
+        if source.raw_os_error() == Some(libc::ENOSPC) || source.raw_os_error() == Some(libc::EDQUOT) {
             return Error::StorageFull { path };
         }
-        Error::Io {
-            action,
-            path,
-            source,
-        }
+        Error::Io { action, path, source }
     }
 }
 

@@ -77,10 +77,7 @@ impl<'de> Deserialize<'de> for ObjectId {
             ObjectId::from_hex(&text).ok_or_else(|| D::Error::custom("expected 64 hex digits"))
         } else {
             let bytes: serde_bytes::ByteBuf = serde_bytes::ByteBuf::deserialize(deserializer)?;
-            let array: [u8; 32] = bytes
-                .as_slice()
-                .try_into()
-                .map_err(|_| D::Error::custom("expected a 32-byte id"))?;
+            let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| D::Error::custom("expected a 32-byte id"))?;
             Ok(ObjectId(array))
         }
     }

@@ -66,9 +66,7 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Repository")
-            .field("root", &self.root)
-            .finish_non_exhaustive()
+        f.debug_struct("Repository").field("root", &self.root).finish_non_exhaustive()
     }
 }
 
@@ -81,15 +79,10 @@ impl Repository {
             return Ok(false);
         }
         fs::create_dir_all(root).context("creating the repository", root)?;
-        let config = RepositoryConfig {
-            format: FORMAT_VERSION,
-            chunker: ChunkerParams::default(),
-        };
+        let config = RepositoryConfig { format: FORMAT_VERSION, chunker: ChunkerParams::default() };
         let backend = LocalBackend::new(root);
         let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");
-        backend
-            .put(CONFIG, &bytes)
-            .map_err(|e| Error::io("writing", &config_path, e))?;
+        backend.put(CONFIG, &bytes).map_err(|e| Error::io("writing", &config_path, e))?;
         Catalog::open(&root.join(CATALOG))?;
         Ok(true)
     }
@@ -113,10 +106,7 @@ impl Repository {
             _lock: lock,
         };
         if access == Access::Write {
-            repository
-                .backend
-                .clean_temporary()
-                .context("cleaning", root.join("tmp"))?;
+            repository.backend.clean_temporary().context("cleaning", root.join("tmp"))?;
         }
         // A lost catalog is rebuilt; otherwise, packs written by a backup that was
         // killed before indexing them are indexed (writers only, as only they may
@@ -133,9 +123,7 @@ impl Repository {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::RepositoryMissing {
-                    path: root.to_owned(),
-                });
+                return Err(Error::RepositoryMissing { path: root.to_owned() });
             }
             Err(error) => return Err(Error::io("reading", &path, error)),
         };
@@ -143,10 +131,8 @@ impl Repository {
         struct Version {
             format: u32,
         }
-        let corrupt = |error: serde_json::Error| Error::Corrupt {
-            what: path.display().to_string(),
-            detail: error.to_string(),
-        };
+        let corrupt =
+            |error: serde_json::Error| Error::Corrupt { what: path.display().to_string(), detail: error.to_string() };
         let version: Version = serde_json::from_slice(&bytes).map_err(corrupt)?;
         if version.format > FORMAT_VERSION {
             return Err(Error::FormatTooNew {
@@ -203,10 +189,7 @@ impl Repository {
             store::lock(&self.catalog).add_pack(name, *size, &entries)?;
             indexed += 1;
         }
-        for name in known
-            .iter()
-            .filter(|name| !stored_names.contains(name.as_str()))
-        {
+        for name in known.iter().filter(|name| !stored_names.contains(name.as_str())) {
             store::lock(&self.catalog).remove_pack(name)?;
         }
         Ok(indexed)
@@ -235,29 +218,19 @@ impl Repository {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        self.backend
-            .list(prefix)
-            .context("listing", self.root.join(prefix))
+        self.backend.list(prefix).context("listing", self.root.join(prefix))
     }
 
     /// Reads and verifies a snapshot's manifest from the store.
     pub fn read_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let name = manifest_name(id);
-        let bytes = self
-            .backend
-            .get(&name)
-            .context("reading", self.backend.describe(&name))?;
+        let bytes = self.backend.get(&name).context("reading", self.backend.describe(&name))?;
         let what = || format!("snapshot {}", id.short(12));
         if ObjectId::of(&bytes) != *id {
-            return Err(Error::Corrupt {
-                what: what(),
-                detail: "its manifest does not match its id".to_owned(),
-            });
+            return Err(Error::Corrupt { what: what(), detail: "its manifest does not match its id".to_owned() });
         }
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-            what: what(),
-            detail: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt { what: what(), detail: e.to_string() })?;
         if manifest.format > MANIFEST_FORMAT {
             return Err(Error::FormatTooNew {
                 path: self.backend.describe(&name),
@@ -272,30 +245,21 @@ impl Repository {
     pub fn publish(&self, manifest: &Manifest) -> Result<Snapshot> {
         let (id, bytes) = manifest.encode();
         let name = manifest_name(&id);
-        self.backend
-            .put(&name, &bytes)
-            .map_err(|e| Error::io("writing", self.backend.describe(&name), e))?;
+        self.backend.put(&name, &bytes).map_err(|e| Error::io("writing", self.backend.describe(&name), e))?;
         store::lock(&self.catalog).add_snapshot(&id, manifest)?;
-        Ok(Snapshot {
-            id,
-            manifest: manifest.clone(),
-        })
+        Ok(Snapshot { id, manifest: manifest.clone() })
     }
 
     /// Deletes a snapshot. Its data stays until `prune` frees what no snapshot uses.
     pub fn delete(&self, id: &ObjectId) -> Result<()> {
         let name = manifest_name(id);
-        self.backend
-            .remove(&name)
-            .context("removing", self.backend.describe(&name))?;
+        self.backend.remove(&name).context("removing", self.backend.describe(&name))?;
         store::lock(&self.catalog).remove_snapshot(id)
     }
 
     /// Reads one blob, verified against its id.
     pub fn read_blob(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        let location = store::lock(&self.catalog)
-            .locate(id)?
-            .ok_or_else(|| Error::ChunkMissing { id: id.to_hex() })?;
+        let location = store::lock(&self.catalog).locate(id)?.ok_or_else(|| Error::ChunkMissing { id: id.to_hex() })?;
         self.read_located(&location.pack, &location.entry)
     }
 
@@ -306,11 +270,7 @@ impl Repository {
             .get_range(pack, entry.offset, entry.length as usize)
             .context("reading", self.backend.describe(pack))?;
         decode_blob(entry, stored).map_err(|detail| Error::Corrupt {
-            what: format!(
-                "chunk {} in pack {}",
-                entry.id.short(12),
-                self.backend.describe(pack).display()
-            ),
+            what: format!("chunk {} in pack {}", entry.id.short(12), self.backend.describe(pack).display()),
             detail,
         })
     }
@@ -318,10 +278,8 @@ impl Repository {
     /// Reads a tree.
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
-        Tree::decode(&bytes).map_err(|error| Error::Corrupt {
-            what: format!("tree {}", id.short(12)),
-            detail: error.to_string(),
-        })
+        Tree::decode(&bytes)
+            .map_err(|error| Error::Corrupt { what: format!("tree {}", id.short(12)), detail: error.to_string() })
     }
 
     /// The snapshots, newest first; of one environment when `env` is given.
@@ -332,31 +290,19 @@ impl Repository {
     /// Finds a snapshot by `latest` (the newest of `env`) or a unique id prefix.
     pub fn resolve(&self, text: &str, env: Option<&str>) -> Result<Snapshot> {
         if text == "latest" {
-            return self.snapshots(env)?.into_iter().next().ok_or_else(|| {
-                Error::SnapshotNotFound {
-                    id: text.to_owned(),
-                    scope: env
-                        .map(|env| format!(" in environment {env}"))
-                        .unwrap_or_default(),
-                }
+            return self.snapshots(env)?.into_iter().next().ok_or_else(|| Error::SnapshotNotFound {
+                id: text.to_owned(),
+                scope: env.map(|env| format!(" in environment {env}")).unwrap_or_default(),
             });
         }
         let prefix = text.to_ascii_lowercase();
         if prefix.len() < 4 || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::InvalidId {
-                id: text.to_owned(),
-            });
+            return Err(Error::InvalidId { id: text.to_owned() });
         }
         let matches = store::lock(&self.catalog).snapshots_with_prefix(&prefix)?;
         match matches.as_slice() {
-            [] => Err(Error::SnapshotNotFound {
-                id: text.to_owned(),
-                scope: String::new(),
-            }),
-            [id] => Ok(Snapshot {
-                id: *id,
-                manifest: self.read_manifest(id)?,
-            }),
+            [] => Err(Error::SnapshotNotFound { id: text.to_owned(), scope: String::new() }),
+            [id] => Ok(Snapshot { id: *id, manifest: self.read_manifest(id)? }),
             many => Err(Error::AmbiguousId {
                 prefix: text.to_owned(),
                 candidates: many.iter().map(|id| id.short(12)).collect(),
@@ -385,19 +331,15 @@ impl Repository {
                 }
             }
             for (name, _) in self.list("snapshots")? {
-                let id = name
-                    .strip_prefix("snapshots/")
-                    .and_then(|n| n.strip_suffix(".json"))
-                    .and_then(ObjectId::from_hex);
+                let id =
+                    name.strip_prefix("snapshots/").and_then(|n| n.strip_suffix(".json")).and_then(ObjectId::from_hex);
                 match id.map(|id| (id, self.read_manifest(&id))) {
                     Some((id, Ok(manifest))) => {
                         rebuilt.add_snapshot(&id, &manifest)?;
                         report.snapshots += 1;
                     }
                     Some((_, Err(error))) => report.unreadable.push(format!("{name}: {error}")),
-                    None => report
-                        .unreadable
-                        .push(format!("{name}: not a snapshot manifest name")),
+                    None => report.unreadable.push(format!("{name}: not a snapshot manifest name")),
                 }
             }
         }

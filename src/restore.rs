@@ -3,24 +3,27 @@
 //! A restore runs in three steps:
 //! 1. **Plan**: walk the snapshot's trees and check every name. Nothing is written
 //!    until the whole snapshot has been found safe: a name that is empty, `.`, `..`,
-//!    holds a `/` or appears twice is refused, and so is a directory of the target
-//!    that is a symlink (it could lead outside the target).
-//! 2. **Lay out**: create directories, empty files of their final size (so holes stay
-//!    holes), symlinks. Files are created fresh (an existing one is unlinked first) and
-//!    opened with `O_NOFOLLOW`, so no write ever goes through a link.
+//!    holds a `/` or a NUL, or appears twice is refused, and so is a directory of the
+//!    target that is a symlink (it could lead outside the target).
+//! 2. **Lay out**: create the directories and symlinks; remove what stands where a
+//!    file will go (in a directory that existed before), never following a link.
 //! 3. **Fill**: group the chunks by pack and read each pack once, packs in parallel,
-//!    writing each chunk at its offset(s) in whatever order it comes. All-zero chunks
-//!    are skipped, which keeps sparse files sparse. Metadata comes last, directories
-//!    deepest first, so a read-only directory is made read-only after its children.
+//!    writing each chunk at its offset(s) in whatever order it comes. A file is created
+//!    (`O_NOFOLLOW`) by its first chunk and finished (size, owner, mode, times, all
+//!    through the open handle) by its last, so most files cost one open. All-zero
+//!    chunks are not written, which keeps sparse files sparse. Directory metadata
+//!    comes last, deepest first, so a read-only directory is made so after its children.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 
@@ -30,6 +33,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::store::pack::PackEntry;
 use crate::store::{self, decode_blob};
 use crate::tree::{Node, NodeKind};
 
@@ -60,35 +64,24 @@ pub struct RestoreReport {
 }
 
 /// Restores `targets`. See the module documentation for the order of work.
-pub fn restore(
-    repository: &Repository,
-    targets: &[RestoreTarget],
-    progress: &dyn Progress,
-) -> Result<RestoreReport> {
+pub fn restore(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<RestoreReport> {
     let mut plan = Plan::default();
     for (index, target) in targets.iter().enumerate() {
         plan.add_target(repository, target, index)?;
     }
     plan.check_target()?;
-    plan.lay_out(targets)?;
+    let fresh = plan.lay_out(targets)?;
+    plan.clear_file_places(&fresh)?;
     let failures = Mutex::new(Vec::new());
     plan.fill(repository, progress, &failures)?;
     plan.finish_links()?;
-    plan.apply_metadata()?;
-    let failures = failures
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    plan.apply_dir_metadata()?;
+    let failures = failures.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, first_error)) = failures.first() {
-        let mut files: Vec<PathBuf> = failures
-            .iter()
-            .map(|(index, _)| plan.files[*index].path.clone())
-            .collect();
+        let mut files: Vec<PathBuf> = failures.iter().map(|(index, _)| plan.files[*index].path.clone()).collect();
         files.sort();
         files.dedup();
-        return Err(Error::RestoreIncomplete {
-            files,
-            first_error: first_error.clone(),
-        });
+        return Err(Error::RestoreIncomplete { files, first_error: first_error.clone() });
     }
     Ok(plan.report())
 }
@@ -110,6 +103,8 @@ struct PlannedDir {
 struct PlannedFile {
     path: PathBuf,
     node: Node,
+    /// Index of its directory in `Plan::dirs`.
+    parent: usize,
 }
 
 #[derive(Debug, Default)]
@@ -122,66 +117,50 @@ struct Plan {
 }
 
 fn unsafe_name(dir: &Path, name: &[u8], reason: &str) -> Error {
-    Error::UnsafePath {
-        path: dir.join(OsStr::from_bytes(name)),
-        reason: reason.to_owned(),
+    Error::UnsafePath { path: dir.join(OsStr::from_bytes(name)), reason: reason.to_owned() }
+}
+
+/// Refuses a name that could lead out of its directory or collide.
+fn check_name(dir: &Path, name: &[u8], names: &mut HashSet<Vec<u8>>) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(unsafe_name(dir, name, "the snapshot holds an entry named `.`, `..` or nothing"));
     }
+    if name.contains(&b'/') || name.contains(&0) {
+        return Err(unsafe_name(
+            dir,
+            name,
+            "the snapshot holds a name with a `/` or NUL: it could point outside the target",
+        ));
+    }
+    if !names.insert(name.to_vec()) {
+        return Err(unsafe_name(dir, name, "the snapshot holds this name twice in one directory"));
+    }
+    Ok(())
 }
 
 impl Plan {
-    fn add_target(
-        &mut self,
-        repository: &Repository,
-        target: &RestoreTarget,
-        target_index: usize,
-    ) -> Result<()> {
+    fn add_target(&mut self, repository: &Repository, target: &RestoreTarget, target_index: usize) -> Result<()> {
         let mut inodes: HashMap<u64, PathBuf> = HashMap::new();
-        let mut pending = vec![(
-            target.tree,
-            target.destination.clone(),
-            PathBuf::new(),
-            None::<Node>,
-        )];
+        let mut pending = vec![(target.tree, target.destination.clone(), PathBuf::new(), None::<Node>)];
         while let Some((tree_id, path, relative, node)) = pending.pop() {
             let tree = repository.read_tree(&tree_id)?;
             let mut names = HashSet::with_capacity(tree.nodes.len());
             for child in &tree.nodes {
-                let name = child.name.as_slice();
-                if name.is_empty() || name == b"." || name == b".." {
-                    return Err(unsafe_name(
-                        &path,
-                        name,
-                        "the snapshot holds an entry named `.`, `..` or nothing",
-                    ));
-                }
-                if name.contains(&b'/') || name.contains(&0) {
-                    return Err(unsafe_name(
-                        &path,
-                        name,
-                        "the snapshot holds a name with a `/`: it could point outside the target",
-                    ));
-                }
-                if !names.insert(child.name.clone()) {
-                    return Err(unsafe_name(
-                        &path,
-                        name,
-                        "the snapshot holds this name twice",
-                    ));
-                }
-                let child_path = path.join(OsStr::from_bytes(name));
-                let child_relative = relative.join(OsStr::from_bytes(name));
+                check_name(&path, &child.name, &mut names)?;
+            }
+            let parent = self.dirs.len();
+            for child in tree.nodes {
+                let name = OsStr::from_bytes(&child.name);
+                let child_path = path.join(name);
                 match child.kind {
                     NodeKind::Dir => {
                         let subtree = child.subtree.ok_or_else(|| Error::Corrupt {
                             what: format!("tree {}", tree_id.short(12)),
                             detail: format!("directory {} has no subtree", child_path.display()),
                         })?;
-                        pending.push((subtree, child_path, child_relative, Some(child.clone())));
+                        pending.push((subtree, child_path, relative.join(name), Some(child)));
                     }
-                    NodeKind::Symlink => self.symlinks.push(PlannedFile {
-                        path: child_path,
-                        node: child.clone(),
-                    }),
+                    NodeKind::Symlink => self.symlinks.push(PlannedFile { path: child_path, node: child, parent }),
                     NodeKind::File => {
                         if child.links > 1 {
                             if let Some(first) = inodes.get(&child.inode) {
@@ -190,20 +169,11 @@ impl Plan {
                             }
                             inodes.insert(child.inode, child_path.clone());
                         }
-                        self.files.push(PlannedFile {
-                            path: child_path,
-                            node: child.clone(),
-                        });
+                        self.files.push(PlannedFile { path: child_path, node: child, parent });
                     }
                 }
             }
-            self.dirs.push(PlannedDir {
-                path,
-                relative,
-                node,
-                names,
-                target: target_index,
-            });
+            self.dirs.push(PlannedDir { path, relative, node, names, target: target_index });
         }
         Ok(())
     }
@@ -211,13 +181,8 @@ impl Plan {
     /// Refuses directories of the target that are symlinks: writing below one would
     /// write wherever it points.
     fn check_target(&self) -> Result<()> {
-        let is_symlink =
-            |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        if let Some(dir) = self
-            .dirs
-            .iter()
-            .find(|dir| dir.node.is_some() && is_symlink(&dir.path))
-        {
+        let is_symlink = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if let Some(dir) = self.dirs.iter().find(|dir| dir.node.is_some() && is_symlink(&dir.path)) {
             return Err(Error::UnsafePath {
                 path: dir.path.clone(),
                 reason: "it is a symlink in the target where the snapshot has a directory; \
@@ -228,52 +193,55 @@ impl Plan {
         Ok(())
     }
 
-    fn lay_out(&self, targets: &[RestoreTarget]) -> Result<()> {
-        // Parents come before children: the walk pushes a directory after reading its
-        // parent, and pops depth first, so sorting by path puts every parent first.
-        let mut order: Vec<&PlannedDir> = self.dirs.iter().collect();
-        order.sort_by(|a, b| a.path.cmp(&b.path));
-        for dir in order {
-            if dir.node.is_none() {
-                fs::create_dir_all(&dir.path).context("creating", &dir.path)?;
-            } else {
-                match fs::symlink_metadata(&dir.path) {
-                    Ok(metadata) if metadata.is_dir() => {}
-                    Ok(_) => {
-                        fs::remove_file(&dir.path).context("replacing", &dir.path)?;
-                        fs::create_dir(&dir.path).context("creating", &dir.path)?;
-                    }
-                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                        fs::create_dir(&dir.path).context("creating", &dir.path)?;
-                    }
-                    Err(error) => return Err(Error::io("reading", &dir.path, error)),
+    /// Creates the directories and symlinks; returns, per directory, whether it was
+    /// created now (and so holds nothing to replace).
+    fn lay_out(&self, targets: &[RestoreTarget]) -> Result<Vec<bool>> {
+        let mut fresh = vec![false; self.dirs.len()];
+        // Sorting by path puts every parent before its children.
+        let mut order: Vec<usize> = (0..self.dirs.len()).collect();
+        order.sort_by(|a, b| self.dirs[*a].path.cmp(&self.dirs[*b].path));
+        for index in order {
+            let dir = &self.dirs[index];
+            fresh[index] = match fs::symlink_metadata(&dir.path) {
+                Ok(metadata) if metadata.is_dir() => false,
+                // An element's root may be a symlink the user chose (e.g. to another disk).
+                Ok(metadata) if dir.node.is_none() && metadata.file_type().is_symlink() => false,
+                Ok(_) => {
+                    fs::remove_file(&dir.path).context("replacing", &dir.path)?;
+                    fs::create_dir(&dir.path).context("creating", &dir.path)?;
+                    true
                 }
-            }
-            if let Some(excludes) = targets
-                .get(dir.target)
-                .and_then(|target| target.replace.as_ref())
-            {
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    if dir.node.is_none() { fs::create_dir_all(&dir.path) } else { fs::create_dir(&dir.path) }
+                        .context("creating", &dir.path)?;
+                    true
+                }
+                Err(error) => return Err(Error::io("reading", &dir.path, error)),
+            };
+            if let (false, Some(excludes)) = (fresh[index], targets.get(dir.target).and_then(|t| t.replace.as_ref())) {
                 remove_extra_entries(dir, excludes)?;
             }
         }
-        self.files.par_iter().try_for_each(|file| -> Result<()> {
-            remove_existing(&file.path)?;
-            let created = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&file.path)
-                .context("creating", &file.path)?;
-            created
-                .set_len(file.node.size)
-                .context("sizing", &file.path)
-        })?;
         for link in &self.symlinks {
-            remove_existing(&link.path)?;
+            if !fresh[link.parent] {
+                remove_existing(&link.path)?;
+            }
             let target = OsStr::from_bytes(link.node.target.as_deref().unwrap_or_default());
-            std::os::unix::fs::symlink(target, &link.path)
-                .context("creating the symlink", &link.path)?;
+            std::os::unix::fs::symlink(target, &link.path).context("creating the symlink", &link.path)?;
+            // Ownership of a symlink matters only to root; its time is kept like any other.
+            let _ = std::os::unix::fs::lchown(&link.path, Some(link.node.uid), Some(link.node.gid));
+            let mtime = filetime::FileTime::from_unix_time(link.node.mtime, link.node.mtime_nsec);
+            filetime::set_symlink_file_times(&link.path, mtime, mtime).context("setting the times of", &link.path)?;
+        }
+        Ok(fresh)
+    }
+
+    /// Removes what stands where a file or hard link will be created, in directories
+    /// that existed before, so that every file is created new.
+    fn clear_file_places(&self, fresh: &[bool]) -> Result<()> {
+        self.files.par_iter().filter(|file| !fresh[file.parent]).try_for_each(|file| remove_existing(&file.path))?;
+        for (_, link) in &self.hard_links {
+            remove_existing(link)?;
         }
         Ok(())
     }
@@ -286,120 +254,140 @@ impl Plan {
     ) -> Result<()> {
         // chunk -> every (file, offset) that needs it
         let mut uses: HashMap<ObjectId, Positions> = HashMap::new();
-        let mut total = 0u64;
         let mut locations: HashMap<ObjectId, Location> = HashMap::new();
+        // Per file, the chunk writes still to come; the one that brings it to zero
+        // finishes the file.
+        let remaining: Vec<AtomicUsize> = self.files.iter().map(|_| AtomicUsize::new(0)).collect();
+        let mut without_chunks = Vec::new();
         {
             let catalog = store::lock(repository.catalog());
             for (index, file) in self.files.iter().enumerate() {
                 let mut offset = 0u64;
+                let mut positions = Vec::with_capacity(file.node.content.len());
                 for id in &file.node.content {
-                    if !locations.contains_key(id) {
-                        match catalog.locate(id)? {
-                            Some(location) => {
-                                locations.insert(*id, location);
-                            }
+                    let location = match locations.get(id) {
+                        Some(location) => location,
+                        None => match catalog.locate(id)? {
+                            Some(location) => locations.entry(*id).or_insert(location),
                             None => {
-                                store::lock(failures).push((
-                                    index,
-                                    format!(
-                                        "chunk {} is missing from the repository",
-                                        id.short(12)
-                                    ),
-                                ));
+                                let message = format!("chunk {} is missing from the repository", id.short(12));
+                                store::lock(failures).push((index, message));
+                                positions.clear();
                                 break;
                             }
-                        }
-                    }
-                    uses.entry(*id).or_default().push((index, offset));
-                    offset += u64::from(locations[id].entry.raw_length);
+                        },
+                    };
+                    positions.push((*id, offset));
+                    offset += u64::from(location.entry.raw_length);
                 }
-                total += file.node.size;
+                if positions.is_empty() {
+                    without_chunks.push(index);
+                }
+                remaining[index].store(positions.len(), Ordering::Relaxed);
+                for (id, offset) in positions {
+                    uses.entry(id).or_default().push((index, offset));
+                }
             }
         }
+        let total = self.files.iter().map(|file| file.node.size).sum();
         progress.begin("restoring", Some(total));
         let mut by_pack: HashMap<&str, Vec<(&Location, &Positions)>> = HashMap::new();
         for (id, positions) in &uses {
             let location = &locations[id];
-            by_pack
-                .entry(location.pack.as_str())
-                .or_default()
-                .push((location, positions));
+            by_pack.entry(location.pack.as_str()).or_default().push((location, positions));
         }
-        by_pack
-            .into_par_iter()
-            .try_for_each(|(pack, mut blobs)| -> Result<()> {
-                blobs.sort_by_key(|(location, _)| location.entry.offset);
-                let mut open_files: HashMap<usize, File> = HashMap::new();
-                for (location, positions) in blobs {
-                    let data = repository
-                        .backend()
-                        .get_range(pack, location.entry.offset, location.entry.length as usize)
-                        .map_err(|error| error.to_string())
-                        .and_then(|stored| decode_blob(&location.entry, stored));
-                    let data = match data {
-                        Ok(data) => data,
-                        Err(detail) => {
-                            let message = format!(
-                                "chunk {} in pack {}: {detail}",
-                                location.entry.id.short(12),
-                                repository.backend().describe(pack).display()
-                            );
-                            store::lock(failures).extend(
-                                positions.iter().map(|(index, _)| (*index, message.clone())),
-                            );
-                            continue;
-                        }
-                    };
-                    let zero = data.iter().all(|byte| *byte == 0);
-                    for (index, offset) in positions {
-                        progress.add_bytes(data.len() as u64);
-                        if zero {
-                            continue;
-                        }
-                        let path = &self.files[*index].path;
-                        let file = match open_files.entry(*index) {
-                            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(entry) => entry.insert(
-                                OpenOptions::new()
-                                    .write(true)
-                                    .custom_flags(libc::O_NOFOLLOW)
-                                    .open(path)
-                                    .context("opening", path)?,
-                            ),
-                        };
-                        file.write_all_at(&data, *offset).context("writing", path)?;
+        by_pack.into_par_iter().try_for_each(|(pack, mut blobs)| -> Result<()> {
+            blobs.sort_by_key(|(location, _)| location.entry.offset);
+            let entries: Vec<&PackEntry> = blobs.iter().map(|(location, _)| &location.entry).collect();
+            let mut reader = PackReader::new(repository, pack, &entries)?;
+            // Consecutive chunks of one file share a handle; at most one file is open
+            // per pack task, however many files a pack holds.
+            let mut open: Option<(usize, File)> = None;
+            for (location, positions) in blobs {
+                let data = match reader.read(&location.entry)? {
+                    Ok(data) => Some(data),
+                    Err(detail) => {
+                        let message = format!(
+                            "chunk {} in pack {}: {detail}",
+                            location.entry.id.short(12),
+                            repository.backend().describe(pack).display()
+                        );
+                        store::lock(failures).extend(positions.iter().map(|(index, _)| (*index, message.clone())));
+                        None
+                    }
+                };
+                let zero = data.as_ref().is_some_and(|data| data.iter().all(|byte| *byte == 0));
+                for (index, offset) in positions {
+                    if let Some(data) = data.as_ref().filter(|_| !zero) {
+                        let file = self.handle(&mut open, *index)?;
+                        file.write_all_at(data, *offset).context("writing", &self.files[*index].path)?;
+                    }
+                    progress.add_bytes(u64::from(location.entry.raw_length));
+                    if remaining[*index].fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let file = self.handle(&mut open, *index)?;
+                        self.finish_file(*index, file)?;
+                        open = None;
                     }
                 }
-                Ok(())
-            })?;
+            }
+            Ok(())
+        })?;
+        without_chunks.par_iter().try_for_each(|index| {
+            let mut open = None;
+            let file = self.handle(&mut open, *index)?;
+            self.finish_file(*index, file)
+        })?;
         progress.finish();
         Ok(())
     }
 
+    /// The open handle of file `index`, opening (creating) it when another is open.
+    fn handle<'h>(&self, open: &'h mut Option<(usize, File)>, index: usize) -> Result<&'h File> {
+        if open.as_ref().is_none_or(|(current, _)| *current != index) {
+            let path = &self.files[index].path;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(path)
+                .context("creating", path)?;
+            *open = Some((index, file));
+        }
+        Ok(&open.as_ref().expect("opened just above").1)
+    }
+
+    /// Gives a file whose data is written its size (holes at the end included),
+    /// owner, mode and times, through its handle.
+    fn finish_file(&self, index: usize, file: &File) -> Result<()> {
+        let PlannedFile { path, node, .. } = &self.files[index];
+        file.set_len(node.size).context("sizing", path)?;
+        // Changing the owner needs privileges a normal user lacks; the files are then
+        // theirs, as with `cp` or `tar` run by that user.
+        let _ = std::os::unix::fs::fchown(file, Some(node.uid), Some(node.gid));
+        file.set_permissions(fs::Permissions::from_mode(node.mode)).context("setting the mode of", path)?;
+        let mtime = system_time(node.mtime, node.mtime_nsec);
+        file.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime)).context("setting the times of", path)
+    }
+
     fn finish_links(&self) -> Result<()> {
         for (existing, link) in &self.hard_links {
-            remove_existing(link)?;
             fs::hard_link(existing, link).context("linking", link)?;
         }
         Ok(())
     }
 
-    fn apply_metadata(&self) -> Result<()> {
-        self.files
-            .par_iter()
-            .try_for_each(|file| set_metadata(&file.path, &file.node))?;
-        for link in &self.symlinks {
-            // Ownership of a symlink matters only to root; times are best kept too.
-            let _ = std::os::unix::fs::lchown(&link.path, Some(link.node.uid), Some(link.node.gid));
-            let mtime = filetime::FileTime::from_unix_time(link.node.mtime, link.node.mtime_nsec);
-            filetime::set_symlink_file_times(&link.path, mtime, mtime)
-                .context("setting the times of", &link.path)?;
-        }
+    fn apply_dir_metadata(&self) -> Result<()> {
         let mut dirs: Vec<&PlannedDir> = self.dirs.iter().collect();
         dirs.sort_by(|a, b| b.path.cmp(&a.path));
         for dir in dirs {
             if let Some(node) = &dir.node {
-                set_metadata(&dir.path, node)?;
+                let _ = std::os::unix::fs::chown(&dir.path, Some(node.uid), Some(node.gid));
+                fs::set_permissions(&dir.path, fs::Permissions::from_mode(node.mode))
+                    .context("setting the mode of", &dir.path)?;
+                let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
+                filetime::set_file_times(&dir.path, mtime, mtime).context("setting the times of", &dir.path)?;
             }
         }
         Ok(())
@@ -415,14 +403,67 @@ impl Plan {
     }
 }
 
-fn set_metadata(path: &Path, node: &Node) -> Result<()> {
-    // Changing the owner needs privileges a normal user lacks; the files are then
-    // theirs, as with `cp` or `tar` run by that user.
-    let _ = std::os::unix::fs::chown(path, Some(node.uid), Some(node.gid));
-    fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
-        .context("setting the mode of", path)?;
-    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_nsec);
-    filetime::set_file_times(path, mtime, mtime).context("setting the times of", path)
+fn system_time(seconds: i64, nanoseconds: u32) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(nanoseconds));
+    match u64::try_from(seconds) {
+        Ok(seconds) => UNIX_EPOCH + Duration::from_secs(seconds) + nanos,
+        Err(_) => UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs()) + nanos,
+    }
+}
+
+/// Reads the blobs a restore needs from one pack: the whole span in one read when the
+/// blobs fill most of it (a first restore), else blob by blob (a few files).
+struct PackReader<'a> {
+    repository: &'a Repository,
+    pack: &'a str,
+    span: Option<(u64, Vec<u8>)>,
+}
+
+/// The largest span read at once: a whole pack, with room for a large last blob.
+const SPAN_LIMIT: u64 = 2 * store::PACK_TARGET as u64;
+
+impl<'a> PackReader<'a> {
+    fn new(repository: &'a Repository, pack: &'a str, sorted: &[&PackEntry]) -> Result<Self> {
+        let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+            return Ok(PackReader { repository, pack, span: None });
+        };
+        let start = first.offset;
+        let end = last.offset + u64::from(last.length);
+        let needed: u64 = sorted.iter().map(|entry| u64::from(entry.length)).sum();
+        let span = if end - start <= SPAN_LIMIT && needed * 2 >= end - start {
+            match repository.backend().get_range(pack, start, (end - start) as usize) {
+                Ok(bytes) => Some((start, bytes)),
+                // A short or missing pack: read blob by blob to save what can be saved.
+                Err(error) if is_damage(&error) => None,
+                Err(error) => return Err(Error::io("reading", repository.backend().describe(pack), error)),
+            }
+        } else {
+            None
+        };
+        Ok(PackReader { repository, pack, span })
+    }
+
+    /// The blob's plain bytes; `Ok(Err(why))` when its data is damaged or missing,
+    /// `Err` when reading failed for another reason (which stops the restore).
+    fn read(&mut self, entry: &PackEntry) -> Result<Result<Vec<u8>, String>> {
+        let stored = match &self.span {
+            Some((start, bytes)) => {
+                let from = (entry.offset - start) as usize;
+                bytes[from..from + entry.length as usize].to_vec()
+            }
+            None => match self.repository.backend().get_range(self.pack, entry.offset, entry.length as usize) {
+                Ok(stored) => stored,
+                Err(error) if is_damage(&error) => return Ok(Err(error.to_string())),
+                Err(error) => return Err(Error::io("reading", self.repository.backend().describe(self.pack), error)),
+            },
+        };
+        Ok(decode_blob(entry, stored))
+    }
+}
+
+/// Errors that mean the data is gone (rather than that reading failed for now).
+fn is_damage(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof)
 }
 
 /// Removes whatever is at `path`, never following a symlink.

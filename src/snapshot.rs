@@ -55,16 +55,10 @@ impl FromStr for Trigger {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [
-            Trigger::Manual,
-            Trigger::PreMerge,
-            Trigger::PrePush,
-            Trigger::Schedule,
-            Trigger::Safety,
-        ]
-        .into_iter()
-        .find(|trigger| trigger.as_str() == text)
-        .ok_or_else(|| format!("unknown trigger `{text}`"))
+        [Trigger::Manual, Trigger::PreMerge, Trigger::PrePush, Trigger::Schedule, Trigger::Safety]
+            .into_iter()
+            .find(|trigger| trigger.as_str() == text)
+            .ok_or_else(|| format!("unknown trigger `{text}`"))
     }
 }
 

@@ -91,10 +91,7 @@ impl Tree {
 
     /// The node with this name, by binary search (nodes are sorted by name).
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|node| node.name.as_slice().cmp(name))
-            .ok()
-            .map(|index| &self.nodes[index])
+        self.nodes.binary_search_by(|node| node.name.as_slice().cmp(name)).ok().map(|index| &self.nodes[index])
     }
 }
 
@@ -140,9 +137,7 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip_with_binary_names() -> Result<(), TreeDecodeError> {
-        let tree = Tree {
-            nodes: vec![node(b"a"), node(&[0xff, 0xfe, b'x'])],
-        };
+        let tree = Tree { nodes: vec![node(b"a"), node(&[0xff, 0xfe, b'x'])] };
         let bytes = tree.encode();
         assert_eq!(Tree::decode(&bytes)?, tree);
         assert_eq!(tree.encode(), bytes, "encoding is deterministic");

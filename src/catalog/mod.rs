@@ -63,10 +63,7 @@ impl Catalog {
     /// Opens (creating if needed) the catalog at `path`; refuses a newer schema.
     pub fn open(path: &Path) -> Result<Self> {
         let connection = Connection::open(path).map_err(|source| catalog_error(path, source))?;
-        let catalog = Catalog {
-            connection,
-            path: path.to_owned(),
-        };
+        let catalog = Catalog { connection, path: path.to_owned() };
         catalog.prepare()?;
         Ok(catalog)
     }
@@ -74,8 +71,7 @@ impl Catalog {
     /// An in-memory catalog, for tests and for rebuilding.
     pub fn in_memory() -> Result<Self> {
         let path = PathBuf::from(":memory:");
-        let connection =
-            Connection::open_in_memory().map_err(|source| catalog_error(&path, source))?;
+        let connection = Connection::open_in_memory().map_err(|source| catalog_error(&path, source))?;
         let catalog = Catalog { connection, path };
         catalog.prepare()?;
         Ok(catalog)
@@ -87,11 +83,7 @@ impl Catalog {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|source| self.error(source))?;
         if found > SCHEMA_VERSION {
-            return Err(Error::FormatTooNew {
-                path: self.path.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
+            return Err(Error::FormatTooNew { path: self.path.clone(), found, supported: SCHEMA_VERSION });
         }
         // WAL lets readers list and restore while a backup writes. NORMAL sync may lose
         // the last transactions on power loss, never corrupt: the index is rebuilt from
@@ -99,12 +91,8 @@ impl Catalog {
         self.connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 60000;")
             .map_err(|source| self.error(source))?;
-        self.connection
-            .execute_batch(SCHEMA)
-            .map_err(|source| self.error(source))?;
-        self.connection
-            .pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|source| self.error(source))
+        self.connection.execute_batch(SCHEMA).map_err(|source| self.error(source))?;
+        self.connection.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|source| self.error(source))
     }
 
     fn error(&self, source: rusqlite::Error) -> Error {
@@ -113,23 +101,15 @@ impl Catalog {
 
     /// The names of the packs the index knows.
     pub fn pack_names(&self) -> Result<HashSet<String>> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT name FROM packs")
-            .map_err(|e| self.error(e))?;
-        let names = statement
-            .query_map([], |row| row.get(0))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.error(e))?;
+        let mut statement = self.connection.prepare("SELECT name FROM packs").map_err(|e| self.error(e))?;
+        let names = statement.query_map([], |row| row.get(0)).and_then(Iterator::collect).map_err(|e| self.error(e))?;
         Ok(names)
     }
 
     /// The packs the index knows, with their sizes.
     pub fn packs(&self) -> Result<Vec<(String, u64)>> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT name, size FROM packs ORDER BY name")
-            .map_err(|e| self.error(e))?;
+        let mut statement =
+            self.connection.prepare("SELECT name, size FROM packs ORDER BY name").map_err(|e| self.error(e))?;
         let packs = statement
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .and_then(Iterator::collect)
@@ -144,16 +124,10 @@ impl Catalog {
         let fail = |source| catalog_error(&path, source);
         let transaction = self.connection.transaction().map_err(fail)?;
         transaction
-            .execute(
-                "INSERT OR IGNORE INTO packs (name, size) VALUES (?1, ?2)",
-                params![name, size],
-            )
+            .execute("INSERT OR IGNORE INTO packs (name, size) VALUES (?1, ?2)", params![name, size])
             .map_err(fail)?;
-        let pack: i64 = transaction
-            .query_row("SELECT id FROM packs WHERE name = ?1", [name], |row| {
-                row.get(0)
-            })
-            .map_err(fail)?;
+        let pack: i64 =
+            transaction.query_row("SELECT id FROM packs WHERE name = ?1", [name], |row| row.get(0)).map_err(fail)?;
         {
             let mut insert = transaction
                 .prepare_cached(
@@ -184,23 +158,15 @@ impl Catalog {
         let fail = |source| catalog_error(&path, source);
         let transaction = self.connection.transaction().map_err(fail)?;
         transaction
-            .execute(
-                "DELETE FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?1)",
-                [name],
-            )
+            .execute("DELETE FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?1)", [name])
             .map_err(fail)?;
-        transaction
-            .execute("DELETE FROM packs WHERE name = ?1", [name])
-            .map_err(fail)?;
+        transaction.execute("DELETE FROM packs WHERE name = ?1", [name]).map_err(fail)?;
         transaction.commit().map_err(fail)
     }
 
     /// The ids of every indexed blob: the set a backup deduplicates against.
     pub fn blob_ids(&self) -> Result<HashSet<ObjectId>> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT id FROM chunks")
-            .map_err(|e| self.error(e))?;
+        let mut statement = self.connection.prepare("SELECT id FROM chunks").map_err(|e| self.error(e))?;
         let mut ids = HashSet::new();
         let mut rows = statement.query([]).map_err(|e| self.error(e))?;
         while let Some(row) = rows.next().map_err(|e| self.error(e))? {
@@ -230,8 +196,7 @@ impl Catalog {
                     entry: PackEntry {
                         id: *id,
                         kind: BlobKind::from_code(kind).unwrap_or(BlobKind::Data),
-                        compression: Compression::from_code(compression)
-                            .unwrap_or(Compression::None),
+                        compression: Compression::from_code(compression).unwrap_or(Compression::None),
                         offset: row.get(1)?,
                         length: row.get(2)?,
                         raw_length: row.get(3)?,
@@ -246,9 +211,7 @@ impl Catalog {
     pub fn blob_packs(&self) -> Result<HashMap<ObjectId, String>> {
         let mut statement = self
             .connection
-            .prepare(
-                "SELECT chunks.id, packs.name FROM chunks JOIN packs ON packs.id = chunks.pack",
-            )
+            .prepare("SELECT chunks.id, packs.name FROM chunks JOIN packs ON packs.id = chunks.pack")
             .map_err(|e| self.error(e))?;
         let mut map = HashMap::new();
         let mut rows = statement.query([]).map_err(|e| self.error(e))?;
@@ -276,22 +239,15 @@ impl Catalog {
 
     /// Forgets a snapshot.
     pub fn remove_snapshot(&self, id: &ObjectId) -> Result<()> {
-        self.connection
-            .execute("DELETE FROM snapshots WHERE id = ?1", [id.to_hex()])
-            .map_err(|e| self.error(e))?;
+        self.connection.execute("DELETE FROM snapshots WHERE id = ?1", [id.to_hex()]).map_err(|e| self.error(e))?;
         Ok(())
     }
 
     /// The ids of every recorded snapshot.
     pub fn snapshot_ids(&self) -> Result<HashSet<ObjectId>> {
-        let mut statement = self
-            .connection
-            .prepare("SELECT id FROM snapshots")
-            .map_err(|e| self.error(e))?;
-        let ids: Vec<String> = statement
-            .query_map([], |row| row.get(0))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.error(e))?;
+        let mut statement = self.connection.prepare("SELECT id FROM snapshots").map_err(|e| self.error(e))?;
+        let ids: Vec<String> =
+            statement.query_map([], |row| row.get(0)).and_then(Iterator::collect).map_err(|e| self.error(e))?;
         Ok(ids.iter().filter_map(|id| ObjectId::from_hex(id)).collect())
     }
 
@@ -329,19 +285,14 @@ impl Catalog {
             .connection
             .prepare("SELECT id FROM snapshots WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id")
             .map_err(|e| self.error(e))?;
-        let ids: Vec<String> = statement
-            .query_map([prefix], |row| row.get(0))
-            .and_then(Iterator::collect)
-            .map_err(|e| self.error(e))?;
+        let ids: Vec<String> =
+            statement.query_map([prefix], |row| row.get(0)).and_then(Iterator::collect).map_err(|e| self.error(e))?;
         Ok(ids.iter().filter_map(|id| ObjectId::from_hex(id)).collect())
     }
 }
 
 fn catalog_error(path: &Path, source: rusqlite::Error) -> Error {
-    Error::Catalog {
-        path: path.to_owned(),
-        source,
-    }
+    Error::Catalog { path: path.to_owned(), source }
 }
 
 #[cfg(test)]
@@ -361,19 +312,9 @@ mod tests {
             raw_length: 20,
         };
         catalog.add_pack("packs/aa/one.pack", 100, &[entry])?;
-        catalog.add_pack(
-            "packs/bb/two.pack",
-            100,
-            &[PackEntry {
-                offset: 30,
-                ..entry
-            }],
-        )?;
+        catalog.add_pack("packs/bb/two.pack", 100, &[PackEntry { offset: 30, ..entry }])?;
         let location = catalog.locate(&id)?.expect("indexed");
-        assert_eq!(
-            location.pack, "packs/aa/one.pack",
-            "the first location is kept"
-        );
+        assert_eq!(location.pack, "packs/aa/one.pack", "the first location is kept");
         assert_eq!(location.entry, entry);
         assert!(catalog.blob_ids()?.contains(&id));
         catalog.remove_pack("packs/aa/one.pack")?;
@@ -388,9 +329,7 @@ mod tests {
         let path = dir.path().join("catalog.sqlite");
         drop(Catalog::open(&path)?);
         let connection = Connection::open(&path).map_err(|e| catalog_error(&path, e))?;
-        connection
-            .pragma_update(None, "user_version", 99)
-            .map_err(|e| catalog_error(&path, e))?;
+        connection.pragma_update(None, "user_version", 99).map_err(|e| catalog_error(&path, e))?;
         drop(connection);
         match Catalog::open(&path) {
             Err(Error::FormatTooNew { found: 99, .. }) => Ok(()),

@@ -47,12 +47,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         let known: Vec<String> = mounts.iter().map(|mount| mount.name.clone()).collect();
         for name in &args.elements {
             if !known.contains(name) {
-                return Err(Error::UnknownElement {
-                    name: name.clone(),
-                    context: " in envsnap.toml".into(),
-                    known,
-                }
-                .into());
+                return Err(
+                    Error::UnknownElement { name: name.clone(), context: " in envsnap.toml".into(), known }.into()
+                );
             }
         }
         mounts.retain(|mount| args.elements.contains(&mount.name));
@@ -62,8 +59,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     }
     let trigger: Trigger = args.trigger.parse().map_err(anyhow::Error::msg)?;
     // The commit is that of the environment's branch, which need not be checked out.
-    let commit = if args.env.is_none() || context.workspace.branch.as_deref() == Some(env.as_str())
-    {
+    let commit = if args.env.is_none() || context.workspace.branch.as_deref() == Some(env.as_str()) {
         context.workspace.commit.clone()
     } else {
         envsnap::git::branch_commit(&context.workspace.work_tree, &env)?
@@ -72,15 +68,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         env: env.clone(),
         commit,
         trigger,
-        mode: if args.live {
-            Mode::Live
-        } else {
-            Mode::Consistent
-        },
+        mode: if args.live { Mode::Live } else { Mode::Consistent },
         note: args.note.clone(),
-        expires: args
-            .keep_for
-            .map(|days| Utc::now() + Duration::days(i64::from(days))),
+        expires: args.keep_for.map(|days| Utc::now() + Duration::days(i64::from(days))),
         user: whoami(),
         host: hostname(),
         mounts,
@@ -106,19 +96,14 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         bytes(snapshot.manifest.stored),
     );
     if report.skipped > 0 {
-        eprintln!(
-            "left out {} special files (sockets, fifos, devices)",
-            report.skipped
-        );
+        eprintln!("left out {} special files (sockets, fifos, devices)", report.skipped);
     }
     Ok(())
 }
 
 /// The user's name, for the record.
 pub fn whoami() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// The machine's name, for the record.

@@ -24,11 +24,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         println!("warning: {warning}");
     }
     for damaged in &report.damaged_packs {
-        let users: Vec<String> = damaged
-            .snapshots
-            .iter()
-            .map(|id| id.short(SHORT_ID))
-            .collect();
+        let users: Vec<String> = damaged.snapshots.iter().map(|id| id.short(SHORT_ID)).collect();
         println!("damaged pack {}: {}", damaged.pack, damaged.detail);
         if users.is_empty() {
             println!("  no snapshot needs its damaged data");
@@ -37,21 +33,11 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         }
     }
     for (id, problem) in &report.damaged_snapshots {
-        println!(
-            "snapshot {} cannot be fully restored: {problem}",
-            id.short(SHORT_ID)
-        );
+        println!("snapshot {} cannot be fully restored: {problem}", id.short(SHORT_ID));
     }
-    let scope = if args.read_data {
-        format!(", read {} packs in full", report.packs_read)
-    } else {
-        String::new()
-    };
+    let scope = if args.read_data { format!(", read {} packs in full", report.packs_read) } else { String::new() };
     if report.is_clean() {
-        println!(
-            "no errors: {} snapshots, {} packs{scope}",
-            report.snapshots, report.packs
-        );
+        println!("no errors: {} snapshots, {} packs{scope}", report.snapshots, report.packs);
         Ok(())
     } else {
         let restorable = report.snapshots - report.damaged_snapshots.len();

@@ -45,68 +45,35 @@ impl Context {
         let repository_path = global
             .repository
             .clone()
-            .map(|path| {
-                if path.is_absolute() {
-                    path
-                } else {
-                    start.join(path)
-                }
-            })
-            .or_else(|| {
-                config
-                    .as_ref()
-                    .and_then(|config| config.repository_in(&workspace.work_tree))
-            })
+            .map(|path| if path.is_absolute() { path } else { start.join(path) })
+            .or_else(|| config.as_ref().and_then(|config| config.repository_in(&workspace.work_tree)))
             .unwrap_or_else(|| workspace.common_dir.join("envsnap"));
-        Ok(Context {
-            workspace,
-            config,
-            repository_path,
-        })
+        Ok(Context { workspace, config, repository_path })
     }
 
     /// Opens the repository, telling the user when it waits for another writer.
     pub fn open(&self, access: Access) -> Result<Repository> {
-        Ok(Repository::open(
-            &self.repository_path,
-            access,
-            &mut |holder| {
-                eprintln!(
-                    "envsnap: waiting for the repository lock held by {}",
-                    if holder.is_empty() {
-                        "another process"
-                    } else {
-                        holder
-                    }
-                );
-            },
-        )?)
+        Ok(Repository::open(&self.repository_path, access, &mut |holder| {
+            eprintln!(
+                "envsnap: waiting for the repository lock held by {}",
+                if holder.is_empty() { "another process" } else { holder }
+            );
+        })?)
     }
 
     /// The configuration, or an error saying how to create one.
     pub fn config(&self) -> Result<&Config> {
-        self.config.as_ref().ok_or_else(|| {
-            ConfigError::NotFound {
-                path: self.workspace.work_tree.join(config::FILE_NAME),
-            }
-            .into()
-        })
+        self.config
+            .as_ref()
+            .ok_or_else(|| ConfigError::NotFound { path: self.workspace.work_tree.join(config::FILE_NAME) }.into())
     }
 
     /// The mounts of environment `env`, resolved to absolute paths.
     pub fn mounts(&self, env: &str) -> Result<Vec<Mount>> {
-        let resolved = self.config()?.mounts_for(
-            env,
-            &self.workspace.work_tree,
-            &config::process_environment,
-        )?;
+        let resolved = self.config()?.mounts_for(env, &self.workspace.work_tree, &config::process_environment)?;
         Ok(resolved
             .into_iter()
-            .map(|mount| Mount {
-                name: mount.name,
-                path: mount.path,
-                exclude: mount.exclude,
-            })
+            .map(|mount| Mount { name: mount.name, path: mount.path, exclude: mount.exclude })
             .collect())
     }
 

@@ -18,11 +18,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Write)?;
     // Resolve every id before deleting any, so a typo deletes nothing.
-    let snapshots = args
-        .ids
-        .iter()
-        .map(|id| repository.resolve(id, None))
-        .collect::<Result<Vec<_>, _>>()?;
+    let snapshots = args.ids.iter().map(|id| repository.resolve(id, None)).collect::<Result<Vec<_>, _>>()?;
     for snapshot in snapshots {
         repository.delete(&snapshot.id)?;
         println!(

@@ -29,10 +29,7 @@ path = "var/db"
 pub fn run(args: &Args) -> Result<()> {
     let temporary = tempfile::Builder::new().prefix("envsnap-demo-").tempdir()?;
     let root = temporary.path().to_owned();
-    say(&format!(
-        "A throw-away git repository at {}, with uploads and an SQLite database:",
-        root.display()
-    ));
+    say(&format!("A throw-away git repository at {}, with uploads and an SQLite database:", root.display()));
     create_project(&root)?;
     show_tree(&root)?;
 
@@ -40,10 +37,7 @@ pub fn run(args: &Args) -> Result<()> {
     let first = step_capture(&root, &["backup", "--note", "before the changes"])?;
 
     say("Now the environment changes: a file edited, one deleted, one added, rows inserted.");
-    std::fs::write(
-        root.join("var/uploads/readme.txt"),
-        "edited after the first snapshot\n",
-    )?;
+    std::fs::write(root.join("var/uploads/readme.txt"), "edited after the first snapshot\n")?;
     std::fs::remove_file(root.join("var/uploads/photos/cat.jpg"))?;
     std::fs::write(root.join("var/uploads/new.txt"), "added later\n")?;
     let database = rusqlite::Connection::open(root.join("var/db/app.sqlite"))?;
@@ -69,45 +63,27 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("the demo restore did not bring the data back as it was");
     }
     step(&root, &["list"])?;
-    say(
-        "The restore took a safety snapshot first (trigger `safety`), so it can be undone the same way.",
-    );
+    say("The restore took a safety snapshot first (trigger `safety`), so it can be undone the same way.");
     step(&root, &["check", "--read-data"])?;
     if args.keep {
         let kept = temporary.keep();
-        say(&format!(
-            "The demo repository is kept at {}.",
-            kept.display()
-        ));
+        say(&format!("The demo repository is kept at {}.", kept.display()));
     } else {
-        say(
-            "Done. The demo repository is removed; run `envsnap demo --keep` to look around in it.",
-        );
+        say("Done. The demo repository is removed; run `envsnap demo --keep` to look around in it.");
     }
     Ok(())
 }
 
 fn create_project(root: &Path) -> Result<()> {
-    let repository = git2::Repository::init_opts(
-        root,
-        git2::RepositoryInitOptions::new().initial_head("main"),
-    )?;
+    let repository = git2::Repository::init_opts(root, git2::RepositoryInitOptions::new().initial_head("main"))?;
     std::fs::write(root.join("envsnap.toml"), CONFIG)?;
     std::fs::create_dir_all(root.join("var/uploads/photos"))?;
     std::fs::create_dir_all(root.join("var/uploads/cache"))?;
     std::fs::create_dir_all(root.join("var/db"))?;
-    std::fs::write(
-        root.join("var/uploads/readme.txt"),
-        "hello from the first snapshot\n",
-    )?;
-    let picture: Vec<u8> = (0..200_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    std::fs::write(root.join("var/uploads/readme.txt"), "hello from the first snapshot\n")?;
+    let picture: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
     std::fs::write(root.join("var/uploads/photos/cat.jpg"), &picture)?;
-    std::fs::write(
-        root.join("var/uploads/cache/thumb.bin"),
-        b"generated, excluded",
-    )?;
+    std::fs::write(root.join("var/uploads/cache/thumb.bin"), b"generated, excluded")?;
     std::os::unix::fs::symlink("photos/cat.jpg", root.join("var/uploads/latest.jpg"))?;
     let database = rusqlite::Connection::open(root.join("var/db/app.sqlite"))?;
     database.execute_batch(
@@ -123,14 +99,7 @@ fn create_project(root: &Path) -> Result<()> {
     index.write()?;
     let tree = repository.find_tree(index.write_tree()?)?;
     let signature = git2::Signature::now("envsnap demo", "demo@example.invalid")?;
-    repository.commit(
-        Some("HEAD"),
-        &signature,
-        &signature,
-        "the demo application",
-        &tree,
-        &[],
-    )?;
+    repository.commit(Some("HEAD"), &signature, &signature, "the demo application", &tree, &[])?;
     Ok(())
 }
 
@@ -166,10 +135,7 @@ fn say(text: &str) {
 fn command(root: &Path, args: &[&str]) -> Result<Command> {
     println!("\n$ envsnap {}", args.join(" "));
     let mut command = Command::new(std::env::current_exe().context("finding the envsnap binary")?);
-    command
-        .args(args)
-        .current_dir(root)
-        .env_remove("ENVSNAP_REPOSITORY");
+    command.args(args).current_dir(root).env_remove("ENVSNAP_REPOSITORY");
     Ok(command)
 }
 
@@ -183,9 +149,7 @@ fn step(root: &Path, args: &[&str]) -> Result<()> {
 
 /// Runs a step whose stdout (a snapshot id) the demo needs, and shows it too.
 fn step_capture(root: &Path, args: &[&str]) -> Result<String> {
-    let output = command(root, args)?
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
+    let output = command(root, args)?.stderr(std::process::Stdio::inherit()).output()?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     println!("{text}");
     if !output.status.success() || text.len() < 12 {

@@ -29,12 +29,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let mut counts = [0usize; 5];
     for change in &changes {
         let slash = if change.is_dir { "/" } else { "" };
-        writeln!(
-            out,
-            "{}  {}{slash}",
-            change.kind.mark(),
-            change.path.display()
-        )?;
+        writeln!(out, "{}  {}{slash}", change.kind.mark(), change.path.display())?;
         counts[change.kind as usize] += 1;
     }
     eprintln!(

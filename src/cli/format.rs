@@ -16,11 +16,7 @@ pub fn bytes(count: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{count} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{count} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// One element of a snapshot, in `--json`.
@@ -87,9 +83,7 @@ impl SnapshotView {
             size: manifest.size(),
             stored: manifest.stored,
             note: manifest.note.clone(),
-            expires: manifest
-                .expires
-                .map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            expires: manifest.expires.map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true)),
             elements: manifest
                 .elements
                 .iter()
@@ -112,11 +106,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         padded.join("  ").trim_end().to_owned() + "\n"
     };
     let mut out = line(header.to_vec());

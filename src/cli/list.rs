@@ -54,11 +54,7 @@ const COLUMNS: [(&str, &str); 10] = [
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
-    let env = if args.all {
-        None
-    } else {
-        Some(context.workspace.environment(args.env.as_deref())?)
-    };
+    let env = if args.all { None } else { Some(context.workspace.environment(args.env.as_deref())?) };
     let repository = context.open(Access::Read)?;
     let snapshots = repository.snapshots(env.as_deref())?;
     let mut out = std::io::stdout().lock();
@@ -74,13 +70,10 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         args.columns
             .iter()
             .map(|name| {
-                COLUMNS
-                    .iter()
-                    .position(|(key, _)| key.eq_ignore_ascii_case(name.trim()))
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = COLUMNS.iter().map(|(key, _)| *key).collect();
-                        anyhow::anyhow!("unknown column `{name}`; columns: {}", known.join(", "))
-                    })
+                COLUMNS.iter().position(|(key, _)| key.eq_ignore_ascii_case(name.trim())).ok_or_else(|| {
+                    let known: Vec<&str> = COLUMNS.iter().map(|(key, _)| *key).collect();
+                    anyhow::anyhow!("unknown column `{name}`; columns: {}", known.join(", "))
+                })
             })
             .collect::<Result<_>>()?
     };
@@ -89,16 +82,10 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         .map(|snapshot| {
             let view = SnapshotView::of(snapshot);
             let cells = [
-                snapshot
-                    .manifest
-                    .created
-                    .format("%Y-%m-%d %H:%M:%S")
-                    .to_string(),
+                snapshot.manifest.created.format("%Y-%m-%d %H:%M:%S").to_string(),
                 snapshot.id.short(SHORT_ID),
                 view.env,
-                view.commit
-                    .map(|commit| commit.chars().take(10).collect())
-                    .unwrap_or_else(|| "-".into()),
+                view.commit.map(|commit| commit.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
                 view.trigger.to_owned(),
                 view.progress.to_string(),
                 view.state.to_owned(),
@@ -113,20 +100,14 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     match args.format {
         Format::Table => {
             if rows.is_empty() {
-                let scope = env
-                    .map(|env| format!(" of environment {env}"))
-                    .unwrap_or_default();
+                let scope = env.map(|env| format!(" of environment {env}")).unwrap_or_default();
                 eprintln!("no snapshots{scope} yet: take one with `envsnap backup`");
                 return Ok(());
             }
             write!(out, "{}", table(&header, &rows))?;
         }
         Format::Csv | Format::Tsv => {
-            let separator = if args.format == Format::Csv {
-                ","
-            } else {
-                "\t"
-            };
+            let separator = if args.format == Format::Csv { "," } else { "\t" };
             writeln!(out, "{}", header.join(separator))?;
             for row in rows {
                 let cells: Vec<String> = row.iter().map(|cell| quote(cell, separator)).collect();

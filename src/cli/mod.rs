@@ -68,10 +68,7 @@ pub enum Command {
 impl Cli {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<()> {
-        let global = context::Global {
-            repository: self.repository,
-            directory: self.directory,
-        };
+        let global = context::Global { repository: self.repository, directory: self.directory };
         match self.command {
             Command::Init(args) => init::run(&global, &args),
             Command::Backup(args) => backup::run(&global, &args),

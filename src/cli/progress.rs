@@ -13,13 +13,7 @@ pub struct Bar {
 
 /// A bar when stderr is a terminal, else silence.
 pub fn reporter() -> Box<dyn Progress> {
-    if std::io::stderr().is_terminal() {
-        Box::new(Bar {
-            bar: ProgressBar::hidden(),
-        })
-    } else {
-        Box::new(NoProgress)
-    }
+    if std::io::stderr().is_terminal() { Box::new(Bar { bar: ProgressBar::hidden() }) } else { Box::new(NoProgress) }
 }
 
 impl Progress for Bar {
@@ -29,18 +23,14 @@ impl Progress for Bar {
         let style = match total_bytes {
             Some(total) => {
                 self.bar.set_length(total);
-                ProgressStyle::with_template(
-                    "{msg:20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
+                ProgressStyle::with_template("{msg:20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
             }
             None => {
                 self.bar.unset_length();
                 ProgressStyle::with_template("{spinner} {msg:20} {bytes} {bytes_per_sec} {elapsed}")
             }
         };
-        let style = style
-            .map(|style| style.progress_chars("=> "))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = style.map(|style| style.progress_chars("=> ")).unwrap_or_else(|_| ProgressStyle::default_bar());
         self.bar.set_style(style);
         self.bar.set_message(phase.to_owned());
         self.bar.enable_steady_tick(Duration::from_millis(120));

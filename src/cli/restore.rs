@@ -44,16 +44,9 @@ pub struct Args {
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
-    let env_for_latest = if args.id == "latest" {
-        Some(context.workspace.environment(args.env.as_deref())?)
-    } else {
-        None
-    };
-    let access = if args.to.is_some() || args.dry_run {
-        Access::Read
-    } else {
-        Access::Write
-    };
+    let env_for_latest =
+        if args.id == "latest" { Some(context.workspace.environment(args.env.as_deref())?) } else { None };
+    let access = if args.to.is_some() || args.dry_run { Access::Read } else { Access::Write };
     let repository = context.open(access)?;
     let snapshot = repository.resolve(&args.id, env_for_latest.as_deref())?;
     let elements = chosen_elements(&snapshot, &args.elements)?;
@@ -100,14 +93,11 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let mounts = context.mounts(&env)?;
     let mut pairs = Vec::new();
     for element in &elements {
-        let mount = mounts
-            .iter()
-            .find(|mount| mount.name == element.name)
-            .ok_or_else(|| Error::UnknownElement {
-                name: element.name.clone(),
-                context: " among the mounts of envsnap.toml".into(),
-                known: mounts.iter().map(|mount| mount.name.clone()).collect(),
-            })?;
+        let mount = mounts.iter().find(|mount| mount.name == element.name).ok_or_else(|| Error::UnknownElement {
+            name: element.name.clone(),
+            context: " among the mounts of envsnap.toml".into(),
+            known: mounts.iter().map(|mount| mount.name.clone()).collect(),
+        })?;
         pairs.push((element, mount.clone()));
     }
     if args.dry_run {
@@ -130,19 +120,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             snapshot.id.short(SHORT_ID),
             snapshot.manifest.created.format("%Y-%m-%d %H:%M"),
             env,
-            pairs
-                .iter()
-                .map(|(_, mount)| mount.path.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            pairs.iter().map(|(_, mount)| mount.path.display().to_string()).collect::<Vec<_>>().join(", ")
         ),
     )?;
     if !args.no_safety_snapshot {
-        let existing: Vec<Mount> = pairs
-            .iter()
-            .map(|(_, mount)| mount.clone())
-            .filter(|mount| mount.path.is_dir())
-            .collect();
+        let existing: Vec<Mount> =
+            pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
         if !existing.is_empty() {
             let safety = safety_snapshot(&repository, &context, &env, existing)?;
             eprintln!(
@@ -172,16 +155,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn chosen_elements<'a>(
-    snapshot: &'a Snapshot,
-    names: &[String],
-) -> Result<Vec<&'a envsnap::snapshot::Element>> {
-    let known: Vec<String> = snapshot
-        .manifest
-        .elements
-        .iter()
-        .map(|element| element.name.clone())
-        .collect();
+fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<Vec<&'a envsnap::snapshot::Element>> {
+    let known: Vec<String> = snapshot.manifest.elements.iter().map(|element| element.name.clone()).collect();
     for name in names {
         if !known.contains(name) {
             return Err(Error::UnknownElement {
@@ -201,12 +176,7 @@ fn chosen_elements<'a>(
         .collect())
 }
 
-fn safety_snapshot(
-    repository: &Repository,
-    context: &Context,
-    env: &str,
-    mounts: Vec<Mount>,
-) -> Result<Snapshot> {
+fn safety_snapshot(repository: &Repository, context: &Context, env: &str, mounts: Vec<Mount>) -> Result<Snapshot> {
     let options = BackupOptions {
         env: env.to_owned(),
         commit: context.workspace.commit.clone(),

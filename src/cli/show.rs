@@ -40,32 +40,20 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let mut fields = vec![
         ("Snapshot ID", snapshot.id.to_hex()),
         ("Environment", manifest.env.clone()),
-        (
-            "Commit",
-            manifest.commit.clone().unwrap_or_else(|| "-".into()),
-        ),
-        (
-            "Created",
-            manifest.created.to_rfc3339_opts(SecondsFormat::Secs, true),
-        ),
+        ("Commit", manifest.commit.clone().unwrap_or_else(|| "-".into())),
+        ("Created", manifest.created.to_rfc3339_opts(SecondsFormat::Secs, true)),
         ("Trigger", manifest.trigger.to_string()),
         ("Mode", manifest.mode.as_str().to_owned()),
         ("State", "complete".into()),
         ("Taken by", format!("{}@{}", manifest.user, manifest.host)),
         ("Size", bytes(manifest.size())),
-        (
-            "Stored",
-            format!("{} new in the repository", bytes(manifest.stored)),
-        ),
+        ("Stored", format!("{} new in the repository", bytes(manifest.stored))),
     ];
     if let Some(note) = &manifest.note {
         fields.push(("Note", note.clone()));
     }
     if let Some(expires) = manifest.expires {
-        fields.push((
-            "Expires",
-            expires.to_rfc3339_opts(SecondsFormat::Secs, true),
-        ));
+        fields.push(("Expires", expires.to_rfc3339_opts(SecondsFormat::Secs, true)));
     }
     if let Some(parent) = manifest.parent {
         fields.push(("Parent", parent.short(12)));
@@ -88,13 +76,6 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             ]
         })
         .collect();
-    write!(
-        out,
-        "{}",
-        table(
-            &["Element", "Kind", "Size", "Files", "Dirs", "Source"],
-            &rows
-        )
-    )?;
+    write!(out, "{}", table(&["Element", "Kind", "Size", "Files", "Dirs", "Source"], &rows))?;
     Ok(())
 }

@@ -11,39 +11,17 @@ struct Field {
 }
 
 const FIELDS: [Field; 5] = [
-    Field {
-        name: "minute",
-        low: 0,
-        high: 59,
-        names: &[],
-    },
-    Field {
-        name: "hour",
-        low: 0,
-        high: 23,
-        names: &[],
-    },
-    Field {
-        name: "day of month",
-        low: 1,
-        high: 31,
-        names: &[],
-    },
+    Field { name: "minute", low: 0, high: 59, names: &[] },
+    Field { name: "hour", low: 0, high: 23, names: &[] },
+    Field { name: "day of month", low: 1, high: 31, names: &[] },
     Field {
         name: "month",
         low: 1,
         high: 12,
-        names: &[
-            "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-        ],
+        names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
     },
     // 0 and 7 are both Sunday, as in Vixie cron.
-    Field {
-        name: "day of week",
-        low: 0,
-        high: 7,
-        names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-    },
+    Field { name: "day of week", low: 0, high: 7, names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"] },
 ];
 
 /// The hint every cron error ends with.
@@ -54,14 +32,10 @@ const HINT: &str = "write 5 fields: minute hour day-of-month month day-of-week, 
 pub(crate) fn check(expression: &str) -> Result<(), String> {
     let parts: Vec<&str> = expression.split_whitespace().collect();
     if parts.len() != FIELDS.len() {
-        return Err(format!(
-            "a cron expression has 5 fields, this one has {}; {HINT}",
-            parts.len()
-        ));
+        return Err(format!("a cron expression has 5 fields, this one has {}; {HINT}", parts.len()));
     }
     for (part, field) in parts.iter().zip(&FIELDS) {
-        check_field(part, field)
-            .map_err(|problem| format!("{} field `{part}`: {problem}; {HINT}", field.name))?;
+        check_field(part, field).map_err(|problem| format!("{} field `{part}`: {problem}; {HINT}", field.name))?;
     }
     Ok(())
 }
@@ -97,20 +71,13 @@ fn check_field(part: &str, field: &Field) -> Result<(), String> {
 }
 
 fn value(text: &str, field: &Field) -> Result<u32, String> {
-    if let Some(position) = field
-        .names
-        .iter()
-        .position(|name| name.eq_ignore_ascii_case(text))
-    {
+    if let Some(position) = field.names.iter().position(|name| name.eq_ignore_ascii_case(text)) {
         let offset = u32::try_from(position).map_err(|_| format!("`{text}` is out of range"))?;
         return Ok(field.low + offset);
     }
     match text.parse::<u32>() {
         Ok(number) if (field.low..=field.high).contains(&number) => Ok(number),
-        Ok(_) => Err(format!(
-            "`{text}` is out of range {}-{}",
-            field.low, field.high
-        )),
+        Ok(_) => Err(format!("`{text}` is out of range {}-{}", field.low, field.high)),
         Err(_) => Err(format!("`{text}` is not a number")),
     }
 }
@@ -121,14 +88,9 @@ mod tests {
 
     #[test]
     fn accepts_common_expressions() {
-        for expression in [
-            "0 3 * * *",
-            "*/15 * * * *",
-            "0 0-6/2 1,15 * mon-fri",
-            "30 2 * JAN,jul 0",
-            "0 0 * * 7",
-            "  5   4 * * *  ",
-        ] {
+        for expression in
+            ["0 3 * * *", "*/15 * * * *", "0 0-6/2 1,15 * mon-fri", "30 2 * JAN,jul 0", "0 0 * * 7", "  5   4 * * *  "]
+        {
             assert_eq!(check(expression), Ok(()), "{expression}");
         }
     }

@@ -45,19 +45,12 @@ impl Glob {
     /// and what git forbids in a branch name anyway: spaces and control characters,
     /// `~ ^ : \`, a leading or trailing `/`, and `//`.
     pub fn new(pattern: &str) -> Result<Self, GlobError> {
-        let fail = |reason| GlobError {
-            pattern: pattern.to_owned(),
-            reason,
-        };
+        let fail = |reason| GlobError { pattern: pattern.to_owned(), reason };
         if pattern.is_empty() {
-            return Err(fail(
-                "it is empty; write a branch name or a pattern such as `release/*`",
-            ));
+            return Err(fail("it is empty; write a branch name or a pattern such as `release/*`"));
         }
         if pattern.starts_with('/') || pattern.ends_with('/') || pattern.contains("//") {
-            return Err(fail(
-                "a branch name cannot start or end with `/` or contain `//`",
-            ));
+            return Err(fail("a branch name cannot start or end with `/` or contain `//`"));
         }
         let chars: Vec<char> = pattern.chars().collect();
         let mut tokens = Vec::with_capacity(chars.len());
@@ -79,44 +72,30 @@ impl Glob {
                         }
                         2 => Token::Globstar,
                         _ => {
-                            return Err(fail(
-                                "use `*` within one path component or `**` across components, not `***`",
-                            ));
+                            return Err(fail("use `*` within one path component or `**` across components, not `***`"));
                         }
                     }
                 }
                 '?' => Token::OneChar,
                 '[' => {
-                    return Err(fail(
-                        "character classes (`[...]`) are not supported; use `?` or `*`",
-                    ));
+                    return Err(fail("character classes (`[...]`) are not supported; use `?` or `*`"));
                 }
                 '~' | '^' | ':' | '\\' => {
-                    return Err(fail(
-                        "`~`, `^`, `:` and `\\` cannot appear in a branch name",
-                    ));
+                    return Err(fail("`~`, `^`, `:` and `\\` cannot appear in a branch name"));
                 }
                 c if c.is_whitespace() || c.is_control() => {
-                    return Err(fail(
-                        "a branch name cannot contain spaces or control characters",
-                    ));
+                    return Err(fail("a branch name cannot contain spaces or control characters"));
                 }
                 c => Token::Literal(c),
             };
             tokens.push(token);
         }
-        Ok(Self {
-            pattern: pattern.to_owned(),
-            tokens,
-        })
+        Ok(Self { pattern: pattern.to_owned(), tokens })
     }
 
     /// A pattern that matches exactly `name`, whatever characters it holds.
     pub(crate) fn exact(name: &str) -> Self {
-        Self {
-            pattern: name.to_owned(),
-            tokens: name.chars().map(Token::Literal).collect(),
-        }
+        Self { pattern: name.to_owned(), tokens: name.chars().map(Token::Literal).collect() }
     }
 
     /// The pattern as written.
@@ -228,20 +207,8 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_rejected_with_a_reason() {
-        for pattern in [
-            "",
-            "release/[0-9]",
-            "a***",
-            "with space",
-            "/main",
-            "main/",
-            "a//b",
-            "a:b",
-        ] {
-            assert!(
-                Glob::new(pattern).is_err(),
-                "{pattern:?} should be rejected"
-            );
+        for pattern in ["", "release/[0-9]", "a***", "with space", "/main", "main/", "a//b", "a:b"] {
+            assert!(Glob::new(pattern).is_err(), "{pattern:?} should be rejected");
         }
         let error = Glob::new("release/[0-9]").err().map(|e| e.to_string());
         assert_eq!(

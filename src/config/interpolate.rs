@@ -42,10 +42,7 @@ pub fn branch_slug(branch: &str) -> String {
     }
     let hash = format!("{:08x}", fnv1a_32(branch.as_bytes()));
     // The slug is ASCII, so any byte index is a character boundary.
-    let head = slug
-        .get(..SLUG_MAX - 1 - hash.len())
-        .unwrap_or(slug)
-        .trim_end_matches('_');
+    let head = slug.get(..SLUG_MAX - 1 - hash.len()).unwrap_or(slug).trim_end_matches('_');
     format!("{head}_{hash}")
 }
 
@@ -54,9 +51,7 @@ pub fn branch_slug(branch: &str) -> String {
 fn fnv1a_32(bytes: &[u8]) -> u32 {
     const OFFSET_BASIS: u32 = 0x811c_9dc5;
     const PRIME: u32 = 0x0100_0193;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(PRIME)
-    })
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u32::from(byte)).wrapping_mul(PRIME))
 }
 
 /// Looks a variable up in the process environment: the lookup the binary passes to
@@ -81,11 +76,7 @@ pub(crate) fn check(value: &str) -> Result<(), String> {
 }
 
 /// `value` with `{branch}` replaced by `slug` and every `${VAR}` by its value.
-pub(crate) fn expand(
-    value: &str,
-    slug: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ExpandError> {
+pub(crate) fn expand(value: &str, slug: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
     let mut expanded = String::with_capacity(value.len());
     for piece in pieces(value).map_err(ExpandError::Syntax)? {
         match piece {
@@ -116,9 +107,7 @@ fn pieces(value: &str) -> Result<Vec<Piece<'_>>, String> {
             (Piece::Text("${"), 3)
         } else if let Some(after) = rest.strip_prefix("${") {
             let Some(end) = after.find('}') else {
-                return Err(
-                    "`${` is not closed; write `${NAME}`, or `$${` for a literal `${`".to_owned(),
-                );
+                return Err("`${` is not closed; write `${NAME}`, or `$${` for a literal `${`".to_owned());
             };
             let name = &after[..end];
             if !is_variable_name(name) {
@@ -148,9 +137,7 @@ fn pieces(value: &str) -> Result<Vec<Piece<'_>>, String> {
 
 fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -165,10 +152,7 @@ mod tests {
     #[test]
     fn slugs_are_lowercase_words_joined_by_underscores() {
         assert_eq!(branch_slug("main"), "main");
-        assert_eq!(
-            branch_slug("feature/JIRA-12--login"),
-            "feature_jira_12_login"
-        );
+        assert_eq!(branch_slug("feature/JIRA-12--login"), "feature_jira_12_login");
         assert_eq!(branch_slug("__a__b__"), "a_b");
         assert_eq!(branch_slug("-/release/1.0/"), "release_1_0");
         assert_eq!(branch_slug("café"), "caf");
@@ -196,16 +180,10 @@ mod tests {
         assert_ne!(one, two);
         for slug in [&one, &two] {
             assert_eq!(slug.len(), SLUG_MAX, "{slug}");
-            assert!(
-                slug.starts_with("feature_a_very_long_description_of_what"),
-                "{slug}"
-            );
+            assert!(slug.starts_with("feature_a_very_long_description_of_what"), "{slug}");
         }
         // Names whose slugs are equal before cutting still differ by their hash.
-        assert_ne!(
-            branch_slug(&format!("{prefix}/x")),
-            branch_slug(&format!("{prefix}-x"))
-        );
+        assert_ne!(branch_slug(&format!("{prefix}/x")), branch_slug(&format!("{prefix}-x")));
         // And the same name always gives the same slug.
         assert_eq!(one, branch_slug(&format!("{prefix}-one")));
     }
@@ -230,11 +208,7 @@ mod tests {
     fn branch_and_variables_are_expanded() {
         let lookup = |name: &str| (name == "PASSWORD").then(|| "s3cret".to_owned());
         assert_eq!(
-            expand(
-                "postgresql://app:${PASSWORD}@db/app_{branch}",
-                "feature_x",
-                &lookup
-            ),
+            expand("postgresql://app:${PASSWORD}@db/app_{branch}", "feature_x", &lookup),
             Ok("postgresql://app:s3cret@db/app_feature_x".to_owned())
         );
     }
@@ -245,35 +219,20 @@ mod tests {
             expand("awk '{print $1}' | tr {a,b} $HOME $", "main", &no_variables),
             Ok("awk '{print $1}' | tr {a,b} $HOME $".to_owned())
         );
-        assert_eq!(
-            expand("{Branch} {branch", "main", &no_variables),
-            Ok("{Branch} {branch".to_owned())
-        );
+        assert_eq!(expand("{Branch} {branch", "main", &no_variables), Ok("{Branch} {branch".to_owned()));
     }
 
     #[test]
     fn double_dollar_escapes_a_literal_variable() {
-        assert_eq!(
-            expand("echo $${HOME}", "main", &no_variables),
-            Ok("echo ${HOME}".to_owned())
-        );
-        assert_eq!(
-            expand("$${branch}", "main", &no_variables),
-            Ok("${branch}".to_owned())
-        );
+        assert_eq!(expand("echo $${HOME}", "main", &no_variables), Ok("echo ${HOME}".to_owned()));
+        assert_eq!(expand("$${branch}", "main", &no_variables), Ok("${branch}".to_owned()));
     }
 
     #[test]
     fn a_missing_variable_is_named() {
-        assert_eq!(
-            expand("x${A}${MISSING_ONE}", "main", &|_: &str| None),
-            Err(ExpandError::Unset("A".to_owned()))
-        );
+        assert_eq!(expand("x${A}${MISSING_ONE}", "main", &|_: &str| None), Err(ExpandError::Unset("A".to_owned())));
         let lookup = |name: &str| (name == "A").then(String::new);
-        assert_eq!(
-            expand("x${A}${MISSING_ONE}", "main", &lookup),
-            Err(ExpandError::Unset("MISSING_ONE".to_owned()))
-        );
+        assert_eq!(expand("x${A}${MISSING_ONE}", "main", &lookup), Err(ExpandError::Unset("MISSING_ONE".to_owned())));
     }
 
     #[test]

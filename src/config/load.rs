@@ -31,10 +31,7 @@ impl Config {
 
     /// Parses one configuration held in memory; `file` is the name errors show.
     pub fn parse(text: &str, file: &Path) -> Result<Self, ConfigError> {
-        Self::from_sources(vec![Source {
-            file: file.to_owned(),
-            text: text.to_owned(),
-        }])
+        Self::from_sources(vec![Source { file: file.to_owned(), text: text.to_owned() }])
     }
 
     /// Checks each source on its own, merges them in order, then applies defaults.
@@ -54,23 +51,16 @@ impl Config {
 /// The file at `path`, or `None` when there is none.
 fn read(path: &Path, work_tree: &Path) -> Result<Option<Source>, ConfigError> {
     match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(Source {
-            file: shown_path(path, work_tree),
-            text,
-        })),
+        Ok(text) => Ok(Some(Source { file: shown_path(path, work_tree), text })),
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
     }
 }
 
 /// How a file is named in errors: relative to the work tree, as the user knows it
 /// (`envsnap.toml`, `.git/envsnap.local.toml`), or in full when outside it.
 fn shown_path(path: &Path, work_tree: &Path) -> PathBuf {
-    path.strip_prefix(work_tree)
-        .map_or_else(|_| path.to_owned(), Path::to_path_buf)
+    path.strip_prefix(work_tree).map_or_else(|_| path.to_owned(), Path::to_path_buf)
 }
 
 fn parse_document(source: &Source) -> Result<Document, ConfigError> {
@@ -82,24 +72,14 @@ fn parse_document(source: &Source) -> Result<Document, ConfigError> {
             .map(|segment| match segment {
                 serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
                 serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => {
-                    Some(Segment::Key(variant.clone()))
-                }
+                serde_path_to_error::Segment::Enum { variant } => Some(Segment::Key(variant.clone())),
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();
         let error = error.into_inner();
         let (key, message) = explain(path, error.message());
-        let line = error
-            .span()
-            .map(|span| source.line_at(span.start))
-            .or_else(|| source.line_of(&key));
-        ConfigError::Invalid {
-            file: source.file.clone(),
-            line,
-            key: key.to_string(),
-            message,
-        }
+        let line = error.span().map(|span| source.line_at(span.start)).or_else(|| source.line_of(&key));
+        ConfigError::Invalid { file: source.file.clone(), line, key: key.to_string(), message }
     })
 }
 
@@ -110,10 +90,7 @@ fn explain(mut path: Vec<Option<Segment>>, message: &str) -> (KeyPath, String) {
     let unquoted = |text: &str| text.replace('`', "");
     let message = if let Some((_, expected)) = quoted_prefix(message, "unknown field `") {
         // serde puts the unknown key in the path already.
-        format!(
-            "unknown key; {}",
-            unquoted(expected).replace("there are no fields", "this table takes no keys")
-        )
+        format!("unknown key; {}", unquoted(expected).replace("there are no fields", "this table takes no keys"))
     } else if let Some((name, expected)) = quoted_prefix(message, "unknown variant `") {
         if let Some(slot @ None) = path.last_mut() {
             // An enum used as a map key: `[environments] prod = …`.
@@ -126,25 +103,12 @@ fn explain(mut path: Vec<Option<Segment>>, message: &str) -> (KeyPath, String) {
         path.push(Some(Segment::Key(name.to_owned())));
         "required key is missing; add it".to_owned()
     } else {
-        let message = message
-            .trim()
-            .lines()
-            .collect::<Vec<_>>()
-            .join("; ")
-            .replace("invalid type: ", "wrong type: found ");
-        let message = ["u32", "u64", "usize"]
-            .iter()
-            .fold(message, |message, integer| {
-                message.replace(
-                    &format!("expected {integer}"),
-                    "expected a whole number, 0 or more",
-                )
-            });
-        if path.is_empty() {
-            format!("invalid TOML: {message}")
-        } else {
-            message
-        }
+        let message =
+            message.trim().lines().collect::<Vec<_>>().join("; ").replace("invalid type: ", "wrong type: found ");
+        let message = ["u32", "u64", "usize"].iter().fold(message, |message, integer| {
+            message.replace(&format!("expected {integer}"), "expected a whole number, 0 or more")
+        });
+        if path.is_empty() { format!("invalid TOML: {message}") } else { message }
     };
     let mut key = KeyPath::default();
     for segment in path {
@@ -183,16 +147,9 @@ fn overlay(base: Layer, over: Layer) -> Layer {
     }
 }
 
-fn overlay_elements<T>(
-    base: &mut Vec<(T, Origin)>,
-    over: Vec<(T, Origin)>,
-    name: impl Fn(&T) -> &str,
-) {
+fn overlay_elements<T>(base: &mut Vec<(T, Origin)>, over: Vec<(T, Origin)>, name: impl Fn(&T) -> &str) {
     for (element, origin) in over {
-        match base
-            .iter_mut()
-            .find(|(existing, _)| name(existing) == name(&element))
-        {
+        match base.iter_mut().find(|(existing, _)| name(existing) == name(&element)) {
             Some(slot) => *slot = (element, origin),
             None => base.push((element, origin)),
         }
@@ -203,10 +160,7 @@ fn overlay_elements<T>(
 /// files: a name may not be a mount in one and a service in the other.
 fn assemble(layer: Layer, sources: Vec<Source>) -> Result<Config, ConfigError> {
     for (service, service_origin) in &layer.services {
-        let clash = layer
-            .mounts
-            .iter()
-            .find(|(mount, _)| mount.name == service.name);
+        let clash = layer.mounts.iter().find(|(mount, _)| mount.name == service.name);
         if let Some((_, mount_origin)) = clash {
             // Report it in the later file: that is where the clash was introduced.
             let (here, there) = if service_origin.source >= mount_origin.source {
@@ -227,17 +181,11 @@ fn assemble(layer: Layer, sources: Vec<Source>) -> Result<Config, ConfigError> {
         }
     }
 
-    let production = layer
-        .production
-        .unwrap_or_else(|| DEFAULT_PRODUCTION.to_owned());
-    let protected = layer
-        .protected
-        .unwrap_or_else(|| vec![Glob::exact(&production)]);
+    let production = layer.production.unwrap_or_else(|| DEFAULT_PRODUCTION.to_owned());
+    let protected = layer.protected.unwrap_or_else(|| vec![Glob::exact(&production)]);
     let schedule = layer.schedule.map(|schedule| Schedule {
         cron: schedule.cron,
-        branches: schedule
-            .branches
-            .unwrap_or_else(|| vec![Glob::exact(&production)]),
+        branches: schedule.branches.unwrap_or_else(|| vec![Glob::exact(&production)]),
     });
     let (mounts, mount_origins) = layer.mounts.into_iter().unzip();
     let (services, service_origins) = layer.services.into_iter().unzip();

@@ -62,8 +62,8 @@ pub use error::ConfigError;
 pub use glob::{Glob, GlobError};
 pub use interpolate::{branch_slug, process_environment};
 pub use model::{
-    EnvironmentRule, EnvironmentType, KeepPolicy, KeepRules, Mount, ResolvedMount, ResolvedService,
-    Retention, RetentionPreset, Schedule, Service, ServiceAccess, ServiceKind,
+    EnvironmentRule, EnvironmentType, KeepPolicy, KeepRules, Mount, ResolvedMount, ResolvedService, Retention,
+    RetentionPreset, Schedule, Service, ServiceAccess, ServiceKind,
 };
 pub use starter::STARTER;
 
@@ -182,11 +182,7 @@ impl Config {
     /// list). Compared ignoring ASCII case and surrounding spaces.
     pub fn is_admin(&self, user: &str) -> bool {
         let user = user.trim();
-        self.admins.is_empty()
-            || self
-                .admins
-                .iter()
-                .any(|admin| admin.trim().eq_ignore_ascii_case(user))
+        self.admins.is_empty() || self.admins.iter().any(|admin| admin.trim().eq_ignore_ascii_case(user))
     }
 
     fn source_of(&self, origin: &Origin) -> &Source {

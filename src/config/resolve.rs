@@ -36,11 +36,7 @@ impl Config {
                         ),
                     ));
                 }
-                Ok(ResolvedMount {
-                    name: mount.name.clone(),
-                    path,
-                    exclude: mount.exclude.clone(),
-                })
+                Ok(ResolvedMount { name: mount.name.clone(), path, exclude: mount.exclude.clone() })
             })
             .collect()
     }
@@ -61,24 +57,16 @@ impl Config {
                 let expand = |value: &str, field| self.expand(value, origin, field, &slug, lookup);
                 let access = match &service.access {
                     ServiceAccess::Url(url) => ServiceAccess::Url(expand(url, "url")?),
-                    ServiceAccess::File(path) => ServiceAccess::File(
-                        work_tree.join(expand(&path.to_string_lossy(), "path")?),
-                    ),
-                    ServiceAccess::Commands {
-                        dump,
-                        restore,
-                        extension,
-                    } => ServiceAccess::Commands {
+                    ServiceAccess::File(path) => {
+                        ServiceAccess::File(work_tree.join(expand(&path.to_string_lossy(), "path")?))
+                    }
+                    ServiceAccess::Commands { dump, restore, extension } => ServiceAccess::Commands {
                         dump: expand(dump, "dump")?,
                         restore: expand(restore, "restore")?,
                         extension: extension.clone(),
                     },
                 };
-                Ok(ResolvedService {
-                    name: service.name.clone(),
-                    kind: service.kind,
-                    access,
-                })
+                Ok(ResolvedService { name: service.name.clone(), kind: service.kind, access })
             })
             .collect()
     }
@@ -113,12 +101,10 @@ impl Config {
         // `origin.key` is the key of the command itself, not of a table holding it.
         let slug = branch_slug(branch);
         let source = self.source_of(origin);
-        interpolate::expand(command, &slug, lookup)
-            .map(Some)
-            .map_err(|error| match error {
-                ExpandError::Unset(variable) => source.unset_variable(&origin.key, &variable),
-                ExpandError::Syntax(problem) => source.invalid(&origin.key, problem),
-            })
+        interpolate::expand(command, &slug, lookup).map(Some).map_err(|error| match error {
+            ExpandError::Unset(variable) => source.unset_variable(&origin.key, &variable),
+            ExpandError::Syntax(problem) => source.invalid(&origin.key, problem),
+        })
     }
 
     /// `value`, the `field` of the element at `origin`, expanded for `slug`.
@@ -137,10 +123,7 @@ impl Config {
             ExpandError::Syntax(problem) => source.invalid(&key, problem),
         })?;
         if expanded.trim().is_empty() {
-            return Err(source.invalid(
-                &key,
-                "is empty once its variables are filled in; give them values",
-            ));
+            return Err(source.invalid(&key, "is empty once its variables are filled in; give them values"));
         }
         Ok(expanded)
     }

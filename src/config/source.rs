@@ -43,11 +43,7 @@ impl Source {
 
     /// The 1-based line holding byte `offset`.
     pub(crate) fn line_at(&self, offset: usize) -> usize {
-        let before = self
-            .text
-            .as_bytes()
-            .get(..offset)
-            .unwrap_or(self.text.as_bytes());
+        let before = self.text.as_bytes().get(..offset).unwrap_or(self.text.as_bytes());
         before.iter().filter(|&&byte| byte == b'\n').count() + 1
     }
 
@@ -127,10 +123,8 @@ impl fmt::Display for KeyPath {
                     if position > 0 {
                         f.write_str(".")?;
                     }
-                    let bare = !key.is_empty()
-                        && key
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    let bare =
+                        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if bare {
                         f.write_str(key)?;
                     } else {
@@ -172,19 +166,13 @@ const SPANNED_VALUE: &str = "$__serde_spanned_private_value";
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(LocatedVisitor)
-            .map(|located| located.node)
+        deserializer.deserialize_any(LocatedVisitor).map(|located| located.node)
     }
 }
 
 impl<'de> Deserialize<'de> for Located {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_struct(
-            SPANNED,
-            &[SPANNED_START, SPANNED_END, SPANNED_VALUE],
-            LocatedVisitor,
-        )
+        deserializer.deserialize_struct(SPANNED, &[SPANNED_START, SPANNED_END, SPANNED_VALUE], LocatedVisitor)
     }
 }
 
@@ -234,10 +222,7 @@ impl<'de> Visitor<'de> for LocatedVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located, A::Error> {
         let mut key: Option<String> = map.next_key()?;
         if key.as_deref() == Some(SPANNED_START) {
-            let mut located = Located {
-                start: Some(map.next_value()?),
-                node: Node::Scalar,
-            };
+            let mut located = Located { start: Some(map.next_value()?), node: Node::Scalar };
             while let Some(key) = map.next_key::<String>()? {
                 if key == SPANNED_VALUE {
                     located.node = map.next_value()?;
@@ -261,20 +246,14 @@ mod tests {
     use super::*;
 
     fn source(text: &str) -> Source {
-        Source {
-            file: PathBuf::from("envsnap.toml"),
-            text: text.to_owned(),
-        }
+        Source { file: PathBuf::from("envsnap.toml"), text: text.to_owned() }
     }
 
     #[test]
     fn key_paths_display_like_toml() {
         let path = KeyPath::top("mount").index(1).key("path");
         assert_eq!(path.to_string(), "mount[1].path");
-        assert_eq!(
-            KeyPath::top("environments").key("my env").to_string(),
-            "environments.\"my env\""
-        );
+        assert_eq!(KeyPath::top("environments").key("my env").to_string(), "environments.\"my env\"");
     }
 
     #[test]
@@ -282,32 +261,16 @@ mod tests {
         let text = "production = \"main\"\n\n[[mount]]\nname = \"a\"\npath = \"x\"\n\n[[mount]]\nname = \"b\"\nexclude = [\n  \"a\",\n  \"b\",\n]\n";
         let source = source(text);
         assert_eq!(source.line_of(&KeyPath::top("production")), Some(1));
-        assert_eq!(
-            source.line_of(&KeyPath::top("mount").index(0).key("path")),
-            Some(5)
-        );
+        assert_eq!(source.line_of(&KeyPath::top("mount").index(0).key("path")), Some(5));
         // A missing key points at its table.
-        assert_eq!(
-            source.line_of(&KeyPath::top("mount").index(1).key("path")),
-            Some(7)
-        );
-        assert_eq!(
-            source.line_of(&KeyPath::top("mount").index(1).key("exclude").index(1)),
-            Some(11)
-        );
+        assert_eq!(source.line_of(&KeyPath::top("mount").index(1).key("path")), Some(7));
+        assert_eq!(source.line_of(&KeyPath::top("mount").index(1).key("exclude").index(1)), Some(11));
         assert_eq!(source.line_of(&KeyPath::top("service")), None);
     }
 
     #[test]
     fn lines_inside_implicit_tables() {
         let source = source("[retention.manual_limit]\nproduction = 3\n");
-        assert_eq!(
-            source.line_of(
-                &KeyPath::top("retention")
-                    .key("manual_limit")
-                    .key("production")
-            ),
-            Some(2)
-        );
+        assert_eq!(source.line_of(&KeyPath::top("retention").key("manual_limit").key("production")), Some(2));
     }
 }

@@ -53,10 +53,7 @@ fn no_variables(_: &str) -> Option<String> {
 fn the_product_minimal_file_parses_as_written() -> TestResult {
     let config = parse(PRODUCT_MINIMAL)?;
     assert_eq!(config.production(), "main");
-    assert_eq!(
-        config.protected(),
-        globs(&["main", "release/*"])?.as_slice()
-    );
+    assert_eq!(config.protected(), globs(&["main", "release/*"])?.as_slice());
     assert_eq!(
         config.mounts(),
         [Mount {
@@ -80,10 +77,7 @@ fn the_product_minimal_file_parses_as_written() -> TestResult {
             },
         ]
     );
-    assert_eq!(
-        config.element_names().collect::<Vec<_>>(),
-        ["uploads", "db", "cache"]
-    );
+    assert_eq!(config.element_names().collect::<Vec<_>>(), ["uploads", "db", "cache"]);
     assert_eq!(config.repository(), None);
     assert!(config.admins().is_empty());
     assert!(config.environments().is_empty());
@@ -108,9 +102,7 @@ fn the_product_minimal_file_resolves_per_branch() -> TestResult {
     let services = config.services_for("feature/Login-Form", work_tree, &no_variables)?;
     assert_eq!(
         services.first().map(|service| &service.access),
-        Some(&ServiceAccess::Url(
-            "postgresql://127.0.0.1:5432/app_feature_login_form".to_owned()
-        ))
+        Some(&ServiceAccess::Url("postgresql://127.0.0.1:5432/app_feature_login_form".to_owned()))
     );
     Ok(())
 }
@@ -123,10 +115,7 @@ fn an_empty_file_gets_the_defaults() -> TestResult {
     assert!(config.mounts().is_empty() && config.services().is_empty());
     let config = parse("production = \"trunk\"\n[schedule]\ncron = \"0 3 * * *\"\n")?;
     assert_eq!(config.protected(), globs(&["trunk"])?.as_slice());
-    assert_eq!(
-        config.schedule().map(|schedule| schedule.branches.clone()),
-        Some(globs(&["trunk"])?)
-    );
+    assert_eq!(config.schedule().map(|schedule| schedule.branches.clone()), Some(globs(&["trunk"])?));
     Ok(())
 }
 
@@ -173,22 +162,13 @@ restore = "solr-restore {branch}"
     )?;
     assert_eq!(config.production(), "trunk");
     assert_eq!(config.repository(), Some(Path::new("../snapshots")));
-    assert_eq!(
-        config.repository_in(Path::new("/w")),
-        Some(PathBuf::from("/w/../snapshots"))
-    );
+    assert_eq!(config.repository_in(Path::new("/w")), Some(PathBuf::from("/w/../snapshots")));
     assert_eq!(config.admins(), ["alice@example.com", "bob"]);
     assert_eq!(
         config.environments(),
         [
-            EnvironmentRule {
-                environment: EnvironmentType::Staging,
-                branches: globs(&["staging", "release/*"])?,
-            },
-            EnvironmentRule {
-                environment: EnvironmentType::Production,
-                branches: globs(&["hotfix/*"])?,
-            },
+            EnvironmentRule { environment: EnvironmentType::Staging, branches: globs(&["staging", "release/*"])? },
+            EnvironmentRule { environment: EnvironmentType::Production, branches: globs(&["hotfix/*"])? },
         ]
     );
     assert_eq!(
@@ -199,10 +179,7 @@ restore = "solr-restore {branch}"
                 keep_daily: Some(7),
                 ..KeepRules::default()
             })),
-            manual_limit: BTreeMap::from([
-                (EnvironmentType::Production, 20),
-                (EnvironmentType::Development, 5)
-            ]),
+            manual_limit: BTreeMap::from([(EnvironmentType::Production, 20), (EnvironmentType::Development, 5)]),
             keep_for: Some(30),
         }
     );
@@ -212,10 +189,7 @@ restore = "solr-restore {branch}"
 
     let work_tree = Path::new("/w");
     let mounts = config.mounts_for("Feature/X", work_tree, &no_variables)?;
-    assert_eq!(
-        mounts.first().map(|mount| mount.path.clone()),
-        Some(PathBuf::from("/var/lib/app/feature_x"))
-    );
+    assert_eq!(mounts.first().map(|mount| mount.path.clone()), Some(PathBuf::from("/var/lib/app/feature_x")));
     let services = config.services_for("Feature/X", work_tree, &no_variables)?;
     assert_eq!(
         services,
@@ -236,24 +210,15 @@ restore = "solr-restore {branch}"
             },
         ]
     );
-    assert_eq!(
-        config.pause_for("Feature/X", &no_variables)?.as_deref(),
-        Some("bin/maintenance on feature_x")
-    );
-    assert_eq!(
-        config.resume_for("Feature/X", &no_variables)?.as_deref(),
-        Some("bin/maintenance off")
-    );
+    assert_eq!(config.pause_for("Feature/X", &no_variables)?.as_deref(), Some("bin/maintenance on feature_x"));
+    assert_eq!(config.resume_for("Feature/X", &no_variables)?.as_deref(), Some("bin/maintenance off"));
     Ok(())
 }
 
 #[test]
 fn a_preset_is_read() -> TestResult {
     let config = parse("[retention]\npreset = \"premium\"\n")?;
-    assert_eq!(
-        config.retention().keep,
-        Some(KeepPolicy::Preset(RetentionPreset::Premium))
-    );
+    assert_eq!(config.retention().keep, Some(KeepPolicy::Preset(RetentionPreset::Premium)));
     Ok(())
 }
 
@@ -276,18 +241,9 @@ production = ["release/**", "hotfix/*"]
 
     assert_eq!(config.environment_type("main"), EnvironmentType::Production);
     // The first matching entry wins, in the order written.
-    assert_eq!(
-        config.environment_type("release/2.0"),
-        EnvironmentType::Staging
-    );
-    assert_eq!(
-        config.environment_type("hotfix/1"),
-        EnvironmentType::Production
-    );
-    assert_eq!(
-        config.environment_type("feature/x"),
-        EnvironmentType::Development
-    );
+    assert_eq!(config.environment_type("release/2.0"), EnvironmentType::Staging);
+    assert_eq!(config.environment_type("hotfix/1"), EnvironmentType::Production);
+    assert_eq!(config.environment_type("feature/x"), EnvironmentType::Development);
 
     assert!(config.is_admin("alice@example.com"));
     assert!(config.is_admin(" ALICE@example.com "));
@@ -302,10 +258,7 @@ production = ["release/**", "hotfix/*"]
 #[test]
 fn an_unknown_key_lists_the_expected_ones() {
     let text = "production = \"main\"\n\n[[mount]]\nname = \"uploads\"\npath = \"var/uploads\"\n\n[[mount]]\nname = \"b\"\npth = \"y\"\n";
-    assert_eq!(
-        error(text),
-        "envsnap.toml:9: mount[1].pth: unknown key; expected one of name, path, exclude"
-    );
+    assert_eq!(error(text), "envsnap.toml:9: mount[1].pth: unknown key; expected one of name, path, exclude");
     assert_eq!(
         error("prodution = \"main\""),
         "envsnap.toml:1: prodution: unknown key; expected one of production, protected, repository, admins, pause, resume, environments, retention, schedule, mount, service"
@@ -363,16 +316,10 @@ fn wrong_types_and_values_are_named() {
 #[test]
 fn toml_syntax_errors_name_the_line() {
     let message = error("production = \"main\"\nprotected = [\"main\"\n\n[[mount]]\n");
-    assert!(
-        message.starts_with("envsnap.toml:4: invalid TOML: "),
-        "{message}"
-    );
+    assert!(message.starts_with("envsnap.toml:4: invalid TOML: "), "{message}");
     assert!(!message.contains('\n'), "{message}");
     let message = error("production = \"a\"\nproduction = \"b\"\n");
-    assert!(
-        message.starts_with("envsnap.toml:2: invalid TOML: duplicate key"),
-        "{message}"
-    );
+    assert!(message.starts_with("envsnap.toml:2: invalid TOML: duplicate key"), "{message}");
 }
 
 #[test]
@@ -436,9 +383,7 @@ fn services_need_the_keys_of_their_type() {
         "envsnap.toml:1: service[0].restore: required key is missing; a command service needs it, e.g. restore = \"mongorestore --archive --drop\""
     );
     assert_eq!(
-        error(
-            "[[service]]\nname = \"s\"\ntype = \"command\"\ndump = \"d\"\nrestore = \"r\"\nextension = \".sql\"\n"
-        ),
+        error("[[service]]\nname = \"s\"\ntype = \"command\"\ndump = \"d\"\nrestore = \"r\"\nextension = \".sql\"\n"),
         "envsnap.toml:6: service[0].extension: `.sql` is not a file extension; write letters and digits without a leading dot, e.g. \"archive\" or \"json.gz\""
     );
     assert_eq!(
@@ -519,9 +464,7 @@ fn variables_come_from_the_lookup() -> TestResult {
     let services = config.services_for("main", Path::new("/w"), &lookup)?;
     assert_eq!(
         services.first().map(|service| &service.access),
-        Some(&ServiceAccess::Url(
-            "postgresql://app:p@ss@db.internal/app_main".to_owned()
-        ))
+        Some(&ServiceAccess::Url("postgresql://app:p@ss@db.internal/app_main".to_owned()))
     );
     Ok(())
 }
@@ -531,10 +474,7 @@ fn an_unset_variable_names_the_variable_file_and_key() -> TestResult {
     let config = parse(
         "production = \"main\"\n\n[[service]]\nname = \"db\"\ntype = \"postgresql\"\nurl = \"postgresql://app:${DB_PASSWORD}@localhost/app\"\n",
     )?;
-    let error = config
-        .services_for("main", Path::new("/w"), &no_variables)
-        .err()
-        .map(|error| error.to_string());
+    let error = config.services_for("main", Path::new("/w"), &no_variables).err().map(|error| error.to_string());
     assert_eq!(
         error.as_deref(),
         Some(
@@ -542,10 +482,7 @@ fn an_unset_variable_names_the_variable_file_and_key() -> TestResult {
         )
     );
     let config = parse("pause = \"echo ${WHO}\"\n")?;
-    let error = config
-        .pause_for("main", &no_variables)
-        .err()
-        .map(|error| error.to_string());
+    let error = config.pause_for("main", &no_variables).err().map(|error| error.to_string());
     assert_eq!(
         error.as_deref(),
         Some(
@@ -560,26 +497,15 @@ fn a_mount_cannot_be_the_work_tree() -> TestResult {
     for path in [".", "var/..", "..", "/"] {
         let config = parse(&format!("[[mount]]\nname = \"all\"\npath = \"{path}\"\n"))?;
         let result = config.mounts_for("main", Path::new("/srv/app"), &no_variables);
-        let message = result
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
-        assert!(
-            message.starts_with("envsnap.toml:3: mount[0].path: "),
-            "{path}: {message:?}"
-        );
+        let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(message.starts_with("envsnap.toml:3: mount[0].path: "), "{path}: {message:?}");
     }
     let config = parse("[[mount]]\nname = \"data\"\npath = \"${DATA}\"\n")?;
     let empty = |_: &str| Some(String::new());
-    let message = config
-        .mounts_for("main", Path::new("/srv/app"), &empty)
-        .err()
-        .map(|error| error.to_string());
+    let message = config.mounts_for("main", Path::new("/srv/app"), &empty).err().map(|error| error.to_string());
     assert_eq!(
         message.as_deref(),
-        Some(
-            "envsnap.toml:3: mount[0].path: is empty once its variables are filled in; give them values"
-        )
+        Some("envsnap.toml:3: mount[0].path: is empty once its variables are filled in; give them values")
     );
     Ok(())
 }
@@ -589,9 +515,7 @@ fn a_mount_cannot_be_the_work_tree() -> TestResult {
 #[test]
 fn a_missing_file_suggests_init() -> TestResult {
     let directory = tempfile::tempdir()?;
-    let error = Config::load(directory.path(), None)
-        .err()
-        .ok_or("loaded a missing file")?;
+    let error = Config::load(directory.path(), None).err().ok_or("loaded a missing file")?;
     assert!(matches!(error, ConfigError::NotFound { .. }));
     assert_eq!(
         error.to_string(),
@@ -607,12 +531,8 @@ fn a_missing_file_suggests_init() -> TestResult {
 fn an_unreadable_file_is_a_read_error() -> TestResult {
     let directory = tempfile::tempdir()?;
     std::fs::create_dir(directory.path().join(FILE_NAME))?;
-    let error = Config::load(directory.path(), None)
-        .err()
-        .ok_or("loaded a directory")?;
-    assert!(
-        matches!(&error, ConfigError::Read { path, .. } if path == &directory.path().join(FILE_NAME))
-    );
+    let error = Config::load(directory.path(), None).err().ok_or("loaded a directory")?;
+    assert!(matches!(&error, ConfigError::Read { path, .. } if path == &directory.path().join(FILE_NAME)));
     Ok(())
 }
 
@@ -641,24 +561,13 @@ path = "/tmp/cache"
     let config = Config::load(work_tree, Some(&local))?;
     assert_eq!(config.production(), "trunk");
     // Kept from the shared file.
-    assert_eq!(
-        config.protected(),
-        globs(&["main", "release/*"])?.as_slice()
-    );
-    assert_eq!(
-        config.element_names().collect::<Vec<_>>(),
-        ["uploads", "cache-files", "db", "cache"]
-    );
+    assert_eq!(config.protected(), globs(&["main", "release/*"])?.as_slice());
+    assert_eq!(config.element_names().collect::<Vec<_>>(), ["uploads", "cache-files", "db", "cache"]);
     assert_eq!(
         config.services().first().map(|service| &service.access),
-        Some(&ServiceAccess::Url(
-            "postgresql://127.0.0.1:6543/mine_{branch}".to_owned()
-        ))
+        Some(&ServiceAccess::Url("postgresql://127.0.0.1:6543/mine_{branch}".to_owned()))
     );
-    assert_eq!(
-        config.pause_for("main", &no_variables)?.as_deref(),
-        Some("true")
-    );
+    assert_eq!(config.pause_for("main", &no_variables)?.as_deref(), Some("true"));
 
     // An override that does not exist changes nothing.
     let config = Config::load(work_tree, Some(&work_tree.join("absent.toml")))?;
@@ -674,13 +583,8 @@ fn errors_in_the_override_name_the_override() -> TestResult {
     std::fs::create_dir(work_tree.join(".git"))?;
     let local = work_tree.join(".git").join(LOCAL_FILE_NAME);
 
-    std::fs::write(
-        &local,
-        "\n[[service]]\nname = \"db\"\ntype = \"postgresql\"\nurl = \"mysql://x\"\n",
-    )?;
-    let message = Config::load(work_tree, Some(&local))
-        .err()
-        .map(|error| error.to_string());
+    std::fs::write(&local, "\n[[service]]\nname = \"db\"\ntype = \"postgresql\"\nurl = \"mysql://x\"\n")?;
+    let message = Config::load(work_tree, Some(&local)).err().map(|error| error.to_string());
     assert_eq!(
         message.as_deref(),
         Some(
@@ -689,13 +593,8 @@ fn errors_in_the_override_name_the_override() -> TestResult {
     );
 
     // A clash between the two files is reported where it was introduced.
-    std::fs::write(
-        &local,
-        "[[mount]]\nname = \"cache\"\npath = \"var/cache\"\n",
-    )?;
-    let message = Config::load(work_tree, Some(&local))
-        .err()
-        .map(|error| error.to_string());
+    std::fs::write(&local, "[[mount]]\nname = \"cache\"\npath = \"var/cache\"\n")?;
+    let message = Config::load(work_tree, Some(&local)).err().map(|error| error.to_string());
     assert_eq!(
         message.as_deref(),
         Some(
@@ -704,15 +603,9 @@ fn errors_in_the_override_name_the_override() -> TestResult {
     );
 
     // Resolving errors in an element from the override name the override too.
-    std::fs::write(
-        &local,
-        "[[mount]]\nname = \"uploads\"\npath = \"${UPLOADS}\"\n",
-    )?;
+    std::fs::write(&local, "[[mount]]\nname = \"uploads\"\npath = \"${UPLOADS}\"\n")?;
     let config = Config::load(work_tree, Some(&local))?;
-    let message = config
-        .mounts_for("main", work_tree, &no_variables)
-        .err()
-        .map(|error| error.to_string());
+    let message = config.mounts_for("main", work_tree, &no_variables).err().map(|error| error.to_string());
     assert_eq!(
         message.as_deref(),
         Some(
@@ -740,21 +633,13 @@ fn the_starter_examples_parse_once_uncommented() -> TestResult {
     let uncommented: String = STARTER
         .lines()
         .map(|line| match line.strip_prefix("# ") {
-            Some(rest)
-                if (rest.starts_with('[') || rest.contains(" = "))
-                    && !rest.starts_with("preset") =>
-            {
-                rest
-            }
+            Some(rest) if (rest.starts_with('[') || rest.contains(" = ")) && !rest.starts_with("preset") => rest,
             _ => line,
         })
         .flat_map(|line| [line, "\n"])
         .collect();
     let config = parse(&uncommented)?;
-    assert_eq!(
-        config.element_names().collect::<Vec<_>>(),
-        ["uploads", "db", "shop", "cache", "local", "documents"]
-    );
+    assert_eq!(config.element_names().collect::<Vec<_>>(), ["uploads", "db", "shop", "cache", "local", "documents"]);
     assert!(config.schedule().is_some());
     assert_eq!(config.admins().len(), 2);
     assert_eq!(config.environments().len(), 2);

@@ -4,13 +4,11 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::document::{
-    Document, EnvironmentsTable, MountTable, RetentionTable, ScheduleTable, ServiceTable,
-};
+use super::document::{Document, EnvironmentsTable, MountTable, RetentionTable, ScheduleTable, ServiceTable};
 use super::source::{KeyPath, Origin, Source};
 use super::{
-    ConfigError, EnvironmentRule, Glob, KeepPolicy, KeepRules, Mount, Retention, Service,
-    ServiceAccess, ServiceKind, cron, interpolate,
+    ConfigError, EnvironmentRule, Glob, KeepPolicy, KeepRules, Mount, Retention, Service, ServiceAccess, ServiceKind,
+    cron, interpolate,
 };
 
 /// What one file says, checked. Keys the file leaves out are `None`, so that an
@@ -42,15 +40,8 @@ pub(super) struct ScheduleLayer {
 const DEFAULT_EXTENSION: &str = "dump";
 
 /// Checks `document`, read from `source`, the `source_index`-th file of the config.
-pub(super) fn check(
-    document: Document,
-    source: &Source,
-    source_index: usize,
-) -> Result<Layer, ConfigError> {
-    let checker = Checker {
-        source,
-        source_index,
-    };
+pub(super) fn check(document: Document, source: &Source, source_index: usize) -> Result<Layer, ConfigError> {
+    let checker = Checker { source, source_index };
     checker.layer(document)
 }
 
@@ -77,13 +68,8 @@ impl Checker<'_> {
         if let Some(production) = &production {
             self.production(production)?;
         }
-        let protected = protected
-            .map(|patterns| self.globs(&KeyPath::top("protected"), &patterns))
-            .transpose()?;
-        if repository
-            .as_ref()
-            .is_some_and(|path| path.as_os_str().is_empty())
-        {
+        let protected = protected.map(|patterns| self.globs(&KeyPath::top("protected"), &patterns)).transpose()?;
+        if repository.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
             return Err(self.fail(
                 &KeyPath::top("repository"),
                 "is empty; give a directory, or remove the key to keep snapshots in .git/envsnap/",
@@ -99,15 +85,9 @@ impl Checker<'_> {
                 }
             }
         }
-        let pause = pause
-            .map(|command| self.command(KeyPath::top("pause"), command))
-            .transpose()?;
-        let resume = resume
-            .map(|command| self.command(KeyPath::top("resume"), command))
-            .transpose()?;
-        let environments = environments
-            .map(|table| self.environments(table))
-            .transpose()?;
+        let pause = pause.map(|command| self.command(KeyPath::top("pause"), command)).transpose()?;
+        let resume = resume.map(|command| self.command(KeyPath::top("resume"), command)).transpose()?;
+        let environments = environments.map(|table| self.environments(table)).transpose()?;
         let retention = retention.map(|table| self.retention(table)).transpose()?;
         let schedule = schedule.map(|table| self.schedule(table)).transpose()?;
 
@@ -145,10 +125,7 @@ impl Checker<'_> {
     }
 
     fn origin(&self, key: KeyPath) -> Origin {
-        Origin {
-            source: self.source_index,
-            key,
-        }
+        Origin { source: self.source_index, key }
     }
 
     fn production(&self, production: &str) -> Result<(), ConfigError> {
@@ -159,21 +136,16 @@ impl Checker<'_> {
                 "must name one branch, not a pattern; list patterns under `protected` or `[environments]`",
             ));
         }
-        Glob::new(production).map(drop).map_err(|error| {
-            self.fail(
-                &key,
-                format!("`{production}` is not a branch name: {}", error.reason),
-            )
-        })
+        Glob::new(production)
+            .map(drop)
+            .map_err(|error| self.fail(&key, format!("`{production}` is not a branch name: {}", error.reason)))
     }
 
     fn globs(&self, key: &KeyPath, patterns: &[String]) -> Result<Vec<Glob>, ConfigError> {
         patterns
             .iter()
             .enumerate()
-            .map(|(index, pattern)| {
-                Glob::new(pattern).map_err(|error| self.fail(&key.index(index), error.to_string()))
-            })
+            .map(|(index, pattern)| Glob::new(pattern).map_err(|error| self.fail(&key.index(index), error.to_string())))
             .collect()
     }
 
@@ -197,10 +169,7 @@ impl Checker<'_> {
             .0
             .into_iter()
             .map(|(environment, patterns)| {
-                Ok(EnvironmentRule {
-                    environment,
-                    branches: self.globs(&key.key(environment.as_str()), &patterns)?,
-                })
+                Ok(EnvironmentRule { environment, branches: self.globs(&key.key(environment.as_str()), &patterns)? })
             })
             .collect()
     }
@@ -217,13 +186,7 @@ impl Checker<'_> {
             manual_limit,
             keep_for,
         } = table;
-        let rules = KeepRules {
-            keep_last,
-            keep_hourly,
-            keep_daily,
-            keep_weekly,
-            keep_monthly,
-        };
+        let rules = KeepRules { keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly };
         let keep = match (preset, rules == KeepRules::default()) {
             (Some(_), false) => {
                 return Err(self.fail(
@@ -236,26 +199,19 @@ impl Checker<'_> {
             (None, true) => None,
         };
         if keep_for == Some(0) {
-            return Err(self.fail(&key.key("keep_for"), "must be at least 1 (day); remove it to keep snapshots until retention rules drop them"));
+            return Err(self.fail(
+                &key.key("keep_for"),
+                "must be at least 1 (day); remove it to keep snapshots until retention rules drop them",
+            ));
         }
-        Ok(Retention {
-            keep,
-            manual_limit,
-            keep_for,
-        })
+        Ok(Retention { keep, manual_limit, keep_for })
     }
 
     fn schedule(&self, table: ScheduleTable) -> Result<ScheduleLayer, ConfigError> {
         let key = KeyPath::top("schedule");
         cron::check(&table.cron).map_err(|problem| self.fail(&key.key("cron"), problem))?;
-        let branches = table
-            .branches
-            .map(|patterns| self.globs(&key.key("branches"), &patterns))
-            .transpose()?;
-        Ok(ScheduleLayer {
-            cron: table.cron,
-            branches,
-        })
+        let branches = table.branches.map(|patterns| self.globs(&key.key("branches"), &patterns)).transpose()?;
+        Ok(ScheduleLayer { cron: table.cron, branches })
     }
 
     /// Checks an element's name and that no earlier element in this file has it.
@@ -271,17 +227,11 @@ impl Checker<'_> {
         if name.is_empty() {
             return Err(self.fail(&key, format!("is empty; {ALPHABET}")));
         }
-        if let Some(bad) = name
-            .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-        {
+        if let Some(bad) = name.chars().find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
             return Err(self.fail(&key, format!("`{name}` contains {bad:?}; {ALPHABET}")));
         }
         if name == "." || name == ".." {
-            return Err(self.fail(
-                &key,
-                format!("`{name}` cannot be a name; use letters or digits"),
-            ));
+            return Err(self.fail(&key, format!("`{name}` cannot be a name; use letters or digits")));
         }
         if let Some(first) = seen.get(name) {
             return Err(self.fail(
@@ -294,11 +244,7 @@ impl Checker<'_> {
     }
 
     fn mount(&self, key: &KeyPath, table: MountTable) -> Result<Mount, ConfigError> {
-        let MountTable {
-            name,
-            path,
-            exclude,
-        } = table;
+        let MountTable { name, path, exclude } = table;
         self.template(
             &key.key("path"),
             &path,
@@ -312,23 +258,11 @@ impl Checker<'_> {
                 ));
             }
         }
-        Ok(Mount {
-            name,
-            path,
-            exclude,
-        })
+        Ok(Mount { name, path, exclude })
     }
 
     fn service(&self, key: &KeyPath, table: ServiceTable) -> Result<Service, ConfigError> {
-        let ServiceTable {
-            name,
-            kind,
-            url,
-            path,
-            dump,
-            restore,
-            extension,
-        } = table;
+        let ServiceTable { name, kind, url, path, dump, restore, extension } = table;
         let given = [
             ("url", url.is_some()),
             ("path", path.is_some()),
@@ -341,16 +275,10 @@ impl Checker<'_> {
             ServiceKind::Sqlite => &["path"],
             ServiceKind::Command => &["dump", "restore", "extension"],
         };
-        if let Some((field, _)) = given
-            .iter()
-            .find(|(field, is_given)| *is_given && !takes.contains(field))
-        {
+        if let Some((field, _)) = given.iter().find(|(field, is_given)| *is_given && !takes.contains(field)) {
             return Err(self.fail(
                 &key.key(field),
-                format!(
-                    "does not apply to a {kind} service; remove it (a {kind} service takes {})",
-                    takes.join(", ")
-                ),
+                format!("does not apply to a {kind} service; remove it (a {kind} service takes {})", takes.join(", ")),
             ));
         }
         let access = match kind {
@@ -359,9 +287,7 @@ impl Checker<'_> {
                 self.url_scheme(&key.key("url"), &url, kind)?;
                 ServiceAccess::Url(url)
             }
-            ServiceKind::Sqlite => {
-                ServiceAccess::File(PathBuf::from(self.required(key, "path", path, kind)?))
-            }
+            ServiceKind::Sqlite => ServiceAccess::File(PathBuf::from(self.required(key, "path", path, kind)?)),
             ServiceKind::Command => {
                 let dump = self.required(key, "dump", dump, kind)?;
                 let restore = self.required(key, "restore", restore, kind)?;
@@ -369,11 +295,7 @@ impl Checker<'_> {
                     Some(extension) => self.extension(&key.key("extension"), extension)?,
                     None => DEFAULT_EXTENSION.to_owned(),
                 };
-                ServiceAccess::Commands {
-                    dump,
-                    restore,
-                    extension,
-                }
+                ServiceAccess::Commands { dump, restore, extension }
             }
         };
         Ok(Service { name, kind, access })
@@ -389,9 +311,7 @@ impl Checker<'_> {
     ) -> Result<String, ConfigError> {
         let key = service.key(field);
         let example = match (kind, field) {
-            (ServiceKind::Postgresql, _) => {
-                "url = \"postgresql://user@127.0.0.1:5432/app_{branch}\""
-            }
+            (ServiceKind::Postgresql, _) => "url = \"postgresql://user@127.0.0.1:5432/app_{branch}\"",
             (ServiceKind::Mysql, _) => "url = \"mysql://user@127.0.0.1:3306/app_{branch}\"",
             (ServiceKind::Redis, _) => "url = \"redis://127.0.0.1:6379/0\"",
             (ServiceKind::Sqlite, _) => "path = \"var/data/app_{branch}.sqlite\"",
@@ -424,11 +344,7 @@ impl Checker<'_> {
             key,
             format!(
                 "is not a {kind} URL; it must start with {}",
-                schemes
-                    .iter()
-                    .map(|scheme| format!("`{scheme}`"))
-                    .collect::<Vec<_>>()
-                    .join(" or ")
+                schemes.iter().map(|scheme| format!("`{scheme}`")).collect::<Vec<_>>().join(" or ")
             ),
         ))
     }
@@ -437,9 +353,7 @@ impl Checker<'_> {
         let well_formed = !extension.is_empty()
             && !extension.starts_with('.')
             && !extension.ends_with('.')
-            && extension
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && extension.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if well_formed {
             Ok(extension)
         } else {

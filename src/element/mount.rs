@@ -26,13 +26,11 @@ impl Mount {
     pub fn excludes(&self) -> Result<Excludes> {
         let mut builder = GitignoreBuilder::new(&self.path);
         for pattern in &self.exclude {
-            builder
-                .add_line(None, pattern)
-                .map_err(|error| Error::InvalidExclude {
-                    mount: self.name.clone(),
-                    pattern: pattern.clone(),
-                    detail: error.to_string(),
-                })?;
+            builder.add_line(None, pattern).map_err(|error| Error::InvalidExclude {
+                mount: self.name.clone(),
+                pattern: pattern.clone(),
+                detail: error.to_string(),
+            })?;
         }
         let matcher = builder.build().map_err(|error| Error::InvalidExclude {
             mount: self.name.clone(),
@@ -65,20 +63,12 @@ mod tests {
         let mount = Mount {
             name: "uploads".into(),
             path: PathBuf::from("/srv/uploads"),
-            exclude: vec![
-                "styles/".into(),
-                "*.tmp".into(),
-                "/top-only".into(),
-                "!keep.tmp".into(),
-            ],
+            exclude: vec!["styles/".into(), "*.tmp".into(), "/top-only".into(), "!keep.tmp".into()],
         };
         let excludes = mount.excludes()?;
         assert!(excludes.is_excluded(Path::new("styles"), true));
         assert!(excludes.is_excluded(Path::new("a/b/styles"), true));
-        assert!(
-            !excludes.is_excluded(Path::new("styles"), false),
-            "a trailing slash matches directories only"
-        );
+        assert!(!excludes.is_excluded(Path::new("styles"), false), "a trailing slash matches directories only");
         assert!(excludes.is_excluded(Path::new("x/y.tmp"), false));
         assert!(!excludes.is_excluded(Path::new("x/keep.tmp"), false));
         assert!(excludes.is_excluded(Path::new("top-only"), false));

@@ -19,9 +19,7 @@ pub struct Workspace {
 }
 
 fn git_error(context: &str, error: &git2::Error) -> Error {
-    Error::Git {
-        message: format!("{context}: {}", error.message()),
-    }
+    Error::Git { message: format!("{context}: {}", error.message()) }
 }
 
 impl Workspace {
@@ -36,24 +34,13 @@ impl Workspace {
         let work_tree = repository
             .workdir()
             .ok_or_else(|| Error::Git {
-                message: format!(
-                    "{} is a bare repository: run envsnap in a work tree",
-                    repository.path().display()
-                ),
+                message: format!("{} is a bare repository: run envsnap in a work tree", repository.path().display()),
             })?
             .to_path_buf();
         let common_dir = repository.commondir().to_path_buf();
-        let head = repository
-            .find_reference("HEAD")
-            .map_err(|e| git_error("reading HEAD", &e))?;
-        let branch = head
-            .symbolic_target()
-            .and_then(|target| target.strip_prefix("refs/heads/"))
-            .map(str::to_owned);
-        let commit = head
-            .peel_to_commit()
-            .ok()
-            .map(|commit| commit.id().to_string());
+        let head = repository.find_reference("HEAD").map_err(|e| git_error("reading HEAD", &e))?;
+        let branch = head.symbolic_target().and_then(|target| target.strip_prefix("refs/heads/")).map(str::to_owned);
+        let commit = head.peel_to_commit().ok().map(|commit| commit.id().to_string());
         Ok(Workspace {
             work_tree: trim_trailing_separator(work_tree),
             common_dir: trim_trailing_separator(common_dir),
@@ -68,10 +55,9 @@ impl Workspace {
             (Some(env), _) => Ok(env.to_owned()),
             (None, Some(branch)) => Ok(branch.clone()),
             (None, None) => Err(Error::Git {
-                message:
-                    "HEAD is detached, so there is no current environment: check out a branch, \
+                message: "HEAD is detached, so there is no current environment: check out a branch, \
                           or name the environment with --env BRANCH"
-                        .to_owned(),
+                    .to_owned(),
             }),
         }
     }
@@ -79,18 +65,11 @@ impl Workspace {
 
 /// The commit a local branch points at; an error when there is no such branch.
 pub fn branch_commit(work_tree: &Path, branch: &str) -> Result<Option<String>> {
-    let repository =
-        git2::Repository::open(work_tree).map_err(|e| git_error("opening the repository", &e))?;
-    let reference = repository
-        .find_branch(branch, git2::BranchType::Local)
-        .map_err(|_| Error::Git {
-            message: format!("there is no branch `{branch}`: check the name with `git branch`"),
-        })?;
-    Ok(reference
-        .get()
-        .peel_to_commit()
-        .ok()
-        .map(|commit| commit.id().to_string()))
+    let repository = git2::Repository::open(work_tree).map_err(|e| git_error("opening the repository", &e))?;
+    let reference = repository.find_branch(branch, git2::BranchType::Local).map_err(|_| Error::Git {
+        message: format!("there is no branch `{branch}`: check the name with `git branch`"),
+    })?;
+    Ok(reference.get().peel_to_commit().ok().map(|commit| commit.id().to_string()))
 }
 
 fn trim_trailing_separator(path: PathBuf) -> PathBuf {
@@ -104,14 +83,7 @@ mod tests {
 
     fn git(dir: &Path, args: &[&str]) {
         let status = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@t",
-                "-c",
-                "init.defaultBranch=main",
-            ])
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
             .args(args)
             .current_dir(dir)
             .status()
@@ -129,12 +101,7 @@ mod tests {
         git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "one"]);
         std::fs::create_dir(dir.path().join("sub")).map_err(|e| Error::io("creating", "sub", e))?;
         let workspace = Workspace::discover(&dir.path().join("sub"))?;
-        assert_eq!(
-            workspace.work_tree,
-            dir.path()
-                .canonicalize()
-                .map_err(|e| Error::io("x", "y", e))?
-        );
+        assert_eq!(workspace.work_tree, dir.path().canonicalize().map_err(|e| Error::io("x", "y", e))?);
         assert_eq!(workspace.commit.as_ref().map(String::len), Some(40));
         assert_eq!(workspace.environment(None)?, "main");
         git(dir.path(), &["checkout", "-q", "--detach"]);

@@ -50,10 +50,7 @@ const TEMPORARY: &str = "tmp";
 impl LocalBackend {
     /// A backend rooted at `root`, which must exist.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend {
-            root: root.into(),
-            counter: AtomicU64::new(0),
-        }
+        LocalBackend { root: root.into(), counter: AtomicU64::new(0) }
     }
 
     /// The root folder.
@@ -80,9 +77,7 @@ impl LocalBackend {
 
     fn temporary_path(&self) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.root
-            .join(TEMPORARY)
-            .join(format!("{}-{n}.tmp", std::process::id()))
+        self.root.join(TEMPORARY).join(format!("{}-{n}.tmp", std::process::id()))
     }
 }
 
@@ -97,10 +92,7 @@ impl Backend for LocalBackend {
         let temporary = self.temporary_path();
         fs::create_dir_all(self.root.join(TEMPORARY))?;
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temporary)?;
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&temporary)?;
             file.write_all(data)?;
             file.sync_all()?;
             let parent = target.parent().unwrap_or(&self.root);
@@ -181,9 +173,7 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         // A panic while holding the lock cannot leave a half-written map entry.
-        self.objects
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.objects.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -198,10 +188,7 @@ impl Backend for MemoryBackend {
     }
 
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.objects()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))
+        self.objects().get(name).cloned().ok_or_else(|| not_found(name))
     }
 
     fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
@@ -242,10 +229,7 @@ mod tests {
         backend.put("snapshots/x.json", b"{}")?;
         assert_eq!(backend.get("packs/ab/one.pack")?, b"hello world");
         assert_eq!(backend.get_range("packs/ab/one.pack", 6, 5)?, b"world");
-        assert_eq!(
-            backend.list("packs")?,
-            vec![("packs/ab/one.pack".to_owned(), 11)]
-        );
+        assert_eq!(backend.list("packs")?, vec![("packs/ab/one.pack".to_owned(), 11)]);
         backend.remove("packs/ab/one.pack")?;
         backend.remove("packs/ab/one.pack")?;
         assert!(backend.list("packs")?.is_empty());

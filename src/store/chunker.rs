@@ -20,11 +20,7 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// 256 KiB / 1 MiB / 4 MiB: see docs/FORMAT.md for the measurements behind them.
     fn default() -> Self {
-        ChunkerParams {
-            min: 256 << 10,
-            avg: 1 << 20,
-            max: 4 << 20,
-        }
+        ChunkerParams { min: 256 << 10, avg: 1 << 20, max: 4 << 20 }
     }
 }
 
@@ -50,11 +46,7 @@ mod tests {
 
     #[test]
     fn an_insertion_changes_only_nearby_chunks() -> Result<(), fastcdc::v2020::Error> {
-        let params = ChunkerParams {
-            min: 4096,
-            avg: 16384,
-            max: 65536,
-        };
+        let params = ChunkerParams { min: 4096, avg: 16384, max: 65536 };
         assert!(params.is_valid());
         assert!(ChunkerParams::default().is_valid());
         let mut state = 7u64;
@@ -70,19 +62,12 @@ mod tests {
         changed.extend_from_slice(b"inserted");
         changed.extend_from_slice(&data[1000..]);
         let hashes = |bytes: &[u8]| -> Result<Vec<_>, fastcdc::v2020::Error> {
-            params
-                .stream(bytes)
-                .map(|chunk| chunk.map(|c| blake3::hash(&c.data)))
-                .collect()
+            params.stream(bytes).map(|chunk| chunk.map(|c| blake3::hash(&c.data))).collect()
         };
         let before = hashes(&data)?;
         let after = hashes(&changed)?;
         let shared = after.iter().filter(|hash| before.contains(hash)).count();
-        assert!(
-            shared + 2 >= before.len(),
-            "{shared} of {} chunks shared",
-            before.len()
-        );
+        assert!(shared + 2 >= before.len(), "{shared} of {} chunks shared", before.len());
         Ok(())
     }
 }

@@ -60,16 +60,10 @@ impl RepositoryLock {
             }
         }
         if kind == LockKind::Exclusive {
-            let note = format!(
-                "process {} ({})\n",
-                std::process::id(),
-                std::env::args().collect::<Vec<_>>().join(" ")
-            );
+            let note = format!("process {} ({})\n", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
             file.set_len(0).context("writing the lock file", &path)?;
-            file.seek(SeekFrom::Start(0))
-                .context("writing the lock file", &path)?;
-            file.write_all(note.as_bytes())
-                .context("writing the lock file", &path)?;
+            file.seek(SeekFrom::Start(0)).context("writing the lock file", &path)?;
+            file.write_all(note.as_bytes()).context("writing the lock file", &path)?;
         }
         Ok(RepositoryLock { file, path })
     }
@@ -107,18 +101,10 @@ mod tests {
             sender.send(holder_seen).expect("send");
             lock.map(drop)
         });
-        assert!(
-            receiver.recv_timeout(Duration::from_millis(300)).is_err(),
-            "must wait"
-        );
+        assert!(receiver.recv_timeout(Duration::from_millis(300)).is_err(), "must wait");
         drop(first);
-        let holder = receiver
-            .recv_timeout(Duration::from_secs(10))
-            .expect("acquired after release");
-        assert!(
-            holder.contains(&format!("process {}", std::process::id())),
-            "names the holder: {holder}"
-        );
+        let holder = receiver.recv_timeout(Duration::from_secs(10)).expect("acquired after release");
+        assert!(holder.contains(&format!("process {}", std::process::id())), "names the holder: {holder}");
         waiter.join().expect("join")
     }
 }

@@ -63,22 +63,13 @@ pub fn decode_blob(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String
 
 /// Reads a pack's footer without reading the whole pack.
 pub fn read_pack_entries(backend: &dyn Backend, name: &str, size: u64) -> Result<Vec<PackEntry>> {
-    let corrupt = |detail: String| Error::Corrupt {
-        what: format!("pack {}", backend.describe(name).display()),
-        detail,
-    };
+    let corrupt =
+        |detail: String| Error::Corrupt { what: format!("pack {}", backend.describe(name).display()), detail };
     let io = |error| Error::io("reading", backend.describe(name), error);
-    let trailer_offset = size
-        .checked_sub(pack::TRAILER_SIZE as u64)
-        .ok_or_else(|| corrupt("too short".into()))?;
-    let trailer = backend
-        .get_range(name, trailer_offset, pack::TRAILER_SIZE)
-        .map_err(io)?;
-    let (data_end, footer_length) =
-        pack::footer_location(&trailer, size).map_err(|e| corrupt(e.to_string()))?;
-    let footer = backend
-        .get_range(name, data_end, footer_length)
-        .map_err(io)?;
+    let trailer_offset = size.checked_sub(pack::TRAILER_SIZE as u64).ok_or_else(|| corrupt("too short".into()))?;
+    let trailer = backend.get_range(name, trailer_offset, pack::TRAILER_SIZE).map_err(io)?;
+    let (data_end, footer_length) = pack::footer_location(&trailer, size).map_err(|e| corrupt(e.to_string()))?;
+    let footer = backend.get_range(name, data_end, footer_length).map_err(io)?;
     pack::parse_footer(&footer, data_end).map_err(|e| corrupt(e.to_string()))
 }
 
@@ -132,16 +123,10 @@ impl<'a> BlobWriter<'a> {
         let full = {
             let mut pack = lock(&self.open_pack);
             pack.add(id, kind, compression, &stored, raw_length);
-            if pack.len() >= PACK_TARGET {
-                Some(mem::take(&mut *pack))
-            } else {
-                None
-            }
+            if pack.len() >= PACK_TARGET { Some(mem::take(&mut *pack)) } else { None }
         };
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .stored_bytes
-            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        self.stats.stored_bytes.fetch_add(stored.len() as u64, Ordering::Relaxed);
         if let Some(pack) = full {
             // Written outside the lock, so other threads go on filling the next pack.
             self.write_pack(pack)?;
@@ -167,14 +152,9 @@ impl<'a> BlobWriter<'a> {
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
         let (id, bytes, entries) = pack.finish();
         let name = pack_name(&id);
-        self.backend
-            .put(&name, &bytes)
-            .map_err(|error| Error::io("writing", self.backend.describe(&name), error))?;
+        self.backend.put(&name, &bytes).map_err(|error| Error::io("writing", self.backend.describe(&name), error))?;
         self.stats.packs.fetch_add(1, Ordering::Relaxed);
-        self.stats.stored_bytes.fetch_add(
-            (bytes.len() - self.pack_payload(&entries)) as u64,
-            Ordering::Relaxed,
-        );
+        self.stats.stored_bytes.fetch_add((bytes.len() - self.pack_payload(&entries)) as u64, Ordering::Relaxed);
         lock(self.catalog).add_pack(&name, bytes.len() as u64, &entries)
     }
 
@@ -186,9 +166,7 @@ impl<'a> BlobWriter<'a> {
 /// Locks a mutex; a panic elsewhere while it was held leaves data that is still
 /// consistent here (every critical section is a single insert or swap).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -207,32 +185,18 @@ mod tests {
         assert_eq!(a, again);
         let b = writer.add(BlobKind::Tree, b"tiny")?;
         writer.flush()?;
-        assert_eq!(
-            writer.stats().blobs.load(Ordering::Relaxed),
-            2,
-            "the duplicate is stored once"
-        );
+        assert_eq!(writer.stats().blobs.load(Ordering::Relaxed), 2, "the duplicate is stored once");
         let catalog = lock(&catalog);
         for (id, expected) in [(a, text.as_slice()), (b, b"tiny".as_slice())] {
             let location = catalog.locate(&id)?.expect("indexed");
             let stored = backend
-                .get_range(
-                    &location.pack,
-                    location.entry.offset,
-                    location.entry.length as usize,
-                )
+                .get_range(&location.pack, location.entry.offset, location.entry.length as usize)
                 .map_err(|e| Error::io("reading", "memory", e))?;
-            assert_eq!(
-                decode_blob(&location.entry, stored).as_deref(),
-                Ok(expected)
-            );
+            assert_eq!(decode_blob(&location.entry, stored).as_deref(), Ok(expected));
         }
         let location = catalog.locate(&a)?.expect("indexed");
         assert_eq!(location.entry.compression, Compression::Zstd);
-        let (name, size) = backend
-            .list("packs")
-            .map_err(|e| Error::io("listing", "memory", e))?
-            .remove(0);
+        let (name, size) = backend.list("packs").map_err(|e| Error::io("listing", "memory", e))?.remove(0);
         assert_eq!(read_pack_entries(&backend, &name, size)?.len(), 2);
         Ok(())
     }

@@ -111,30 +111,13 @@ impl Default for PackBuilder {
 impl PackBuilder {
     /// An empty pack.
     pub fn new() -> Self {
-        PackBuilder {
-            bytes: HEADER.to_vec(),
-            entries: Vec::new(),
-        }
+        PackBuilder { bytes: HEADER.to_vec(), entries: Vec::new() }
     }
 
     /// Appends one blob's stored bytes.
-    pub fn add(
-        &mut self,
-        id: ObjectId,
-        kind: BlobKind,
-        compression: Compression,
-        stored: &[u8],
-        raw_length: u32,
-    ) {
+    pub fn add(&mut self, id: ObjectId, kind: BlobKind, compression: Compression, stored: &[u8], raw_length: u32) {
         let length = u32::try_from(stored.len()).expect("blobs are at most a few MiB");
-        self.entries.push(PackEntry {
-            id,
-            kind,
-            compression,
-            offset: self.bytes.len() as u64,
-            length,
-            raw_length,
-        });
+        self.entries.push(PackEntry { id, kind, compression, offset: self.bytes.len() as u64, length, raw_length });
         self.bytes.extend_from_slice(stored);
     }
 
@@ -156,11 +139,9 @@ impl PackBuilder {
             self.bytes.push(entry.compression.code());
             self.bytes.extend_from_slice(&entry.offset.to_le_bytes());
             self.bytes.extend_from_slice(&entry.length.to_le_bytes());
-            self.bytes
-                .extend_from_slice(&entry.raw_length.to_le_bytes());
+            self.bytes.extend_from_slice(&entry.raw_length.to_le_bytes());
         }
-        let count =
-            u32::try_from(self.entries.len()).expect("a pack holds far fewer than 2^32 blobs");
+        let count = u32::try_from(self.entries.len()).expect("a pack holds far fewer than 2^32 blobs");
         self.bytes.extend_from_slice(&count.to_le_bytes());
         self.bytes.extend_from_slice(TRAILER_MAGIC);
         (ObjectId::of(&self.bytes), self.bytes, self.entries)
@@ -218,14 +199,7 @@ pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, Pack
             if offset < HEADER.len() as u64 || end > data_end {
                 return Err(bad());
             }
-            Ok(PackEntry {
-                id,
-                kind,
-                compression,
-                offset,
-                length,
-                raw_length,
-            })
+            Ok(PackEntry { id, kind, compression, offset, length, raw_length })
         })
         .collect()
 }
@@ -267,13 +241,7 @@ mod tests {
     #[test]
     fn damaged_packs_are_refused() {
         let mut builder = PackBuilder::new();
-        builder.add(
-            ObjectId::of(b"a"),
-            BlobKind::Data,
-            Compression::None,
-            b"a",
-            1,
-        );
+        builder.add(ObjectId::of(b"a"), BlobKind::Data, Compression::None, b"a", 1);
         let (_, bytes, _) = builder.finish();
         let mut bad_trailer = bytes.clone();
         let last = bad_trailer.len() - 1;
