@@ -7,7 +7,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -217,7 +217,7 @@ impl Walker<'_> {
                     self.counters.files_unchanged.fetch_add(1, Ordering::Relaxed);
                     self.progress.add_bytes(node.size);
                 }
-                None => match self.file(path) {
+                None => match self.file(path, node.size) {
                     Ok((content, size)) => {
                         node.content = content;
                         node.size = size;
@@ -252,8 +252,19 @@ impl Walker<'_> {
     }
 
     /// Reads, chunks and stores a file; returns its chunk ids and the bytes read.
-    fn file(&self, path: &Path) -> io::Result<(Vec<ObjectId>, u64)> {
-        let file = File::open(path)?;
+    /// `expected` is the size it had when listed; it may change while it is read.
+    fn file(&self, path: &Path, expected: u64) -> io::Result<(Vec<ObjectId>, u64)> {
+        let mut file = File::open(path)?;
+        if expected <= WHOLE_FILE_LIMIT {
+            // Most files are small: one read into a buffer of the right size, chunked
+            // in place, costs less than a streaming chunker's buffer per file.
+            let mut data = Vec::with_capacity(expected as usize + 1);
+            file.read_to_end(&mut data)?;
+            let pieces: Vec<&[u8]> = self.chunker.cut(&data).collect();
+            let content = self.store_chunks(&pieces)?;
+            self.account(data.len() as u64);
+            return Ok((content, data.len() as u64));
+        }
         let mut chunks = self.chunker.stream(file);
         let mut content = Vec::new();
         let mut size = 0;
@@ -266,24 +277,31 @@ impl Walker<'_> {
             if batch.is_empty() {
                 break;
             }
-            let store = |data: &Vec<u8>| {
-                self.writer.add(BlobKind::Data, data).map_err(|error| io::Error::other(WrappedError(error)))
-            };
-            let ids: Vec<ObjectId> = if batch.len() == 1 {
-                batch.iter().map(store).collect::<io::Result<_>>()?
-            } else {
-                batch.par_iter().map(store).collect::<io::Result<_>>()?
-            };
-            for data in &batch {
-                size += data.len() as u64;
-                self.progress.add_bytes(data.len() as u64);
-            }
-            content.extend(ids);
+            let pieces: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            content.extend(self.store_chunks(&pieces)?);
+            let length: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
+            self.account(length);
+            size += length;
         }
-        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
         Ok((content, size))
     }
+
+    /// Stores chunks, hashing and compressing them in parallel when there are several.
+    fn store_chunks(&self, pieces: &[&[u8]]) -> io::Result<Vec<ObjectId>> {
+        let store =
+            |data: &&[u8]| self.writer.add(BlobKind::Data, data).map_err(|error| io::Error::other(WrappedError(error)));
+        if pieces.len() > 1 { pieces.par_iter().map(store).collect() } else { pieces.iter().map(store).collect() }
+    }
+
+    fn account(&self, bytes: u64) {
+        self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        self.progress.add_bytes(bytes);
+    }
 }
+
+/// Files up to this size are read whole and chunked in memory; larger ones are
+/// streamed, at most [`BATCH`] chunks at a time.
+const WHOLE_FILE_LIMIT: u64 = 16 << 20;
 
 /// Carries a store error through the `io::Error` of a file read, so a full repository
 /// is reported as such rather than as a failure to read the file.

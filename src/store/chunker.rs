@@ -34,6 +34,12 @@ impl ChunkerParams {
             && self.avg <= self.max
     }
 
+    /// The chunks of `data`, in order, as slices of it.
+    pub fn cut<'a>(&self, data: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        fastcdc::v2020::FastCDC::new(data, self.min, self.avg, self.max)
+            .map(move |chunk| &data[chunk.offset..chunk.offset + chunk.length])
+    }
+
     /// A chunker over `source`.
     pub fn stream<R: std::io::Read>(&self, source: R) -> fastcdc::v2020::StreamCDC<R> {
         fastcdc::v2020::StreamCDC::new(source, self.min, self.avg, self.max)
@@ -65,6 +71,9 @@ mod tests {
             params.stream(bytes).map(|chunk| chunk.map(|c| blake3::hash(&c.data))).collect()
         };
         let before = hashes(&data)?;
+        let sliced: Vec<_> = params.cut(&data).map(blake3::hash).collect();
+        assert_eq!(sliced, before, "slice and stream chunkers cut alike");
+        assert_eq!(params.cut(&[]).count(), 0);
         let after = hashes(&changed)?;
         let shared = after.iter().filter(|hash| before.contains(hash)).count();
         assert!(shared + 2 >= before.len(), "{shared} of {} chunks shared", before.len());

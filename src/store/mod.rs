@@ -10,6 +10,8 @@ pub mod chunker;
 pub mod lock;
 pub mod pack;
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::mem;
 use std::sync::Mutex;
@@ -26,6 +28,10 @@ use pack::{BlobKind, Compression, PackBuilder, PackEntry};
 /// a pack in memory costs little and a damaged one loses little.
 pub const PACK_TARGET: usize = 32 << 20;
 
+/// Room beyond [`PACK_TARGET`] for the blob that crosses it and the footer: the
+/// largest chunk, stored plain, and then some.
+const PACK_SLACK: usize = 5 << 20;
+
 /// zstd level: 3 is zstd's default, and within a few percent of the size of level 9
 /// at several times the speed on the dumps and trees measured (see docs/FORMAT.md).
 const ZSTD_LEVEL: i32 = 3;
@@ -38,21 +44,49 @@ pub fn pack_name(id: &ObjectId) -> String {
 
 /// Compresses a blob when that pays: it must shrink by at least 1/32, else it is
 /// stored as is and costs no decompression when read.
-pub fn encode_blob(data: &[u8]) -> (Compression, Vec<u8>) {
-    if data.len() >= 64
-        && let Ok(compressed) = zstd::bulk::compress(data, ZSTD_LEVEL)
-        && compressed.len() < data.len() - data.len() / 32
-    {
-        return (Compression::Zstd, compressed);
+pub fn encode_blob(data: &[u8]) -> (Compression, Cow<'_, [u8]>) {
+    if data.len() >= 64 && !looks_incompressible(data) {
+        let compressed = COMPRESSOR.with_borrow_mut(|compressor| match compressor {
+            Some(compressor) => compressor.compress(data).ok(),
+            None => None,
+        });
+        if let Some(compressed) = compressed.filter(|c| c.len() < data.len() - data.len() / 32) {
+            return (Compression::Zstd, Cow::Owned(compressed));
+        }
     }
-    (Compression::None, data.to_vec())
+    (Compression::None, Cow::Borrowed(data))
+}
+
+thread_local! {
+    // A zstd context costs a few hundred KiB to set up: one per thread, reused for
+    // every blob, instead of one per blob. `None` only if zstd cannot allocate one.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        RefCell::new(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok());
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
+/// Large chunks of already compressed data (media, archives, encrypted files) are
+/// common in data directories. A fast compression of a small sample tells them apart
+/// for a fraction of the cost of compressing the whole chunk in vain.
+fn looks_incompressible(data: &[u8]) -> bool {
+    const SAMPLE: usize = 16 << 10;
+    if data.len() < 8 * SAMPLE {
+        return false;
+    }
+    let sample = &data[data.len() / 2..][..SAMPLE];
+    zstd::bulk::compress(sample, 1).is_ok_and(|compressed| compressed.len() >= SAMPLE - SAMPLE / 32)
 }
 
 /// Turns stored bytes back into the blob, verifying it against its id.
 pub fn decode_blob(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String> {
     let plain = match entry.compression {
         Compression::None => stored,
-        Compression::Zstd => zstd::bulk::decompress(&stored, entry.raw_length as usize)
+        Compression::Zstd => DECOMPRESSOR
+            .with_borrow_mut(|decompressor| match decompressor {
+                Some(decompressor) => decompressor.decompress(&stored, entry.raw_length as usize),
+                None => zstd::bulk::decompress(&stored, entry.raw_length as usize),
+            })
             .map_err(|error| format!("cannot decompress: {error}"))?,
     };
     if plain.len() != entry.raw_length as usize || ObjectId::of(&plain) != entry.id {
@@ -204,7 +238,8 @@ mod tests {
     #[test]
     fn a_flipped_byte_fails_verification() {
         let data = b"some data that compresses, some data that compresses".repeat(10);
-        let (compression, mut stored) = encode_blob(&data);
+        let (compression, stored) = encode_blob(&data);
+        let mut stored = stored.into_owned();
         let entry = PackEntry {
             id: ObjectId::of(&data),
             kind: BlobKind::Data,
@@ -231,6 +266,6 @@ mod tests {
             .collect();
         let (compression, stored) = encode_blob(&data);
         assert_eq!(compression, Compression::None);
-        assert_eq!(stored, data);
+        assert_eq!(stored.as_ref(), data.as_slice());
     }
 }

@@ -111,11 +111,16 @@ impl Default for PackBuilder {
 impl PackBuilder {
     /// An empty pack.
     pub fn new() -> Self {
-        PackBuilder { bytes: HEADER.to_vec(), entries: Vec::new() }
+        PackBuilder { bytes: Vec::new(), entries: Vec::new() }
     }
 
     /// Appends one blob's stored bytes.
     pub fn add(&mut self, id: ObjectId, kind: BlobKind, compression: Compression, stored: &[u8], raw_length: u32) {
+        if self.bytes.is_empty() {
+            // Reserved once, so that filling a pack never copies it to grow.
+            self.bytes.reserve_exact(super::PACK_TARGET + super::PACK_SLACK);
+            self.bytes.extend_from_slice(HEADER);
+        }
         let length = u32::try_from(stored.len()).expect("blobs are at most a few MiB");
         self.entries.push(PackEntry { id, kind, compression, offset: self.bytes.len() as u64, length, raw_length });
         self.bytes.extend_from_slice(stored);
@@ -126,6 +131,12 @@ impl PackBuilder {
         self.bytes.len()
     }
 
+    fn header_written(&mut self) {
+        if self.bytes.is_empty() {
+            self.bytes.extend_from_slice(HEADER);
+        }
+    }
+
     /// True when no blob has been added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -133,6 +144,7 @@ impl PackBuilder {
 
     /// Writes the footer; returns the pack's id, bytes and entries.
     pub fn finish(mut self) -> (ObjectId, Vec<u8>, Vec<PackEntry>) {
+        self.header_written();
         for entry in &self.entries {
             self.bytes.extend_from_slice(entry.id.as_bytes());
             self.bytes.push(entry.kind.code());
