@@ -68,45 +68,51 @@ pub struct BackupReport {
 /// Takes a snapshot. The repository must be open for writing.
 pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
     let created = Utc::now();
-    let parent = repository.snapshots(Some(&options.env))?.into_iter().next();
-    let writer = BlobWriter::new(repository.backend(), repository.catalog())?;
-    let counters = Counters::default();
-    let mut elements = Vec::with_capacity(options.mounts.len());
+    // Every mount is checked before anything is stored.
+    let mut sources = Vec::with_capacity(options.mounts.len());
     for mount in &options.mounts {
-        let metadata = fs::metadata(&mount.path).map_err(|error| match error.kind() {
-            io::ErrorKind::NotFound => Error::MountMissing { name: mount.name.clone(), path: mount.path.clone() },
-            _ => Error::io("reading", &mount.path, error),
-        })?;
-        if !metadata.is_dir() {
-            return Err(Error::MountMissing { name: mount.name.clone(), path: mount.path.clone() });
+        let missing = || Error::MountMissing { name: mount.name.clone(), path: mount.path.clone() };
+        match fs::metadata(&mount.path) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return Err(missing()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(missing()),
+            Err(error) => return Err(Error::io("reading", &mount.path, error)),
         }
-        let parent_tree = parent
-            .as_ref()
-            .and_then(|snapshot| snapshot.manifest.element(&mount.name))
-            .filter(|element| element.kind == ElementKind::Mount)
-            .map(|element| element.tree);
-        progress.begin(&format!("backing up {}", mount.name), None);
-        let walker = Walker {
-            repository,
-            writer: &writer,
-            excludes: mount.excludes()?,
-            chunker: repository.config().chunker,
-            progress,
-            counters: &counters,
-        };
-        let summary = walker.directory(&mount.path, Path::new(""), parent_tree)?;
-        progress.finish();
-        elements.push(Element {
-            name: mount.name.clone(),
-            kind: ElementKind::Mount,
-            source: mount.path.display().to_string(),
-            tree: summary.tree.expect("a directory always has a tree"),
-            size: summary.size,
-            files: summary.files,
-            dirs: summary.dirs,
-        });
+        sources.push((mount, mount.excludes()?));
     }
-    writer.flush()?;
+    let parent = repository.snapshots(Some(&options.env))?.into_iter().next();
+    let counters = Counters::default();
+    let (elements, totals) = BlobWriter::pipelined(repository.backend(), repository.catalog(), |writer| {
+        let mut elements = Vec::with_capacity(sources.len());
+        for (mount, excludes) in sources {
+            let parent_tree = parent
+                .as_ref()
+                .and_then(|snapshot| snapshot.manifest.element(&mount.name))
+                .filter(|element| element.kind == ElementKind::Mount)
+                .map(|element| element.tree);
+            progress.begin(&format!("backing up {}", mount.name), None);
+            let walker = Walker {
+                repository,
+                writer,
+                excludes,
+                chunker: repository.config().chunker,
+                progress,
+                counters: &counters,
+            };
+            let summary = walker.directory(&mount.path, Path::new(""), parent_tree)?;
+            progress.finish();
+            elements.push(Element {
+                name: mount.name.clone(),
+                kind: ElementKind::Mount,
+                source: mount.path.display().to_string(),
+                tree: summary.tree.expect("a directory always has a tree"),
+                size: summary.size,
+                files: summary.files,
+                dirs: summary.dirs,
+            });
+        }
+        Ok(elements)
+    })?;
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         env: options.env.clone(),
@@ -119,7 +125,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         host: options.host.clone(),
         user: options.user.clone(),
         parent: parent.map(|snapshot| snapshot.id),
-        stored: writer.stats().stored_bytes.load(Ordering::Relaxed),
+        stored: totals.stored_bytes,
         elements,
     };
     let snapshot = repository.publish(&manifest)?;
@@ -160,7 +166,7 @@ struct Walker<'a> {
 
 /// Chunks hashed and compressed together when a large file is read: enough to keep
 /// every core busy, few enough to bound memory (at most this many maximum-size chunks).
-const BATCH: usize = 8;
+const BATCH: usize = 4;
 
 impl Walker<'_> {
     fn directory(&self, path: &Path, relative: &Path, parent: Option<ObjectId>) -> Result<Summary> {

@@ -135,6 +135,11 @@ pub enum Error {
         detail: String,
     },
 
+    /// The thread that writes packs stopped; the error that stopped it is reported instead
+    /// whenever it is known.
+    #[error("the pack writer stopped unexpectedly; nothing was recorded; run the command again")]
+    PackWriterStopped,
+
     /// Nothing to snapshot.
     #[error("envsnap.toml configures no elements: add a [[mount]] (or [[service]]) entry, then run the backup again")]
     NoElements,

@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::mem;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -112,23 +113,33 @@ pub fn read_pack_entries(backend: &dyn Backend, name: &str, size: u64) -> Result
 pub struct WriteStats {
     /// Blobs newly stored.
     pub blobs: AtomicU64,
-    /// Their stored bytes (after compression).
+    /// Their stored bytes (after compression), pack headers and footers included.
     pub stored_bytes: AtomicU64,
     /// Packs written.
     pub packs: AtomicU64,
 }
 
 /// Stores blobs, deduplicating against the repository and itself, from many threads.
+///
+/// A full pack is written either by the thread that filled it ([`BlobWriter::new`]),
+/// or, in [`BlobWriter::pipelined`], by a writer thread of its own, so that reading
+/// and compressing go on while a pack is written and synced.
 pub struct BlobWriter<'a> {
     backend: &'a dyn Backend,
     catalog: &'a Mutex<Catalog>,
     known: Mutex<HashSet<ObjectId>>,
     open_pack: Mutex<PackBuilder>,
     stats: WriteStats,
+    /// Where full packs go in pipelined mode; `None` writes them inline.
+    background: Mutex<Option<SyncSender<PackBuilder>>>,
 }
 
+/// Packs waiting for the writer thread: none; a full pack is handed over when the
+/// writer is free, which bounds memory to two packs and still overlaps the writes.
+const PACKS_QUEUED: usize = 0;
+
 impl<'a> BlobWriter<'a> {
-    /// A writer that knows every blob the catalog indexes.
+    /// A writer that knows every blob the catalog indexes and writes packs inline.
     pub fn new(backend: &'a dyn Backend, catalog: &'a Mutex<Catalog>) -> Result<Self> {
         let known = lock(catalog).blob_ids()?;
         Ok(BlobWriter {
@@ -137,7 +148,35 @@ impl<'a> BlobWriter<'a> {
             known: Mutex::new(known),
             open_pack: Mutex::new(PackBuilder::new()),
             stats: WriteStats::default(),
+            background: Mutex::new(None),
         })
+    }
+
+    /// Runs `work` with a writer whose packs are written by a thread of their own.
+    /// When this returns `Ok`, every blob added is stored, synced and indexed.
+    pub fn pipelined<T>(
+        backend: &'a dyn Backend,
+        catalog: &'a Mutex<Catalog>,
+        work: impl FnOnce(&BlobWriter<'a>) -> Result<T>,
+    ) -> Result<(T, WriteTotals)> {
+        let writer = BlobWriter::new(backend, catalog)?;
+        let (sender, receiver) = sync_channel::<PackBuilder>(PACKS_QUEUED);
+        *lock(&writer.background) = Some(sender);
+        let outcome = std::thread::scope(|scope| {
+            let thread = scope.spawn(|| -> Result<()> {
+                for pack in receiver {
+                    writer.write_pack(pack)?;
+                }
+                Ok(())
+            });
+            let outcome = work(&writer).and_then(|value| writer.flush().map(|()| value));
+            // Closing the channel ends the thread once it has written what was sent.
+            lock(&writer.background).take();
+            let written = thread.join().unwrap_or(Err(Error::PackWriterStopped));
+            // A failed write (a full disk, say) is the cause of whatever `work` met.
+            written.and(outcome)
+        })?;
+        Ok((outcome, writer.totals()))
     }
 
     /// Stores `data` unless a blob with its id is already stored; returns the id.
@@ -147,7 +186,8 @@ impl<'a> BlobWriter<'a> {
         Ok(id)
     }
 
-    /// Like [`BlobWriter::add`], for a caller that hashed `data` already.
+    /// Like [`BlobWriter::add`], for a caller that hashed `data` already. Returns
+    /// whether it was new.
     pub fn add_hashed(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<bool> {
         if !lock(&self.known).insert(id) {
             return Ok(false);
@@ -162,39 +202,57 @@ impl<'a> BlobWriter<'a> {
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
         self.stats.stored_bytes.fetch_add(stored.len() as u64, Ordering::Relaxed);
         if let Some(pack) = full {
-            // Written outside the lock, so other threads go on filling the next pack.
-            self.write_pack(pack)?;
+            // Handed on outside the lock, so other threads go on filling the next pack.
+            self.dispatch(pack)?;
         }
         Ok(true)
     }
 
-    /// Writes the last, partly filled pack. Every blob added is stored and indexed
-    /// once this returns.
+    /// Sends the partly filled pack on its way. In inline mode every blob added is
+    /// stored and indexed once this returns; in pipelined mode, once
+    /// [`BlobWriter::pipelined`] returns.
     pub fn flush(&self) -> Result<()> {
         let pack = mem::take(&mut *lock(&self.open_pack));
-        if !pack.is_empty() {
-            self.write_pack(pack)?;
-        }
-        Ok(())
+        if pack.is_empty() { Ok(()) } else { self.dispatch(pack) }
     }
 
     /// What was stored so far.
-    pub fn stats(&self) -> &WriteStats {
-        &self.stats
+    pub fn totals(&self) -> WriteTotals {
+        WriteTotals {
+            blobs: self.stats.blobs.load(Ordering::Relaxed),
+            stored_bytes: self.stats.stored_bytes.load(Ordering::Relaxed),
+            packs: self.stats.packs.load(Ordering::Relaxed),
+        }
+    }
+
+    fn dispatch(&self, pack: PackBuilder) -> Result<()> {
+        let sender = lock(&self.background).clone();
+        match sender {
+            Some(sender) => sender.send(pack).map_err(|_| Error::PackWriterStopped),
+            None => self.write_pack(pack),
+        }
     }
 
     fn write_pack(&self, pack: PackBuilder) -> Result<()> {
         let (id, bytes, entries) = pack.finish();
         let name = pack_name(&id);
         self.backend.put(&name, &bytes).map_err(|error| Error::io("writing", self.backend.describe(&name), error))?;
+        let payload: usize = entries.iter().map(|entry| entry.length as usize).sum();
         self.stats.packs.fetch_add(1, Ordering::Relaxed);
-        self.stats.stored_bytes.fetch_add((bytes.len() - self.pack_payload(&entries)) as u64, Ordering::Relaxed);
+        self.stats.stored_bytes.fetch_add((bytes.len() - payload) as u64, Ordering::Relaxed);
         lock(self.catalog).add_pack(&name, bytes.len() as u64, &entries)
     }
+}
 
-    fn pack_payload(&self, entries: &[PackEntry]) -> usize {
-        entries.iter().map(|entry| entry.length as usize).sum()
-    }
+/// What a writer stored, read once it is done.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteTotals {
+    /// Blobs newly stored.
+    pub blobs: u64,
+    /// Their stored bytes, pack headers and footers included.
+    pub stored_bytes: u64,
+    /// Packs written.
+    pub packs: u64,
 }
 
 /// Locks a mutex; a panic elsewhere while it was held leaves data that is still
@@ -219,7 +277,7 @@ mod tests {
         assert_eq!(a, again);
         let b = writer.add(BlobKind::Tree, b"tiny")?;
         writer.flush()?;
-        assert_eq!(writer.stats().blobs.load(Ordering::Relaxed), 2, "the duplicate is stored once");
+        assert_eq!(writer.totals().blobs, 2, "the duplicate is stored once");
         let catalog = lock(&catalog);
         for (id, expected) in [(a, text.as_slice()), (b, b"tiny".as_slice())] {
             let location = catalog.locate(&id)?.expect("indexed");
