@@ -246,7 +246,10 @@ impl Repository {
         let (id, bytes) = manifest.encode();
         let name = manifest_name(&id);
         self.backend.put(&name, &bytes).map_err(|e| Error::io("writing", self.backend.describe(&name), e))?;
-        store::lock(&self.catalog).add_snapshot(&id, manifest)?;
+        // The manifest is the commit point: the snapshot exists now. Should recording it
+        // in the catalog fail (a full disk, say), the next open reconciles the catalog
+        // with the store, so this is not an error to report.
+        let _ = store::lock(&self.catalog).add_snapshot(&id, manifest);
         Ok(Snapshot { id, manifest: manifest.clone() })
     }
 

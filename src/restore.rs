@@ -69,7 +69,7 @@ pub fn restore(repository: &Repository, targets: &[RestoreTarget], progress: &dy
     for (index, target) in targets.iter().enumerate() {
         plan.add_target(repository, target, index)?;
     }
-    plan.check_target()?;
+    plan.check_target(targets)?;
     let fresh = plan.lay_out(targets)?;
     plan.clear_file_places(&fresh)?;
     let failures = Mutex::new(Vec::new());
@@ -180,9 +180,12 @@ impl Plan {
 
     /// Refuses directories of the target that are symlinks: writing below one would
     /// write wherever it points.
-    fn check_target(&self) -> Result<()> {
+    fn check_target(&self, targets: &[RestoreTarget]) -> Result<()> {
         let is_symlink = |path: &Path| fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        if let Some(dir) = self.dirs.iter().find(|dir| dir.node.is_some() && is_symlink(&dir.path)) {
+        // An element's root may be a symlink in place (a mount on another disk), never
+        // in a directory given with --to, where it could only have been planted.
+        let checked = |dir: &&PlannedDir| dir.node.is_some() || targets[dir.target].replace.is_none();
+        if let Some(dir) = self.dirs.iter().filter(checked).find(|dir| is_symlink(&dir.path)) {
             return Err(Error::UnsafePath {
                 path: dir.path.clone(),
                 reason: "it is a symlink in the target where the snapshot has a directory; \
@@ -316,11 +319,10 @@ impl Plan {
                         None
                     }
                 };
-                let zero = data.as_ref().is_some_and(|data| data.iter().all(|byte| *byte == 0));
                 for (index, offset) in positions {
-                    if let Some(data) = data.as_ref().filter(|_| !zero) {
-                        let file = self.handle(&mut open, *index)?;
-                        file.write_all_at(data, *offset).context("writing", &self.files[*index].path)?;
+                    if let Some(data) = &data {
+                        write_sparse(data, *offset, || self.handle(&mut open, *index))
+                            .context("writing", &self.files[*index].path)?;
                     }
                     progress.add_bytes(u64::from(location.entry.raw_length));
                     if remaining[*index].fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -401,6 +403,33 @@ impl Plan {
             bytes: self.files.iter().map(|file| file.node.size).sum(),
         }
     }
+}
+
+/// Writes `data` at `offset`, leaving out blocks of zeros: the file was created
+/// empty, so they read back as zeros anyway, and holes stay holes. The file is only
+/// opened (by `open`) when there is something to write.
+fn write_sparse<'f>(data: &[u8], offset: u64, open: impl FnOnce() -> Result<&'f File>) -> io::Result<()> {
+    const BLOCK: usize = 4096;
+    let mut open = Some(open);
+    let mut file: Option<&File> = None;
+    let mut start = None;
+    let blocks = data.chunks(BLOCK).map(|block| block.iter().all(|byte| *byte == 0)).chain([true]);
+    for (index, zero) in blocks.enumerate() {
+        match (zero, start) {
+            (false, None) => start = Some(index * BLOCK),
+            (true, Some(from)) => {
+                let to = (index * BLOCK).min(data.len());
+                if file.is_none() {
+                    let opener = open.take().expect("opened once");
+                    file = Some(opener().map_err(io::Error::other)?);
+                }
+                file.expect("just opened").write_all_at(&data[from..to], offset + from as u64)?;
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn system_time(seconds: i64, nanoseconds: u32) -> SystemTime {

@@ -164,6 +164,25 @@ impl Manifest {
         self.elements.iter().find(|element| element.name == name)
     }
 
+    /// Checks that every element name is one plain path component, and unique: a
+    /// restore writes each element into `<directory>/<name>`, so a name such as `..`
+    /// or `/etc` in a hostile manifest must never reach a path.
+    pub fn check_element_names(&self) -> Result<(), crate::Error> {
+        let mut seen = std::collections::HashSet::new();
+        for element in &self.elements {
+            let name = element.name.as_str();
+            let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
+            if !plain || !seen.insert(name) {
+                return Err(crate::Error::UnsafePath {
+                    path: std::path::PathBuf::from(name),
+                    reason: "the snapshot holds an element whose name is not one plain, unique path component"
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The stored form and the id it yields.
     pub fn encode(&self) -> (ObjectId, Vec<u8>) {
         let bytes = serde_json::to_vec_pretty(self).expect("a manifest always serializes");

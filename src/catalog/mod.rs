@@ -292,6 +292,9 @@ impl Catalog {
 }
 
 fn catalog_error(path: &Path, source: rusqlite::Error) -> Error {
+    if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return Error::StorageFull { path: path.to_owned() };
+    }
     Error::Catalog { path: path.to_owned(), source }
 }
 

@@ -49,6 +49,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let access = if args.to.is_some() || args.dry_run { Access::Read } else { Access::Write };
     let repository = context.open(access)?;
     let snapshot = repository.resolve(&args.id, env_for_latest.as_deref())?;
+    snapshot.manifest.check_element_names()?;
     let elements = chosen_elements(&snapshot, &args.elements)?;
     let progress = reporter();
 

@@ -1,0 +1,174 @@
+//! Fixtures for the black-box tests: a git work tree with an envsnap.toml, the binary,
+//! and a precise description of a directory tree to compare restores against.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the fixtures")]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A git work tree with a repository of its own, removed when dropped.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub repository: PathBuf,
+}
+
+impl Project {
+    /// A work tree on branch `main` with one commit and the given envsnap.toml.
+    pub fn new(config: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = tempfile::Builder::new().prefix("envsnap-test-").tempdir()?;
+        git(dir.path(), &["init", "-q", "-b", "main"])?;
+        git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "init"])?;
+        fs::write(dir.path().join("envsnap.toml"), config)?;
+        let repository = dir.path().join("store");
+        Ok(Project { dir, repository })
+    }
+
+    /// The work tree.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs envsnap in the work tree.
+    pub fn run(&self, args: &[&str]) -> Result<Output, std::io::Error> {
+        Command::new(env!("CARGO_BIN_EXE_envsnap"))
+            .args(args)
+            .current_dir(self.root())
+            .env("ENVSNAP_REPOSITORY", &self.repository)
+            .output()
+    }
+
+    /// Runs envsnap and fails unless it succeeds; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+        let output = self.run(args)?;
+        if !output.status.success() {
+            return Err(format!(
+                "envsnap {args:?} failed ({}):\n{}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+            .into());
+        }
+        Ok(String::from_utf8(output.stdout)?)
+    }
+
+    /// Runs envsnap, expects it to fail with `code`; returns its stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> Result<String, Box<dyn std::error::Error>> {
+        let output = self.run(args)?;
+        let stderr = String::from_utf8(output.stderr)?;
+        if output.status.code() != Some(code) {
+            return Err(format!("envsnap {args:?}: expected exit {code}, got {}:\n{stderr}", output.status).into());
+        }
+        Ok(stderr)
+    }
+
+    /// Takes a snapshot; returns its full id.
+    pub fn backup(&self, extra: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+        let mut args = vec!["backup"];
+        args.extend_from_slice(extra);
+        Ok(self.ok(&args)?.trim().to_owned())
+    }
+
+    /// `list --json` (all environments), parsed.
+    pub fn snapshots(&self) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
+        let text = self.ok(&["list", "--all", "--json"])?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// Runs git with a fixed identity.
+pub fn git(dir: &Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let output = Command::new("git")
+        .args(["-c", "user.name=envsnap test", "-c", "user.email=test@example.invalid"])
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Everything a restore must reproduce about one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File { mode: u32, mtime: (i64, i64), content: blake3::Hash, size: u64 },
+    Dir { mode: u32, mtime: (i64, i64) },
+    Symlink { target: PathBuf },
+}
+
+/// Describes every path under `root` (root itself left out), and which paths are
+/// hard links of one another (groups of two or more, by relative path).
+pub fn describe(root: &Path) -> Result<(BTreeMap<PathBuf, Entry>, Vec<Vec<PathBuf>>), std::io::Error> {
+    let mut entries = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let relative = path.strip_prefix(root).map_err(std::io::Error::other)?.to_path_buf();
+            let metadata = fs::symlink_metadata(&path)?;
+            let mode = metadata.mode() & 0o7777;
+            let mtime = (metadata.mtime(), metadata.mtime_nsec());
+            let described = if metadata.file_type().is_symlink() {
+                Entry::Symlink { target: fs::read_link(&path)? }
+            } else if metadata.is_dir() {
+                pending.push(path.clone());
+                Entry::Dir { mode, mtime }
+            } else {
+                if metadata.nlink() > 1 {
+                    inodes.entry(metadata.ino()).or_default().push(relative.clone());
+                }
+                Entry::File { mode, mtime, content: blake3::hash(&fs::read(&path)?), size: metadata.len() }
+            };
+            entries.insert(relative, described);
+        }
+    }
+    let mut links: Vec<Vec<PathBuf>> = inodes.into_values().filter(|group| group.len() > 1).collect();
+    for group in &mut links {
+        group.sort();
+    }
+    links.sort();
+    Ok((entries, links))
+}
+
+/// Fails with the first difference between two descriptions.
+pub fn assert_same_tree(expected: &Path, actual: &Path) -> TestResult {
+    let (want, want_links) = describe(expected)?;
+    let (got, got_links) = describe(actual)?;
+    for (path, entry) in &want {
+        match got.get(path) {
+            None => return Err(format!("{} is missing from the restore", path.display()).into()),
+            Some(found) if found != entry => {
+                return Err(format!("{} differs:\n  expected {entry:?}\n  restored {found:?}", path.display()).into());
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = got.keys().find(|path| !want.contains_key(*path)) {
+        return Err(format!("{} was restored but is not in the source", extra.display()).into());
+    }
+    if want_links != got_links {
+        return Err(format!("hard links differ: expected {want_links:?}, restored {got_links:?}").into());
+    }
+    Ok(())
+}
+
+/// Deterministic bytes that do not compress.
+pub fn noise(seed: u64, length: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}

@@ -1,0 +1,1130 @@
+//! Black-box safety tests of the `envsnap` binary: a backup killed at any moment loses
+//! no snapshot, a damaged byte is found and costs only what needs it, hostile snapshots
+//! cannot write outside the restore target, a full disk fails cleanly, and writers take
+//! turns on the repository.
+//!
+//! Each test builds its own git work tree and repository in a temporary directory, drives
+//! the binary, and compares restored files byte for byte with copies kept by the test.
+//! The helpers below serve only these tests, so they live here rather than in
+//! `tests/common`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::error::Error;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use envsnap::id::ObjectId;
+use envsnap::repository::{Access, Repository};
+use envsnap::snapshot::{Element, ElementKind, MANIFEST_FORMAT, Manifest, Mode, Trigger};
+use envsnap::store::BlobWriter;
+use envsnap::store::lock::{LockKind, RepositoryLock};
+use envsnap::store::pack::BlobKind;
+use envsnap::tree::{Node, NodeKind, Tree};
+
+type TestResult<T = ()> = Result<T, Box<dyn Error>>;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_envsnap");
+const SIGKILL: i32 = 9;
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+/// Rounds of "change the data, start a backup, SIGKILL it after a random delay". After
+/// every round each snapshot listed before is still listed and `check` is clean; at a
+/// few points, and for every snapshot at the end, restores match the copies the test
+/// kept of what each snapshot captured.
+#[test]
+fn kill_during_backup_never_loses_a_snapshot() -> TestResult {
+    const ROUNDS: usize = 30;
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0001);
+    let mut files = Files::default();
+    for index in 0..300 {
+        let len = rng.below(6000) as usize;
+        let content = if index % 3 == 0 { compressible(&mut rng, len) } else { rng.bytes(len) };
+        files.put(&workspace.data, &format!("d{}/f{index}.txt", index % 10), content)?;
+    }
+    for index in 0..4 {
+        files.put(&workspace.data, &format!("big{index}.bin"), big_file(&mut rng))?;
+    }
+
+    let first = workspace.backup()?;
+    let mut captured: BTreeMap<String, Files> = BTreeMap::new();
+    captured.insert(first.clone(), files.clone());
+
+    // How long a backup of one round's change takes here: the kill delays are drawn
+    // from 0 to 1.5 times that, so they spread over the whole backup however fast or
+    // slow the machine is. The last phases (pack, catalog, snapshot) are short, so every
+    // third round waits for the pack to be started or stored, then kills within 3 ms.
+    change_for_round(&mut files, &workspace.data, &mut rng, 0)?;
+    let started = Instant::now();
+    let timed = workspace.backup()?;
+    let duration_ms = u64::try_from(started.elapsed().as_millis())?.max(20);
+    captured.insert(timed, files.clone());
+    eprintln!("one round's backup takes {duration_ms} ms");
+
+    let restores = base.path().join("restores");
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut kills = Vec::new();
+    for round in 1..=ROUNDS {
+        change_for_round(&mut files, &workspace.data, &mut rng, round)?;
+        let before = workspace.snapshot_ids()?;
+        let packs_before = count_files(&repository.join("packs"))?;
+        let log = base.path().join("killed-backup");
+        let mut child = workspace.spawn_backup(&log)?;
+        // Halfway, one backup runs to its end: a snapshot taken mid-way, between kills.
+        let kill = if round == ROUNDS / 2 {
+            Kill::Never
+        } else if round % 6 == 0 {
+            Kill::AfterPackStored(rng.below(4))
+        } else if round % 6 == 3 {
+            Kill::AfterPackStarts(rng.below(4))
+        } else {
+            Kill::After(rng.below(duration_ms * 3 / 2 + 1))
+        };
+        let status = match kill {
+            Kill::Never => wait_with_timeout(&mut child, Duration::from_secs(60))?,
+            Kill::After(delay) => {
+                sleep(Duration::from_millis(delay));
+                child.kill()?;
+                child.wait()?
+            }
+            Kill::AfterPackStarts(delay) | Kill::AfterPackStored(delay) => {
+                let stored_only = matches!(kill, Kill::AfterPackStored(_));
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let started = count_files(&repository.join("tmp"))? > 0;
+                    let stored = count_files(&repository.join("packs"))? > packs_before;
+                    let reached = stored || (started && !stored_only);
+                    if reached || child.try_wait()?.is_some() || Instant::now() > deadline {
+                        break;
+                    }
+                    sleep(Duration::from_micros(200));
+                }
+                sleep(Duration::from_millis(delay));
+                child.kill()?;
+                child.wait()?
+            }
+        };
+        kills.push(kill);
+        let printed = fs::read_to_string(log.with_extension("stdout"))?;
+        let after = workspace.snapshot_ids()?;
+        for id in &before {
+            if !after.contains(id) {
+                return Err(format!(
+                    "round {round} ({kill:?}): snapshot {id} was listed before the round and \
+                     is gone"
+                )
+                .into());
+            }
+        }
+        let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+        if new.len() > 1 {
+            return Err(format!("round {round}: one backup added {} snapshots", new.len()).into());
+        }
+        if status.success() {
+            let printed = printed.trim();
+            if new.first().map(|id| id.as_str()) != Some(printed) {
+                return Err(
+                    format!("round {round}: the backup printed `{printed}` but the new snapshots are {new:?}").into()
+                );
+            }
+            expect_no_temporary_files(&repository, &format!("round {round}"))?;
+            *phases.entry("finished before the kill").or_default() += 1;
+        } else if status.signal() == Some(SIGKILL) {
+            let packs_after = count_files(&repository.join("packs"))?;
+            let phase = if !new.is_empty() {
+                "killed after its snapshot was written"
+            } else if packs_after > packs_before {
+                "killed after writing a pack, before the snapshot"
+            } else if count_files(&repository.join("tmp"))? > 0 {
+                "killed while writing a pack or the snapshot"
+            } else {
+                "killed before writing anything"
+            };
+            *phases.entry(phase).or_default() += 1;
+        } else {
+            return Err(format!(
+                "round {round}: the backup failed on its own ({status}): {}",
+                fs::read_to_string(log.with_extension("stderr"))?
+            )
+            .into());
+        }
+        if let Some(id) = new.first() {
+            captured.insert((*id).clone(), files.clone());
+        }
+        let check = workspace.run(&["check"])?;
+        expect_exit(&check, 0, &format!("round {round}: check"))?;
+
+        if round % 8 == 0 {
+            // The first snapshot, one in the middle and the newest.
+            let ids = workspace.snapshot_ids()?;
+            let mut chosen = vec![first.clone()];
+            chosen.extend(ids.get(ids.len() / 2).cloned());
+            chosen.extend(ids.first().cloned());
+            for id in chosen {
+                verify_restore(&workspace, &captured, &id, &restores, &format!("round {round}"))?;
+            }
+        }
+    }
+    eprintln!("kills: {kills:?}");
+    eprintln!("what the kills hit: {phases:?}");
+    let killed: usize = phases.iter().filter(|(phase, _)| phase.starts_with("killed")).map(|(_, count)| count).sum();
+    if killed < ROUNDS / 3 {
+        return Err(format!(
+            "only {killed} of {ROUNDS} backups were killed before they finished ({phases:?}): \
+             make the data larger so that the kills land mid-way"
+        )
+        .into());
+    }
+
+    // A last backup after all that succeeds, leaves nothing in tmp/, and every snapshot
+    // ever listed still restores exactly what it captured.
+    files.put(&workspace.data, "last.txt", b"the last backup".to_vec())?;
+    let last = workspace.backup()?;
+    captured.insert(last.clone(), files.clone());
+    expect_no_temporary_files(&repository, "after the last backup")?;
+    let ids = workspace.snapshot_ids()?;
+    for id in captured.keys() {
+        if !ids.contains(id) {
+            return Err(format!("snapshot {id} is no longer listed at the end").into());
+        }
+    }
+    for id in &ids {
+        verify_restore(&workspace, &captured, id, &restores, "at the end")?;
+    }
+    let check = workspace.run(&["check", "--read-data"])?;
+    expect_exit(&check, 0, "check --read-data at the end")?;
+    Ok(())
+}
+
+/// One byte flipped inside a chunk that only the second snapshot uses: `check
+/// --read-data` names the pack and that snapshot; restoring it restores every other
+/// file and fails naming the damaged one; the first snapshot restores untouched.
+#[test]
+fn flipped_byte_is_found_and_contained() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0002);
+    let mut files = Files::default();
+    for name in ["a1.bin", "a2.bin", "a3.bin"] {
+        files.put(&workspace.data, name, rng.bytes(700 << 10))?;
+    }
+    files.put(&workspace.data, "notes.txt", compressible(&mut rng, 5000))?;
+    let first = workspace.backup()?;
+    let first_files = files.clone();
+    files.put(&workspace.data, "b/b1.bin", rng.bytes(900 << 10))?;
+    files.put(&workspace.data, "b/b2.bin", rng.bytes(700 << 10))?;
+    let second = workspace.backup()?;
+
+    // Where the first chunk of b/b1.bin is stored, and a check that the first snapshot
+    // needs nothing from that pack (a pack holds one backup's new blobs).
+    let (pack, entry, chunk) = {
+        let repo = Repository::open(&repository, Access::Read, &mut |_| {})?;
+        let snapshot = repo.resolve(&second, None)?;
+        let root = snapshot.manifest.element("data").ok_or("no element `data`")?.tree;
+        let directory = repo.read_tree(&root)?;
+        let b = directory.find(b"b").and_then(|node| node.subtree).ok_or("no directory b")?;
+        let node = repo.read_tree(&b)?.find(b"b1.bin").cloned().ok_or("no b/b1.bin")?;
+        let chunk = *node.content.first().ok_or("b/b1.bin has no chunks")?;
+        let location = repo
+            .catalog()
+            .lock()
+            .map_err(|_| "the catalog lock is poisoned")?
+            .locate(&chunk)?
+            .ok_or("the chunk of b/b1.bin is not indexed")?;
+        let first_snapshot = repo.resolve(&first, None)?;
+        for blob in snapshot_blobs(&repo, &first_snapshot.manifest)? {
+            let located = repo
+                .catalog()
+                .lock()
+                .map_err(|_| "the catalog lock is poisoned")?
+                .locate(&blob)?
+                .ok_or("a blob of the first snapshot is not indexed")?;
+            if located.pack == location.pack {
+                return Err("the first snapshot shares the damaged pack: the test's data is \
+                            not laid out as intended"
+                    .into());
+            }
+        }
+        (location.pack, location.entry, chunk)
+    };
+    let pack_path = repository.join(&pack);
+    fs::set_permissions(&pack_path, fs::Permissions::from_mode(0o644))?;
+    let damaged_at = entry.offset + u64::from(entry.length) / 2;
+    let packed = OpenOptions::new().read(true).write(true).open(&pack_path)?;
+    let mut byte = [0u8];
+    packed.read_exact_at(&mut byte, damaged_at)?;
+    packed.write_all_at(&[byte[0] ^ 0x40], damaged_at)?;
+    packed.sync_all()?;
+    drop(packed);
+
+    let check = workspace.run(&["check", "--read-data"])?;
+    expect_exit(&check, 1, "check --read-data of a damaged repository")?;
+    let report = String::from_utf8_lossy(&check.stdout);
+    let damaged_line = format!("damaged pack {}", pack_path.display());
+    if !report.contains(&damaged_line) {
+        return Err(format!("check does not say `{damaged_line}`:\n{report}").into());
+    }
+    let users = report
+        .lines()
+        .find(|line| line.trim_start().starts_with("needed by snapshots:"))
+        .ok_or_else(|| format!("check names no snapshot that needs the pack:\n{report}"))?;
+    if !users.contains(&second[..12]) || users.contains(&first[..12]) {
+        return Err(format!(
+            "check should name snapshot {} (and not {}) as needing the pack: {users}",
+            &second[..12],
+            &first[..12]
+        )
+        .into());
+    }
+
+    let damaged_target = base.path().join("restore-damaged");
+    let restore = workspace.restore(&second, &damaged_target)?;
+    expect_exit(&restore, 1, "restoring the damaged snapshot")?;
+    let stderr = String::from_utf8_lossy(&restore.stderr);
+    if !stderr.contains("b1.bin") && !stderr.contains(&chunk.short(12)) {
+        return Err(format!("restore names neither b1.bin nor chunk {chunk:?}: {stderr}").into());
+    }
+    let mut intact = files.clone();
+    intact.0.remove(Path::new("b/b1.bin"));
+    let mut restored = read_files(&damaged_target.join("data"))?;
+    restored.remove(Path::new("b/b1.bin"));
+    compare_files(&restored, &intact, "the intact files of the damaged snapshot")?;
+
+    let clean_target = base.path().join("restore-clean");
+    let restore = workspace.restore(&first, &clean_target)?;
+    expect_exit(&restore, 0, "restoring the snapshot that does not need the damaged chunk")?;
+    compare_files(&read_files(&clean_target.join("data"))?, &first_files, "the first snapshot")
+}
+
+/// Snapshots forged with the library, each trying to make a restore write outside its
+/// target. Every restore must fail saying "refusing", and write nothing anywhere.
+#[test]
+fn restore_refuses_hostile_snapshots() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let cases_dir = base.path().join("cases");
+    let case_names = [
+        "dot-dot-directory",
+        "dot-dot-slash-name",
+        "dot-dot-slash-victim",
+        "absolute-name",
+        "symlink-and-directory-of-one-name",
+        "nul-in-name",
+        "planted-symlink-in-target",
+        "element-named-dot-dot",
+        "element-with-absolute-name",
+        "two-elements-of-one-name",
+    ];
+    // Every case gets a target (empty, or with a planted symlink) and an `outside`
+    // directory holding one file the snapshot tries to overwrite.
+    for case in case_names {
+        let dir = cases_dir.join(case);
+        fs::create_dir_all(dir.join("target"))?;
+        fs::create_dir_all(dir.join("outside"))?;
+        fs::write(dir.join("outside/victim.txt"), VICTIM)?;
+    }
+    let outside = |case: &str| cases_dir.join(case).join("outside");
+
+    let mut snapshots: Vec<(&str, String)> = Vec::new();
+    {
+        let repo = Repository::open(&repository, Access::Write, &mut |_| {})?;
+        let forger = Forger::new(&repo)?;
+        let payload = forger.file(b"escape.txt", b"written outside the target")?;
+
+        // `..` / `..` / outside / escape.txt: a directory named `..`, twice.
+        let inner = forger.tree(vec![payload])?;
+        let to_outside = forger.tree(vec![Forger::dir(b"outside", inner)])?;
+        let up = forger.tree(vec![Forger::dir(b"..", to_outside)])?;
+        let root = forger.tree(vec![Forger::dir(b"..", up)])?;
+        snapshots.push(("dot-dot-directory", forger.publish(&[("data", root)])?));
+
+        let root = forger.tree(vec![forger.file(b"../escape.txt", b"one level up")?])?;
+        snapshots.push(("dot-dot-slash-name", forger.publish(&[("data", root)])?));
+
+        let root = forger.tree(vec![forger.file(b"../../outside/victim.txt", b"overwritten")?])?;
+        snapshots.push(("dot-dot-slash-victim", forger.publish(&[("data", root)])?));
+
+        let absolute = outside("absolute-name").join("abs.txt");
+        let root = forger.tree(vec![forger.file(absolute.as_os_str().as_bytes(), b"absolute")?])?;
+        snapshots.push(("absolute-name", forger.publish(&[("data", root)])?));
+
+        let case = "symlink-and-directory-of-one-name";
+        let through = forger.tree(vec![forger.file(b"victim.txt", b"overwritten")?])?;
+        let root = forger.tree(vec![
+            Forger::symlink(b"link", outside(case).as_os_str().as_bytes()),
+            Forger::dir(b"link", through),
+        ])?;
+        snapshots.push((case, forger.publish(&[("data", root)])?));
+
+        let root = forger.tree(vec![forger.file(b"escape.txt\0../../x", b"nul")?])?;
+        snapshots.push(("nul-in-name", forger.publish(&[("data", root)])?));
+
+        // A legitimate snapshot; the hostility is the symlink planted in the target.
+        let sub = forger.tree(vec![forger.file(b"victim.txt", b"overwritten")?])?;
+        let root = forger.tree(vec![Forger::dir(b"sub", sub)])?;
+        snapshots.push(("planted-symlink-in-target", forger.publish(&[("data", root)])?));
+
+        // Element names become directories of the target too.
+        let root = forger.tree(vec![forger.file(b"victim.txt", b"overwritten")?])?;
+        snapshots.push(("element-named-dot-dot", forger.publish(&[("../outside", root)])?));
+        let absolute = outside("element-with-absolute-name");
+        let absolute = absolute.to_str().ok_or("temporary path is not UTF-8")?;
+        snapshots.push(("element-with-absolute-name", forger.publish(&[(absolute, root)])?));
+
+        // Each element alone is harmless; together, `sub` is a symlink to outside in
+        // one and a directory holding victim.txt in the other.
+        let case = "two-elements-of-one-name";
+        let linked = forger.tree(vec![Forger::symlink(b"sub", outside(case).as_os_str().as_bytes())])?;
+        let sub = forger.tree(vec![forger.file(b"victim.txt", b"overwritten")?])?;
+        let with_dir = forger.tree(vec![Forger::dir(b"sub", sub)])?;
+        snapshots.push((case, forger.publish(&[("data", linked), ("data", with_dir)])?));
+    }
+
+    let planted = cases_dir.join("planted-symlink-in-target/target/data");
+    fs::create_dir_all(&planted)?;
+    std::os::unix::fs::symlink(outside("planted-symlink-in-target"), planted.join("sub"))?;
+
+    let mut problems = Vec::new();
+    for (case, id) in &snapshots {
+        let target = cases_dir.join(case).join("target");
+        let target_before = list_tree(&target)?;
+        let output = workspace.restore(id, &target)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if output.status.code() != Some(1) || !stderr.contains("refusing") {
+            problems.push(format!(
+                "{case}: expected exit 1 and `refusing`, got {} with stderr: {}",
+                output.status,
+                stderr.trim()
+            ));
+        }
+        let outside_after = list_tree(&outside(case))?;
+        let victim = fs::read(outside(case).join("victim.txt"))?;
+        if outside_after != BTreeSet::from([PathBuf::from("victim.txt")]) || victim != VICTIM {
+            problems.push(format!(
+                "{case}: the restore wrote outside its target: {outside_after:?}, victim.txt \
+                 now holds {:?}",
+                String::from_utf8_lossy(&victim)
+            ));
+        }
+        let target_after = list_tree(&target)?;
+        if target_after != target_before {
+            problems.push(format!("{case}: the refused restore still wrote into its target: {target_after:?}"));
+        }
+    }
+    let strays: Vec<PathBuf> = list_tree(base.path())?
+        .into_iter()
+        .filter(|path| path.file_name().is_some_and(|name| name == "escape.txt" || name == "abs.txt"))
+        .collect();
+    if !strays.is_empty() {
+        problems.push(format!("files the snapshots planted: {strays:?}"));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+/// A backup that does not fit on the repository's file system fails saying so, leaves
+/// the earlier snapshots intact and the store clean, and the next backup that fits works.
+#[test]
+fn full_disk_during_backup() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let mount_point = base.path().join("small-disk");
+    fs::create_dir(&mount_point)?;
+    // Declared after `base`, so it is unmounted before the directory is removed.
+    let _tmpfs = Tmpfs::mount(&mount_point, "8m")?;
+    let repository = mount_point.join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0004);
+    let mut files = Files::default();
+    for index in 0..20 {
+        let len = 1000 + rng.below(30_000) as usize;
+        files.put(&workspace.data, &format!("small/{index}.bin"), rng.bytes(len))?;
+    }
+    let first = workspace.backup()?;
+    let first_files = files.clone();
+
+    for index in 0..3 {
+        files.put(&workspace.data, &format!("big/{index}.bin"), rng.bytes(4 << 20))?;
+    }
+    let output = workspace.run(&["backup"])?;
+    expect_exit(&output, 1, "a backup larger than the disk")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !stderr.contains("no space left") {
+        return Err(format!("the error does not say the disk is full: {stderr}").into());
+    }
+    let ids = workspace.snapshot_ids()?;
+    if ids != [first.clone()] {
+        return Err(format!("after the failed backup, list shows {ids:?}, not only {first}").into());
+    }
+    expect_no_temporary_files(&repository, "after the failed backup")?;
+    expect_exit(&workspace.run(&["check"])?, 0, "check after the failed backup")?;
+    let restores = base.path().join("restores");
+    let captured = BTreeMap::from([(first.clone(), first_files)]);
+    verify_restore(&workspace, &captured, &first, &restores, "after the failed backup")?;
+
+    files.remove(&workspace.data, "big/0.bin")?;
+    files.remove(&workspace.data, "big/1.bin")?;
+    files.remove(&workspace.data, "big/2.bin")?;
+    files.put(&workspace.data, "small/0.bin", b"changed after the disk filled".to_vec())?;
+    let second = workspace.backup()?;
+    let captured = BTreeMap::from([(second.clone(), files.clone())]);
+    let check = workspace.run(&["check", "--read-data"])?;
+    expect_exit(&check, 0, "check --read-data after space was freed")?;
+    verify_restore(&workspace, &captured, &second, &restores, "after space was freed")?;
+    expect_no_temporary_files(&repository, "after the backup that fitted")?;
+
+    // The disk fills up at every step of a backup in turn: the space left for it grows
+    // 4 KiB a time from just its new data, so that first the pack fits, then the
+    // catalog's update, then the snapshot. Whatever step fails, the exit status and the
+    // listing must agree: a backup that fails leaves no snapshot, one that succeeds lists
+    // its own. Each step has a fresh repository, so that the steps differ only by space.
+    const PAYLOAD: usize = 64 << 10;
+    let filler = mount_point.join("filler");
+    let mut outcomes = Vec::new();
+    let mut problems = Vec::new();
+    fs::remove_dir_all(&repository)?; // done with: its space is the steps'
+    for step in 0..32 {
+        let margin = step * 4096;
+        let edge = workspace.with_repository(&mount_point.join("edge"))?;
+        edge.backup()?;
+        files.put(&workspace.data, "edge.bin", rng.bytes(PAYLOAD))?;
+        let free = available_bytes(&mount_point)?;
+        fs::write(&filler, vec![0u8; free.saturating_sub(PAYLOAD + margin)])?;
+        let before = edge.snapshot_ids()?;
+        let output = edge.run(&["backup"])?;
+        fs::remove_file(&filler)?;
+        let after = edge.snapshot_ids()?;
+        let new: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first_line = stderr.lines().next().unwrap_or_default().to_owned();
+        match output.status.code() {
+            Some(0) if new.len() == 1 && new[0] == stdout.trim() => outcomes.push("ok"),
+            Some(1) if new.is_empty() => {
+                outcomes.push("full");
+                if !stderr.contains("no space left") {
+                    problems
+                        .push(format!("{margin} bytes spare: the error does not say `no space left`: {first_line}"));
+                }
+            }
+            _ => {
+                outcomes.push("inconsistent");
+                problems.push(format!(
+                    "{margin} bytes spare: backup exited {} but the new snapshots are {new:?}: \
+                     {first_line}",
+                    output.status
+                ));
+            }
+        }
+        let check = edge.run(&["check"])?;
+        if let Err(error) = expect_exit(&check, 0, &format!("check, {margin} bytes spare")) {
+            problems.push(error.to_string());
+        }
+        let retry = edge.run(&["backup"])?;
+        let what = format!("backup once {margin} bytes were freed");
+        if let Err(error) = expect_exit(&retry, 0, &what) {
+            problems.push(error.to_string());
+        }
+        files.remove(&workspace.data, "edge.bin")?;
+        fs::remove_dir_all(&edge.repository)?;
+    }
+    eprintln!("backups with 0, 4, 8... KiB spare: {outcomes:?}");
+    if !outcomes.contains(&"ok") || !outcomes.contains(&"full") {
+        problems.push(format!("the free space never crossed what a backup needs: {outcomes:?}"));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+/// A backup waits, saying so, while another holder has the repository lock, and goes on
+/// when it is released; a lock held by a process killed with SIGKILL blocks nobody.
+#[test]
+fn second_writer_waits_for_the_first() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0005);
+    let mut files = Files::default();
+    for index in 0..50 {
+        files.put(&workspace.data, &format!("f{index}.bin"), rng.bytes(2000))?;
+    }
+    files.put(&workspace.data, "big.bin", big_file(&mut rng))?;
+    workspace.backup()?;
+
+    let held = RepositoryLock::acquire(&repository, LockKind::Exclusive, &mut |_| {})?;
+    files.put(&workspace.data, "f0.bin", b"changed while the lock was held".to_vec())?;
+    let log = base.path().join("waiting-backup");
+    let mut child = workspace.spawn_backup(&log)?;
+    sleep(Duration::from_secs(1));
+    if let Some(status) = child.try_wait()? {
+        return Err(format!(
+            "the backup ended ({status}) while the test held the lock: {}",
+            fs::read_to_string(log.with_extension("stderr"))?
+        )
+        .into());
+    }
+    let stderr = fs::read_to_string(log.with_extension("stderr"))?;
+    let holder = format!("process {}", std::process::id());
+    if !stderr.contains("waiting for the repository lock") || !stderr.contains(&holder) {
+        return Err(format!("the waiting backup does not say it waits for {holder}: {stderr}").into());
+    }
+    drop(held);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30))?;
+    if !status.success() {
+        return Err(format!(
+            "the backup failed after the lock was released ({status}): {}",
+            fs::read_to_string(log.with_extension("stderr"))?
+        )
+        .into());
+    }
+    let printed = fs::read_to_string(log.with_extension("stdout"))?;
+    if !workspace.snapshot_ids()?.contains(&printed.trim().to_owned()) {
+        return Err(format!("the snapshot `{}` it printed is not listed", printed.trim()).into());
+    }
+
+    // Kill a backup while it holds the lock: its note in the lock file says it does.
+    files.put(&workspace.data, "big.bin", big_file(&mut rng))?;
+    let log = base.path().join("killed-backup");
+    let mut child = workspace.spawn_backup(&log)?;
+    let note = format!("process {} ", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !fs::read_to_string(repository.join("lock"))?.starts_with(&note) {
+        if Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            return Err("the backup never took the lock".into());
+        }
+        sleep(Duration::from_millis(1));
+    }
+    child.kill()?;
+    let status = child.wait()?;
+    if status.signal() != Some(SIGKILL) {
+        return Err(format!("the backup ended ({status}) before it could be killed").into());
+    }
+    let started = Instant::now();
+    let output = workspace.run(&["backup"])?;
+    let elapsed = started.elapsed();
+    expect_exit(&output, 0, "a backup after the lock holder was killed")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("waiting") || elapsed > Duration::from_secs(10) {
+        return Err(format!("the backup after a killed holder took {elapsed:?} and said: {stderr}").into());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// A work tree, its repository and the binary
+// ---------------------------------------------------------------------------------------
+
+/// A git work tree whose envsnap.toml has one mount, `data` (`<work tree>/data`), and
+/// an initialised repository.
+struct Workspace {
+    work_tree: PathBuf,
+    data: PathBuf,
+    repository: PathBuf,
+}
+
+impl Workspace {
+    fn create(base: &Path, repository: &Path) -> TestResult<Self> {
+        let work_tree = base.join("work");
+        let data = work_tree.join("data");
+        fs::create_dir_all(&data)?;
+        git(&work_tree, &["init", "-q", "-b", "main"])?;
+        git(&work_tree, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init"])?;
+        fs::write(
+            work_tree.join("envsnap.toml"),
+            "production = \"main\"\n\n[[mount]]\nname = \"data\"\npath = \"data\"\n",
+        )?;
+        let workspace = Workspace { work_tree, data, repository: repository.to_owned() };
+        expect_exit(&workspace.run(&["init"])?, 0, "envsnap init")?;
+        Ok(workspace)
+    }
+
+    /// The binary, run in the work tree against the repository.
+    fn command(&self) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .current_dir(&self.work_tree)
+            .env("ENVSNAP_REPOSITORY", &self.repository)
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE");
+        command
+    }
+
+    /// The same work tree with another repository, initialised.
+    fn with_repository(&self, repository: &Path) -> TestResult<Self> {
+        let other =
+            Workspace { work_tree: self.work_tree.clone(), data: self.data.clone(), repository: repository.to_owned() };
+        expect_exit(&other.run(&["init"])?, 0, "envsnap init")?;
+        Ok(other)
+    }
+
+    fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> TestResult<Output> {
+        Ok(assert_cmd::Command::from_std(self.command()).args(args).output()?)
+    }
+
+    /// Takes a snapshot; returns its full id.
+    fn backup(&self) -> TestResult<String> {
+        let output = self.run(&["backup"])?;
+        expect_exit(&output, 0, "envsnap backup")?;
+        let id = String::from_utf8(output.stdout)?.trim().to_owned();
+        if id.len() != 64 || !id.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(format!("backup printed `{id}`, not a snapshot id").into());
+        }
+        Ok(id)
+    }
+
+    /// Starts a backup whose stdout and stderr go to `<log>.stdout` and `<log>.stderr`.
+    fn spawn_backup(&self, log: &Path) -> TestResult<Child> {
+        Ok(self
+            .command()
+            .arg("backup")
+            .stdin(Stdio::null())
+            .stdout(File::create(log.with_extension("stdout"))?)
+            .stderr(File::create(log.with_extension("stderr"))?)
+            .spawn()?)
+    }
+
+    /// The ids `list --json` shows.
+    fn snapshot_ids(&self) -> TestResult<Vec<String>> {
+        let output = self.run(&["list", "--json"])?;
+        expect_exit(&output, 0, "envsnap list --json")?;
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        listed
+            .as_array()
+            .ok_or("list --json did not print an array")?
+            .iter()
+            .map(|snapshot| {
+                snapshot["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("a listed snapshot has no id: {snapshot}").into())
+            })
+            .collect()
+    }
+
+    fn restore(&self, id: &str, to: &Path) -> TestResult<Output> {
+        self.run(&[OsStr::new("restore"), OsStr::new(id), OsStr::new("--to"), to.as_os_str()])
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> TestResult {
+    let output = Command::new("git").current_dir(dir).args(args).output()?;
+    if !output.status.success() {
+        return Err(format!("git {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(())
+}
+
+fn expect_exit(output: &Output, code: i32, what: &str) -> TestResult {
+    if output.status.code() == Some(code) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: expected exit {code}, got {}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout).trim(),
+        String::from_utf8_lossy(&output.stderr).trim()
+    )
+    .into())
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> TestResult<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            return Err(format!("the child did not end within {timeout:?}").into());
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Restores `id` into a fresh directory and compares it with what it captured.
+fn verify_restore(
+    workspace: &Workspace,
+    captured: &BTreeMap<String, Files>,
+    id: &str,
+    restores: &Path,
+    when: &str,
+) -> TestResult {
+    let expected = captured.get(id).ok_or_else(|| format!("{when}: snapshot {id} is listed but no backup took it"))?;
+    let target = restores.join(&id[..12]);
+    let output = workspace.restore(id, &target)?;
+    expect_exit(&output, 0, &format!("{when}: restoring {}", &id[..12]))?;
+    compare_files(&read_files(&target.join("data"))?, expected, &format!("{when}: snapshot {}", &id[..12]))?;
+    fs::remove_dir_all(&target)?;
+    Ok(())
+}
+
+fn expect_no_temporary_files(repository: &Path, when: &str) -> TestResult {
+    match count_files(&repository.join("tmp"))? {
+        0 => Ok(()),
+        count => Err(format!("{when}: {count} leftover file(s) in the repository's tmp/").into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Test data
+// ---------------------------------------------------------------------------------------
+
+/// What the mount holds, path → content, as the test wrote it. The contents are shared
+/// between the copies kept per snapshot, so a copy costs only its map.
+#[derive(Debug, Clone, Default)]
+struct Files(BTreeMap<PathBuf, Arc<Vec<u8>>>);
+
+impl Files {
+    /// Writes a file under `root` and records it.
+    fn put(&mut self, root: &Path, relative: &str, content: Vec<u8>) -> TestResult {
+        let path = root.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&path, &content)?;
+        self.0.insert(PathBuf::from(relative), Arc::new(content));
+        Ok(())
+    }
+
+    fn remove(&mut self, root: &Path, relative: &str) -> TestResult {
+        fs::remove_file(root.join(relative))?;
+        self.0.remove(Path::new(relative));
+        Ok(())
+    }
+}
+
+/// When a round's backup is killed.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// It runs to its end.
+    Never,
+    /// This many milliseconds after it started.
+    After(u64),
+    /// This many milliseconds after it starts writing its pack (a file appears in tmp/).
+    AfterPackStarts(u64),
+    /// This many milliseconds after its pack is stored (renamed into packs/).
+    AfterPackStored(u64),
+}
+
+/// One round's change: two large files rewritten, some small ones changed, added and
+/// removed, so every backup has megabytes of new data to store.
+fn change_for_round(files: &mut Files, root: &Path, rng: &mut Xorshift, round: usize) -> TestResult {
+    for _ in 0..2 {
+        let index = rng.below(4);
+        files.put(root, &format!("big{index}.bin"), big_file(rng))?;
+    }
+    let small: Vec<PathBuf> =
+        files.0.keys().filter(|path| path.extension().is_some_and(|ext| ext == "txt")).cloned().collect();
+    for _ in 0..10 {
+        let path = &small[rng.below(small.len() as u64) as usize];
+        let len = rng.below(6000) as usize;
+        files.put(root, path.to_str().ok_or("path is not UTF-8")?, rng.bytes(len))?;
+    }
+    for index in 0..3 {
+        let len = rng.below(3000) as usize;
+        files.put(root, &format!("r{round}/new{index}.txt"), compressible(rng, len))?;
+    }
+    let removed = &small[rng.below(small.len() as u64) as usize];
+    if files.0.contains_key(removed) {
+        files.remove(root, removed.to_str().ok_or("path is not UTF-8")?)?;
+    }
+    Ok(())
+}
+
+/// 1.5 to 3 MiB: random bytes with a run of zeros in the middle (a hole on restore).
+fn big_file(rng: &mut Xorshift) -> Vec<u8> {
+    let len = (3 << 19) + rng.below(3 << 19) as usize;
+    let mut content = rng.bytes(len);
+    let zeros = len / 3..len / 3 + (300 << 10);
+    content[zeros].fill(0);
+    content
+}
+
+/// Text that compresses well, so that both stored forms of a blob are exercised.
+fn compressible(rng: &mut Xorshift, len: usize) -> Vec<u8> {
+    let words = ["alpha ", "beta ", "gamma ", "delta\n", "epsilon "];
+    let mut text = Vec::with_capacity(len + 8);
+    while text.len() < len {
+        text.extend_from_slice(words[rng.below(words.len() as u64) as usize].as_bytes());
+    }
+    text.truncate(len);
+    text
+}
+
+/// xorshift64: reproducible data and delays without a random-number crate.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn new(seed: u64) -> Self {
+        Xorshift(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A number in `0..bound`.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(len + 8);
+        while bytes.len() < len {
+            bytes.extend_from_slice(&self.next().to_le_bytes());
+        }
+        bytes.truncate(len);
+        bytes
+    }
+}
+
+/// Every regular file under `root`, by relative path; anything else is an error.
+fn read_files(root: &Path) -> TestResult<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                found.insert(path.strip_prefix(root)?.to_owned(), fs::read(&path)?);
+            } else {
+                return Err(format!("{} is neither a file nor a directory", path.display()).into());
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn compare_files(restored: &BTreeMap<PathBuf, Vec<u8>>, expected: &Files, what: &str) -> TestResult {
+    let mut problems = Vec::new();
+    for (path, content) in &expected.0 {
+        match restored.get(path) {
+            None => problems.push(format!("{} is missing", path.display())),
+            Some(found) if found != content.as_ref() => problems.push(format!(
+                "{} differs ({} bytes restored, {} expected)",
+                path.display(),
+                found.len(),
+                content.len()
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in restored.keys().filter(|path| !expected.0.contains_key(*path)) {
+        problems.push(format!("{} should not be there", path.display()));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.truncate(10);
+    Err(format!("{what} does not restore byte for byte: {}", problems.join("; ")).into())
+}
+
+/// Every path under `root` (relative, symlinks not followed); empty if it does not exist.
+fn list_tree(root: &Path) -> TestResult<BTreeSet<PathBuf>> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            }
+            found.insert(entry.path().strip_prefix(root)?.to_owned());
+        }
+    }
+    Ok(found)
+}
+
+/// Files (not directories) under `dir`, recursively; 0 if it does not exist.
+fn count_files(dir: &Path) -> TestResult<usize> {
+    let mut count = 0;
+    for path in list_tree(dir)? {
+        if fs::symlink_metadata(dir.join(path))?.is_file() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+// ---------------------------------------------------------------------------------------
+// Forged snapshots and the store
+// ---------------------------------------------------------------------------------------
+
+const VICTIM: &[u8] = b"a file outside the restore target that must stay as it is";
+
+/// Writes trees and blobs the way no backup would, and publishes them as snapshots.
+struct Forger<'a> {
+    repository: &'a Repository,
+    writer: BlobWriter<'a>,
+}
+
+impl<'a> Forger<'a> {
+    fn new(repository: &'a Repository) -> TestResult<Self> {
+        Ok(Forger { repository, writer: BlobWriter::new(repository.backend(), repository.catalog())? })
+    }
+
+    fn node(name: &[u8], kind: NodeKind) -> Node {
+        Node {
+            name: name.to_vec(),
+            kind,
+            mode: if kind == NodeKind::File { 0o644 } else { 0o755 },
+            uid: 0,
+            gid: 0,
+            mtime: 1_700_000_000,
+            mtime_nsec: 0,
+            ctime: 1_700_000_000,
+            ctime_nsec: 0,
+            inode: 0,
+            links: 1,
+            size: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: None,
+        }
+    }
+
+    /// A file node holding `content`, which is stored.
+    fn file(&self, name: &[u8], content: &[u8]) -> TestResult<Node> {
+        let mut node = Self::node(name, NodeKind::File);
+        node.content = vec![self.writer.add(BlobKind::Data, content)?];
+        node.size = content.len() as u64;
+        Ok(node)
+    }
+
+    fn dir(name: &[u8], subtree: ObjectId) -> Node {
+        let mut node = Self::node(name, NodeKind::Dir);
+        node.subtree = Some(subtree);
+        node
+    }
+
+    fn symlink(name: &[u8], target: &[u8]) -> Node {
+        let mut node = Self::node(name, NodeKind::Symlink);
+        node.target = Some(target.to_vec());
+        node
+    }
+
+    /// Stores a tree of `nodes`, in the order given.
+    fn tree(&self, nodes: Vec<Node>) -> TestResult<ObjectId> {
+        Ok(self.writer.add(BlobKind::Tree, &Tree { nodes }.encode())?)
+    }
+
+    /// Publishes a snapshot of mount elements `(name, root tree)`; returns its id.
+    fn publish(&self, elements: &[(&str, ObjectId)]) -> TestResult<String> {
+        // Blobs must be stored before a snapshot refers to them.
+        self.writer.flush()?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            env: "main".to_owned(),
+            commit: None,
+            created: chrono::Utc::now(),
+            trigger: Trigger::Manual,
+            mode: Mode::Live,
+            note: Some("forged by tests/safety.rs".to_owned()),
+            expires: None,
+            host: "test".to_owned(),
+            user: "test".to_owned(),
+            parent: None,
+            stored: 0,
+            elements: elements
+                .iter()
+                .map(|(name, tree)| Element {
+                    name: (*name).to_owned(),
+                    kind: ElementKind::Mount,
+                    source: "forged".to_owned(),
+                    tree: *tree,
+                    size: 0,
+                    files: 1,
+                    dirs: 1,
+                })
+                .collect(),
+        };
+        Ok(self.repository.publish(&manifest)?.id.to_hex())
+    }
+}
+
+/// Every blob (trees and chunks) a snapshot needs.
+fn snapshot_blobs(repository: &Repository, manifest: &Manifest) -> TestResult<BTreeSet<ObjectId>> {
+    let mut blobs = BTreeSet::new();
+    let mut pending: Vec<ObjectId> = manifest.elements.iter().map(|element| element.tree).collect();
+    while let Some(tree_id) = pending.pop() {
+        if !blobs.insert(tree_id) {
+            continue;
+        }
+        for node in repository.read_tree(&tree_id)?.nodes {
+            blobs.extend(node.content);
+            pending.extend(node.subtree);
+        }
+    }
+    Ok(blobs)
+}
+
+/// A tmpfs mounted for one test; unmounted when dropped, lazily if still busy.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> TestResult<Self> {
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .map_err(|error| format!("cannot run mount(8): {error}; this test needs it, as root"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mounting a {size} tmpfs at {} failed (this test needs root on Linux): {}",
+                path.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+            .into());
+        }
+        Ok(Tmpfs { path: path.to_owned() })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount").arg(&self.path).status().is_ok_and(|status| status.success());
+        if !unmounted {
+            // Still busy (a child of a failed test): detach it so the directory can go.
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// Bytes an unprivileged writer may still use on the file system holding `path`.
+fn available_bytes(path: &Path) -> TestResult<usize> {
+    let output = Command::new("df").args(["-B1", "--output=avail"]).arg(path).output()?;
+    let text = String::from_utf8(output.stdout)?;
+    let value = text.lines().nth(1).ok_or("df printed no value")?;
+    Ok(value.trim().parse()?)
+}
