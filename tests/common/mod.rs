@@ -102,9 +102,12 @@ pub enum Entry {
     Symlink { target: PathBuf },
 }
 
+/// Every path of a tree, and the groups of paths that are hard links of one another.
+pub type Description = (BTreeMap<PathBuf, Entry>, Vec<Vec<PathBuf>>);
+
 /// Describes every path under `root` (root itself left out), and which paths are
 /// hard links of one another (groups of two or more, by relative path).
-pub fn describe(root: &Path) -> Result<(BTreeMap<PathBuf, Entry>, Vec<Vec<PathBuf>>), std::io::Error> {
+pub fn describe(root: &Path) -> Result<Description, std::io::Error> {
     let mut entries = BTreeMap::new();
     let mut inodes: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
