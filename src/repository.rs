@@ -71,15 +71,16 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
-    /// Creates a repository at `root`. Returns `Ok(false)` when one is there already.
-    pub fn init(root: &Path) -> Result<bool> {
+    /// Creates a repository at `root` that cuts chunks with `chunker`. Returns
+    /// `Ok(false)` when one is there already (and leaves it as it is).
+    pub fn init(root: &Path, chunker: ChunkerParams) -> Result<bool> {
         let config_path = root.join(CONFIG);
         if config_path.exists() {
             Self::read_config(root)?;
             return Ok(false);
         }
         fs::create_dir_all(root).context("creating the repository", root)?;
-        let config = RepositoryConfig { format: FORMAT_VERSION, chunker: ChunkerParams::default() };
+        let config = RepositoryConfig { format: FORMAT_VERSION, chunker };
         let backend = LocalBackend::new(root);
         let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");
         backend.put(CONFIG, &bytes).map_err(|e| Error::io("writing", &config_path, e))?;
