@@ -19,7 +19,6 @@ pub fn reporter() -> Box<dyn Progress> {
 impl Progress for Bar {
     fn begin(&self, phase: &str, total_bytes: Option<u64>) {
         self.bar.reset();
-        self.bar.set_draw_target(ProgressDrawTarget::stderr());
         let style = match total_bytes {
             Some(total) => {
                 self.bar.set_length(total);
@@ -33,6 +32,8 @@ impl Progress for Bar {
         let style = style.map(|style| style.progress_chars("=> ")).unwrap_or_else(|_| ProgressStyle::default_bar());
         self.bar.set_style(style);
         self.bar.set_message(phase.to_owned());
+        // Drawn only once styled, so no default bar flashes first.
+        self.bar.set_draw_target(ProgressDrawTarget::stderr());
         self.bar.enable_steady_tick(Duration::from_millis(120));
     }
 
