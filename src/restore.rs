@@ -19,7 +19,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rayon::prelude::*;
 
 use crate::catalog::Location;
+use crate::diff::{Change, ChangeKind};
 use crate::element::mount::Excludes;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
@@ -84,6 +85,85 @@ pub fn restore(repository: &Repository, targets: &[RestoreTarget], progress: &dy
         return Err(Error::RestoreIncomplete { files, first_error: first_error.clone() });
     }
     Ok(plan.report())
+}
+
+/// What restoring `target` would change on disk: paths it would create (`Added`),
+/// overwrite (`Modified`, `Metadata`, `TypeChanged`) or, for a restore in place,
+/// remove (`Removed`). Paths start with the destination's own name. Files are
+/// compared by size and modification time, as a backup compares them.
+pub fn preview(repository: &Repository, target: &RestoreTarget) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    let root = PathBuf::from(target.destination.file_name().unwrap_or_default());
+    preview_dir(repository, target, target.tree, &target.destination, Path::new(""), &root, &mut changes)?;
+    Ok(changes)
+}
+
+fn preview_dir(
+    repository: &Repository,
+    target: &RestoreTarget,
+    tree_id: ObjectId,
+    dir: &Path,
+    relative: &Path,
+    shown: &Path,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let tree = repository.read_tree(&tree_id)?;
+    let mut names = HashSet::new();
+    for node in &tree.nodes {
+        check_name(dir, &node.name, &mut names)?;
+        let name = OsStr::from_bytes(&node.name);
+        let path = dir.join(name);
+        let shown_path = shown.join(name);
+        let is_dir = node.kind == NodeKind::Dir;
+        let kind = match fs::symlink_metadata(&path) {
+            Err(_) => Some(ChangeKind::Added),
+            Ok(metadata) => {
+                let same_kind = match node.kind {
+                    NodeKind::File => metadata.is_file(),
+                    NodeKind::Dir => metadata.is_dir(),
+                    NodeKind::Symlink => metadata.file_type().is_symlink(),
+                };
+                if !same_kind {
+                    Some(ChangeKind::TypeChanged)
+                } else if node.kind == NodeKind::Symlink {
+                    let target_now = fs::read_link(&path).ok().map(|t| t.as_os_str().as_bytes().to_vec());
+                    (target_now != node.target).then_some(ChangeKind::Modified)
+                } else if node.kind == NodeKind::File
+                    && (metadata.len() != node.size
+                        || metadata.mtime() != node.mtime
+                        || metadata.mtime_nsec() != i64::from(node.mtime_nsec))
+                {
+                    Some(ChangeKind::Modified)
+                } else if metadata.mode() & 0o7777 != node.mode {
+                    Some(ChangeKind::Metadata)
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(kind) = kind {
+            changes.push(Change { kind, path: shown_path.clone(), is_dir });
+        }
+        if is_dir
+            && !matches!(kind, Some(ChangeKind::Added | ChangeKind::TypeChanged))
+            && let Some(subtree) = node.subtree
+        {
+            preview_dir(repository, target, subtree, &path, &relative.join(name), &shown_path, changes)?;
+        }
+    }
+    if let (Some(excludes), Ok(entries)) = (&target.replace, fs::read_dir(dir)) {
+        let mut extra: Vec<(PathBuf, bool)> = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let is_dir = entry.file_type().is_ok_and(|kind| kind.is_dir());
+            if !names.contains(name.as_bytes()) && !excludes.is_excluded(&relative.join(&name), is_dir) {
+                extra.push((shown.join(&name), is_dir));
+            }
+        }
+        extra.sort();
+        changes.extend(extra.into_iter().map(|(path, is_dir)| Change { kind: ChangeKind::Removed, path, is_dir }));
+    }
+    Ok(())
 }
 
 /// Where a chunk goes: (index into the planned files, offset in the file).

@@ -5,13 +5,12 @@ use std::io::Write;
 use anyhow::Result;
 use chrono::{Duration, Utc};
 use envsnap::Error;
-use envsnap::backup::{BackupOptions, backup};
 use envsnap::repository::Access;
 use envsnap::snapshot::{Mode, Trigger};
 
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView, bytes};
-use super::progress::reporter;
+use super::take::{Request, take};
 
 /// Options of `envsnap backup`.
 #[derive(Debug, clap::Args)]
@@ -64,20 +63,17 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     } else {
         envsnap::git::branch_commit(&context.workspace.work_tree, &env)?
     };
-    let options = BackupOptions {
-        env: env.clone(),
+    let repository = context.open(Access::Write)?;
+    let request = Request {
+        env: &env,
         commit,
+        mounts,
         trigger,
         mode: if args.live { Mode::Live } else { Mode::Consistent },
         note: args.note.clone(),
         expires: args.keep_for.map(|days| Utc::now() + Duration::days(i64::from(days))),
-        user: whoami(),
-        host: hostname(),
-        mounts,
     };
-    let repository = context.open(Access::Write)?;
-    let progress = reporter();
-    let report = backup(&repository, &options, progress.as_ref())?;
+    let report = take(&context, &repository, request)?;
     let snapshot = &report.snapshot;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -99,18 +95,4 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         eprintln!("left out {} special files (sockets, fifos, devices)", report.skipped);
     }
     Ok(())
-}
-
-/// The user's name, for the record.
-pub fn whoami() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_owned())
-}
-
-/// The machine's name, for the record.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_owned())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }

@@ -13,6 +13,8 @@ mod progress;
 mod repair;
 mod restore;
 mod show;
+mod take;
+mod undo;
 
 use std::path::PathBuf;
 
@@ -53,6 +55,8 @@ pub enum Command {
     /// Restore a snapshot into its environment, or into a directory with --to.
     #[command(visible_aliases = ["backup:restore", "snapshot:restore"])]
     Restore(restore::Args),
+    /// Put back what the last restore overwrote (from its safety snapshot).
+    Undo(undo::Args),
     /// What changed between two snapshots.
     Diff(diff::Args),
     /// Verify the repository; with --read-data, every byte against its hash.
@@ -75,6 +79,7 @@ impl Cli {
             Command::List(args) => list::run(&global, &args),
             Command::Show(args) => show::run(&global, &args),
             Command::Restore(args) => restore::run(&global, &args),
+            Command::Undo(args) => undo::run(&global, &args),
             Command::Diff(args) => diff::run(&global, &args),
             Command::Check(args) => check::run(&global, &args),
             Command::Delete(args) => delete::run(&global, &args),

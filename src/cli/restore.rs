@@ -1,34 +1,46 @@
-//! `envsnap restore`
+//! `envsnap restore` (and, through [`into_environment`], `envsnap undo`).
 
+use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use envsnap::Error;
-use envsnap::backup::{BackupOptions, backup};
-use envsnap::element::mount::Mount;
+use envsnap::diff::ChangeKind;
+use envsnap::git::branch;
 use envsnap::repository::{Access, Repository};
-use envsnap::restore::{RestoreTarget, restore};
-use envsnap::snapshot::{ElementKind, Mode, Snapshot, Trigger};
+use envsnap::restore::{RestoreTarget, preview, restore};
+use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
-use super::backup::{hostname, whoami};
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, bytes};
 use super::progress::reporter;
+use super::take::{Request, take};
 
 /// Options of `envsnap restore`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot: an id prefix of at least 4 characters, or `latest` (the default).
+    /// The snapshot: an id prefix of at least 4 characters, or `latest` (the default:
+    /// the newest of the current environment, or of --env).
     #[arg(default_value = "latest")]
     pub id: String,
+    /// Take the newest snapshot taken at COMMIT, or at its nearest ancestor.
+    #[arg(long, value_name = "COMMIT", conflicts_with = "id")]
+    pub at: Option<String>,
+    /// Restore into the environment of BRANCH instead of the snapshot's own.
+    #[arg(long, value_name = "BRANCH", conflicts_with = "to")]
+    pub target: Option<String>,
+    /// Create the --target branch from PARENT first, if it does not exist.
+    #[arg(long, value_name = "PARENT", requires = "target")]
+    pub branch_from: Option<String>,
     /// Write the files into DIR/<element>/ instead, touching no environment.
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
     /// Only these elements (repeatable).
     #[arg(long = "element", value_name = "NAME")]
     pub elements: Vec<String>,
-    /// For `latest`: the environment whose newest snapshot to take.
+    /// The environment whose snapshots `latest` and --at choose from (default: the
+    /// checked-out branch).
     #[arg(long, value_name = "BRANCH")]
     pub env: Option<String>,
     /// Say what would be overwritten, and change nothing.
@@ -44,14 +56,10 @@ pub struct Args {
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
-    let env_for_latest =
-        if args.id == "latest" { Some(context.workspace.environment(args.env.as_deref())?) } else { None };
     let access = if args.to.is_some() || args.dry_run { Access::Read } else { Access::Write };
     let repository = context.open(access)?;
-    let snapshot = repository.resolve(&args.id, env_for_latest.as_deref())?;
-    snapshot.manifest.check_element_names()?;
+    let snapshot = choose(&context, &repository, args)?;
     let elements = chosen_elements(&snapshot, &args.elements)?;
-    let progress = reporter();
 
     if let Some(directory) = &args.to {
         let targets: Vec<RestoreTarget> = elements
@@ -68,7 +76,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             }
             return Ok(());
         }
-        let report = restore(&repository, &targets, progress.as_ref())?;
+        let report = restore(&repository, &targets, reporter().as_ref())?;
         eprintln!(
             "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {}",
             snapshot.id.short(SHORT_ID),
@@ -81,72 +89,188 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         return Ok(());
     }
 
-    let env = context.workspace.environment(args.env.as_deref())?;
-    if snapshot.manifest.env != env {
+    let target = match &args.target {
+        Some(target) => target.clone(),
+        None => {
+            let current = context.workspace.environment(args.env.as_deref())?;
+            if snapshot.manifest.env != current {
+                bail!(
+                    "snapshot {} belongs to environment `{}`, not `{current}`: restore it into `{current}` with \
+                     --target {current}, or write its files elsewhere with --to DIR",
+                    snapshot.id.short(SHORT_ID),
+                    snapshot.manifest.env,
+                );
+            }
+            current
+        }
+    };
+    let options = Options { yes: args.yes, safety: !args.no_safety_snapshot, dry_run: args.dry_run };
+    let create_from = match &args.branch_from {
+        Some(parent) if !branch::branch_exists(context.work_tree(), &target)? => Some(parent.as_str()),
+        _ => None,
+    };
+    if create_from.is_none() && args.target.is_some() && !branch::branch_exists(context.work_tree(), &target)? {
         bail!(
-            "snapshot {} belongs to environment `{}`, not `{env}`: check out `{}` to restore it there, \
-             or write its files elsewhere with --to DIR",
-            snapshot.id.short(SHORT_ID),
-            snapshot.manifest.env,
-            snapshot.manifest.env
+            "there is no branch `{target}` to restore into: create it from a parent with --branch-from PARENT, \
+             or check the name with `git branch`"
         );
     }
-    let mounts = context.mounts(&env)?;
-    let mut pairs = Vec::new();
-    for element in &elements {
-        let mount = mounts.iter().find(|mount| mount.name == element.name).ok_or_else(|| Error::UnknownElement {
-            name: element.name.clone(),
-            context: " among the mounts of envsnap.toml".into(),
-            known: mounts.iter().map(|mount| mount.name.clone()).collect(),
-        })?;
-        pairs.push((element, mount.clone()));
-    }
-    if args.dry_run {
-        for (element, mount) in &pairs {
-            println!(
-                "would replace {} with {} ({} files, {}) from snapshot {}",
-                mount.path.display(),
-                element.name,
-                element.files,
-                bytes(element.size),
-                snapshot.id.short(SHORT_ID)
+    into_environment(&context, &repository, &snapshot, &elements, &target, create_from, options)
+}
+
+/// How a restore into an environment behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Skip the confirmation.
+    pub yes: bool,
+    /// Take a safety snapshot first.
+    pub safety: bool,
+    /// Only say what would change.
+    pub dry_run: bool,
+}
+
+/// Finds the snapshot the arguments name: an id, `latest`, or `--at COMMIT`.
+fn choose(context: &Context, repository: &Repository, args: &Args) -> Result<Snapshot> {
+    let snapshot = if let Some(commit) = &args.at {
+        let env = context.workspace.environment(args.env.as_deref())?;
+        let wanted = branch::resolve_commit(context.work_tree(), commit)?;
+        let snapshots = repository.snapshots(Some(&env))?;
+        let commits: HashSet<String> = snapshots.iter().filter_map(|s| s.manifest.commit.clone()).collect();
+        let found = branch::nearest_ancestor_in(context.work_tree(), &wanted, &commits)?;
+        let Some(found) = found else {
+            bail!(
+                "no snapshot of environment `{env}` was taken at {commit} or any of its ancestors: \
+                 see `envsnap list --env {env}`"
+            );
+        };
+        // Newest first, so the first match is the newest snapshot at that commit.
+        snapshots
+            .into_iter()
+            .find(|snapshot| snapshot.manifest.commit.as_deref() == Some(found.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("the snapshot at {found} vanished while looking for it"))?
+    } else {
+        let env = match args.id.as_str() {
+            "latest" => Some(context.workspace.environment(args.env.as_deref())?),
+            _ => None,
+        };
+        repository.resolve(&args.id, env.as_deref())?
+    };
+    snapshot.manifest.check_element_names()?;
+    Ok(snapshot)
+}
+
+/// Restores `elements` of `snapshot` in place into environment `env` (its own mount
+/// paths), creating the branch from `create_from` first when given: asks, checks the
+/// admin guard, takes a safety snapshot, restores.
+pub fn into_environment(
+    context: &Context,
+    repository: &Repository,
+    snapshot: &Snapshot,
+    elements: &[&Element],
+    env: &str,
+    create_from: Option<&str>,
+    options: Options,
+) -> Result<()> {
+    let config = context.config()?;
+    if env == config.production() && !config.admins().is_empty() {
+        let identities = branch::user_identities(context.work_tree());
+        if !identities.iter().any(|identity| config.is_admin(identity)) {
+            bail!(
+                "only admins may restore into the production environment `{env}`, and you are not one \
+                 ({}): ask an admin listed in envsnap.toml",
+                identities.join(", ")
             );
         }
+    }
+    let mounts = context.mounts(env)?;
+    let mut pairs = Vec::new();
+    for element in elements {
+        let mount = mounts.iter().find(|mount| mount.name == element.name).ok_or_else(|| Error::UnknownElement {
+            name: element.name.clone(),
+            context: format!(" among the mounts of envsnap.toml for `{env}`"),
+            known: mounts.iter().map(|mount| mount.name.clone()).collect(),
+        })?;
+        pairs.push((*element, mount.clone()));
+    }
+    let targets = pairs
+        .iter()
+        .map(|(element, mount)| {
+            Ok(RestoreTarget { tree: element.tree, destination: mount.path.clone(), replace: Some(mount.excludes()?) })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+
+    if options.dry_run {
+        let mut out = std::io::stdout().lock();
+        let mut counts = [0usize; 5];
+        for ((element, mount), target) in pairs.iter().zip(&targets) {
+            writeln!(out, "{} → {} ({}):", element.name, mount.path.display(), env)?;
+            for change in preview(repository, target)? {
+                counts[change.kind as usize] += 1;
+                let slash = if change.is_dir { "/" } else { "" };
+                writeln!(out, "{}  {}{slash}", change.kind.mark(), change.path.display())?;
+            }
+        }
+        if let Some(parent) = create_from {
+            writeln!(out, "would create branch `{env}` from `{parent}`")?;
+        }
+        eprintln!(
+            "restoring snapshot {} would overwrite {} and remove {} paths, and create {}; nothing was changed",
+            snapshot.id.short(SHORT_ID),
+            counts[ChangeKind::Modified as usize]
+                + counts[ChangeKind::Metadata as usize]
+                + counts[ChangeKind::TypeChanged as usize],
+            counts[ChangeKind::Removed as usize],
+            counts[ChangeKind::Added as usize],
+        );
         return Ok(());
     }
+
+    let creating = create_from.map(|parent| format!(" (a new branch from `{parent}`)")).unwrap_or_default();
     confirm(
-        args.yes,
+        options.yes,
         &format!(
-            "Restore snapshot {} ({}) into {}, replacing {}?",
+            "Restore snapshot {} of `{}` ({}) into environment `{env}`{creating}, replacing {}?",
             snapshot.id.short(SHORT_ID),
+            snapshot.manifest.env,
             snapshot.manifest.created.format("%Y-%m-%d %H:%M"),
-            env,
             pairs.iter().map(|(_, mount)| mount.path.display().to_string()).collect::<Vec<_>>().join(", ")
         ),
     )?;
-    if !args.no_safety_snapshot {
-        let existing: Vec<Mount> =
+    if let Some(parent) = create_from {
+        let commit = branch::create_branch(context.work_tree(), env, parent)?;
+        eprintln!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
+    }
+    if options.safety {
+        let existing: Vec<_> =
             pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
         if !existing.is_empty() {
-            let safety = safety_snapshot(&repository, &context, &env, existing)?;
+            let commit = if context.workspace.branch.as_deref() == Some(env) {
+                context.workspace.commit.clone()
+            } else {
+                envsnap::git::branch_commit(context.work_tree(), env)?
+            };
+            let request = Request {
+                env,
+                commit,
+                mounts: existing,
+                trigger: Trigger::Safety,
+                mode: Mode::Live,
+                note: Some(format!("taken before restoring snapshot {}", snapshot.id.short(SHORT_ID))),
+                expires: None,
+            };
+            let safety = take(context, repository, request)?.snapshot;
             eprintln!(
-                "safety snapshot {} taken; to go back: envsnap restore {} --yes",
+                "safety snapshot {} taken; to go back: envsnap undo (or envsnap restore {} --target {env})",
                 safety.id.short(SHORT_ID),
                 safety.id.short(SHORT_ID)
             );
         }
     }
-    let mut targets = Vec::new();
-    for (element, mount) in &pairs {
-        targets.push(RestoreTarget {
-            tree: element.tree,
-            destination: mount.path.clone(),
-            replace: Some(mount.excludes()?),
-        });
-    }
-    let report = restore(&repository, &targets, progress.as_ref())?;
+    let report = restore(repository, &targets, reporter().as_ref()).map_err(|error| {
+        anyhow::anyhow!("{error}\nthe restore did not finish; `envsnap undo` puts back what was there before")
+    })?;
     eprintln!(
-        "restored snapshot {} into {env}: {} files, {} directories, {} symlinks, {}",
+        "restored snapshot {} into `{env}`: {} files, {} directories, {} symlinks, {}",
         snapshot.id.short(SHORT_ID),
         report.files,
         report.dirs,
@@ -156,7 +280,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<Vec<&'a envsnap::snapshot::Element>> {
+/// The mount elements of `snapshot` named in `names` (all when empty).
+pub fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<Vec<&'a Element>> {
     let known: Vec<String> = snapshot.manifest.elements.iter().map(|element| element.name.clone()).collect();
     for name in names {
         if !known.contains(name) {
@@ -175,21 +300,6 @@ fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<Vec<&
         .filter(|element| element.kind == ElementKind::Mount)
         .filter(|element| names.is_empty() || names.contains(&element.name))
         .collect())
-}
-
-fn safety_snapshot(repository: &Repository, context: &Context, env: &str, mounts: Vec<Mount>) -> Result<Snapshot> {
-    let options = BackupOptions {
-        env: env.to_owned(),
-        commit: context.workspace.commit.clone(),
-        trigger: Trigger::Safety,
-        mode: Mode::Live,
-        note: Some("taken before a restore".to_owned()),
-        expires: None,
-        user: whoami(),
-        host: hostname(),
-        mounts,
-    };
-    Ok(backup(repository, &options, reporter().as_ref())?.snapshot)
 }
 
 /// Asks on a terminal; refuses without one unless `--yes` was given.

@@ -1,6 +1,9 @@
 //! The git repository envsnap serves: where it is, which branch (environment) is
 //! checked out, and at which commit.
 
+pub mod branch;
+pub mod notes;
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -65,11 +68,15 @@ impl Workspace {
 
 /// The commit a local branch points at; an error when there is no such branch.
 pub fn branch_commit(work_tree: &Path, branch: &str) -> Result<Option<String>> {
-    let repository = git2::Repository::open(work_tree).map_err(|e| git_error("opening the repository", &e))?;
+    let repository = open(work_tree)?;
     let reference = repository.find_branch(branch, git2::BranchType::Local).map_err(|_| Error::Git {
         message: format!("there is no branch `{branch}`: check the name with `git branch`"),
     })?;
     Ok(reference.get().peel_to_commit().ok().map(|commit| commit.id().to_string()))
+}
+
+fn open(work_tree: &Path) -> Result<git2::Repository> {
+    git2::Repository::open(work_tree).map_err(|e| git_error(&format!("opening {}", work_tree.display()), &e))
 }
 
 fn trim_trailing_separator(path: PathBuf) -> PathBuf {
