@@ -1,0 +1,216 @@
+//! Environments are git branches: per-branch data paths, snapshots keyed to branch and
+//! commit, branch-scoped restore, undo, notes, worktrees.
+
+mod common;
+
+use std::fs;
+
+use common::{Project, TestResult, git};
+
+const CONFIG: &str = r#"
+production = "main"
+
+[[mount]]
+name = "uploads"
+path = "var/{branch}/uploads"
+"#;
+
+fn write(project: &Project, branch_slug: &str, name: &str, text: &str) -> TestResult {
+    let dir = project.root().join("var").join(branch_slug).join("uploads");
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join(name), text)?;
+    Ok(())
+}
+
+fn read(project: &Project, branch_slug: &str, name: &str) -> Result<String, std::io::Error> {
+    fs::read_to_string(project.root().join("var").join(branch_slug).join("uploads").join(name))
+}
+
+#[test]
+fn snapshots_belong_to_their_branch_and_restore_across_needs_target() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "main data")?;
+    let main_snapshot = project.backup(&[])?;
+    git(project.root(), &["checkout", "-q", "-b", "feature/login"])?;
+    write(&project, "feature_login", "a.txt", "feature data")?;
+    let feature_snapshot = project.backup(&[])?;
+
+    let main_list: Vec<serde_json::Value> = serde_json::from_str(&project.ok(&["list", "--env", "main", "--json"])?)?;
+    assert_eq!(main_list.len(), 1);
+    assert_eq!(main_list[0]["id"], main_snapshot.as_str());
+    let here: Vec<serde_json::Value> = serde_json::from_str(&project.ok(&["list", "--json"])?)?;
+    assert_eq!(here.len(), 1, "list shows the current branch's snapshots");
+    assert_eq!(here[0]["env"], "feature/login");
+    assert_eq!(project.snapshots()?.len(), 2, "--all shows every environment");
+
+    let refused = project.fails(&["restore", &main_snapshot[..12], "--yes"], 1)?;
+    assert!(
+        refused.contains("belongs to environment `main`") && refused.contains("--target feature/login"),
+        "{refused}"
+    );
+    assert_eq!(read(&project, "feature_login", "a.txt")?, "feature data", "a refused restore changes nothing");
+
+    project.ok(&["restore", &main_snapshot[..12], "--target", "feature/login", "--yes"])?;
+    assert_eq!(read(&project, "feature_login", "a.txt")?, "main data", "restored into the target's own path");
+    assert_eq!(read(&project, "main", "a.txt")?, "main data", "the source environment is untouched");
+
+    let safety: Vec<serde_json::Value> =
+        project.snapshots()?.into_iter().filter(|s| s["trigger"] == "safety").collect();
+    assert_eq!(safety.len(), 1);
+    assert_eq!(safety[0]["env"], "feature/login");
+    project.ok(&["undo", "--yes"])?;
+    assert_eq!(read(&project, "feature_login", "a.txt")?, "feature data", "undo puts back what was overwritten");
+    assert!(!feature_snapshot.is_empty());
+    Ok(())
+}
+
+#[test]
+fn target_branch_is_created_from_parent_only_when_asked() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "production data")?;
+    let snapshot = project.backup(&[])?;
+
+    let missing = project.fails(&["restore", &snapshot[..12], "--target", "staging", "--yes"], 1)?;
+    assert!(missing.contains("no branch `staging`") && missing.contains("--branch-from"), "{missing}");
+    assert!(git(project.root(), &["branch", "--list", "staging"])?.is_empty());
+
+    let preview =
+        project.ok(&["restore", &snapshot[..12], "--target", "staging", "--branch-from", "main", "--dry-run"])?;
+    assert!(preview.contains("+  uploads/a.txt") && preview.contains("would create branch `staging`"), "{preview}");
+    assert!(git(project.root(), &["branch", "--list", "staging"])?.is_empty(), "a dry run creates nothing");
+    assert!(!project.root().join("var/staging").exists());
+
+    project.ok(&["restore", &snapshot[..12], "--target", "staging", "--branch-from", "main", "--yes"])?;
+    let head = git(project.root(), &["rev-parse", "main"])?;
+    assert_eq!(git(project.root(), &["rev-parse", "staging"])?, head, "branch created at the parent's commit");
+    assert_eq!(read(&project, "staging", "a.txt")?, "production data");
+    Ok(())
+}
+
+#[test]
+fn dry_run_lists_what_would_be_overwritten_and_changes_nothing() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "kept.txt", "same")?;
+    write(&project, "main", "changed.txt", "before")?;
+    let snapshot = project.backup(&[])?;
+    write(&project, "main", "changed.txt", "after, longer")?;
+    write(&project, "main", "added.txt", "new")?;
+    fs::remove_file(project.root().join("var/main/uploads/kept.txt"))?;
+    let out = project.ok(&["restore", &snapshot[..12], "--dry-run"])?;
+    let lines: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(lines, vec!["M  uploads/changed.txt", "+  uploads/kept.txt", "-  uploads/added.txt"], "{out}");
+    assert_eq!(read(&project, "main", "changed.txt")?, "after, longer");
+    assert!(read(&project, "main", "added.txt").is_ok());
+    assert_eq!(project.snapshots()?.len(), 1, "no safety snapshot on a dry run");
+    Ok(())
+}
+
+#[test]
+fn restore_at_a_commit_takes_the_nearest_ancestor_with_a_snapshot() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "v1")?;
+    let first = project.backup(&[])?;
+    let first_commit = git(project.root(), &["rev-parse", "HEAD"])?;
+    git(project.root(), &["commit", "-q", "--allow-empty", "-m", "no snapshot here"])?;
+    git(project.root(), &["commit", "-q", "--allow-empty", "-m", "two"])?;
+    write(&project, "main", "a.txt", "v2")?;
+    project.backup(&[])?;
+    write(&project, "main", "a.txt", "v3")?;
+
+    project.ok(&["restore", "--at", "HEAD~1", "--yes", "--no-safety-snapshot"])?;
+    assert_eq!(read(&project, "main", "a.txt")?, "v1", "HEAD~1 has none; its parent has the first snapshot");
+    project.ok(&["restore", "--at", "HEAD", "--yes", "--no-safety-snapshot"])?;
+    assert_eq!(read(&project, "main", "a.txt")?, "v2");
+
+    let note = git(project.root(), &["notes", "--ref=envsnap", "show", first_commit.trim()])?;
+    assert!(note.contains(&format!("envsnap snapshot {first} env=main trigger=manual")), "{note}");
+    let log = git(project.root(), &["log", "--notes=envsnap", "--format=%N"])?;
+    assert_eq!(log.matches("envsnap snapshot").count(), 2, "{log}");
+
+    let none = project.fails(&["restore", "--at", "no-such-commit", "--yes"], 1)?;
+    assert!(none.contains("`no-such-commit` names no commit"), "{none}");
+    Ok(())
+}
+
+#[test]
+fn only_admins_restore_into_production() -> TestResult {
+    let config = format!("admins = [\"boss@example.invalid\"]\n{CONFIG}");
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "data")?;
+    let snapshot = project.backup(&[])?;
+    let refused = project.fails(&["restore", &snapshot[..12], "--yes"], 1)?;
+    assert!(refused.contains("only admins may restore into the production environment `main`"), "{refused}");
+    git(project.root(), &["config", "user.email", "boss@example.invalid"])?;
+    project.ok(&["restore", &snapshot[..12], "--yes"])?;
+    Ok(())
+}
+
+#[test]
+fn worktrees_are_environments_sharing_one_repository() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    git(project.root(), &["add", "envsnap.toml"])?;
+    git(project.root(), &["commit", "-q", "-m", "config"])?;
+    // The default repository (in the common git directory) is what worktrees share.
+    let run = |dir: &std::path::Path, args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_envsnap"))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("ENVSNAP_REPOSITORY")
+            .output()
+    };
+    assert!(run(project.root(), &["init"])?.status.success());
+    write(&project, "main", "a.txt", "main")?;
+    assert!(run(project.root(), &["backup"])?.status.success());
+    let other = project.root().join("worktree-b");
+    git(project.root(), &["worktree", "add", "-q", "-b", "feature", other.to_str().ok_or("utf-8")?])?;
+    let data = other.join("var/feature/uploads");
+    fs::create_dir_all(&data)?;
+    fs::write(data.join("b.txt"), "feature")?;
+    let backup = run(&other, &["backup"])?;
+    assert!(backup.status.success(), "{}", String::from_utf8_lossy(&backup.stderr));
+    let listed = run(project.root(), &["list", "--all", "--json"])?;
+    let snapshots: Vec<serde_json::Value> = serde_json::from_slice(&listed.stdout)?;
+    let mut envs: Vec<&str> = snapshots.iter().filter_map(|s| s["env"].as_str()).collect();
+    envs.sort_unstable();
+    assert_eq!(envs, vec!["feature", "main"], "both worktrees write to the one repository");
+    assert!(project.root().join(".git/envsnap/config.json").exists());
+    Ok(())
+}
+
+#[test]
+fn init_writes_a_starter_config_that_configures_nothing_yet() -> TestResult {
+    let project = Project::new("")?;
+    fs::remove_file(project.root().join("envsnap.toml"))?;
+    let out = project.ok(&["init"])?;
+    assert!(out.contains("wrote") && out.contains("envsnap.toml"), "{out}");
+    let starter = fs::read_to_string(project.root().join("envsnap.toml"))?;
+    assert!(starter.contains("[[mount]]") && starter.contains('#'), "commented examples: {starter}");
+    let stderr = project.fails(&["backup"], 1)?;
+    assert!(stderr.contains("no elements") && stderr.contains("[[mount]]"), "{stderr}");
+    let again = project.ok(&["init"])?;
+    assert!(again.contains("exists already"), "{again}");
+    assert_eq!(fs::read_to_string(project.root().join("envsnap.toml"))?, starter, "init never overwrites the config");
+    Ok(())
+}
+
+#[test]
+fn backup_of_a_named_environment_while_detached() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "data")?;
+    git(project.root(), &["checkout", "-q", "--detach"])?;
+    let stderr = project.fails(&["backup"], 1)?;
+    assert!(stderr.contains("detached") && stderr.contains("--env"), "{stderr}");
+    project.backup(&["--env", "main"])?;
+    let snapshots = project.snapshots()?;
+    assert_eq!(snapshots[0]["env"], "main");
+    assert_eq!(snapshots[0]["commit"], git(project.root(), &["rev-parse", "main"])?.trim());
+    let unknown = project.fails(&["backup", "--env", "nope"], 1)?;
+    assert!(unknown.contains("no branch `nope`"), "{unknown}");
+    Ok(())
+}
