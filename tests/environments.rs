@@ -214,3 +214,28 @@ fn backup_of_a_named_environment_while_detached() -> TestResult {
     assert!(unknown.contains("no branch `nope`"), "{unknown}");
     Ok(())
 }
+
+#[test]
+fn consistent_snapshots_pause_and_resume_the_environment() -> TestResult {
+    let config = format!("pause = \"echo paused >> events.log\"\nresume = \"echo resumed >> events.log\"\n{CONFIG}");
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "data")?;
+    project.backup(&[])?;
+    assert_eq!(fs::read_to_string(project.root().join("events.log"))?, "paused\nresumed\n");
+    project.backup(&["--live"])?;
+    assert_eq!(fs::read_to_string(project.root().join("events.log"))?, "paused\nresumed\n", "--live pauses nothing");
+    let modes: Vec<String> =
+        project.snapshots()?.iter().filter_map(|s| s["mode"].as_str().map(str::to_owned)).collect();
+    assert_eq!(modes, vec!["live", "consistent"]);
+
+    let failing = format!("pause = \"exit 3\"\n{CONFIG}");
+    fs::write(project.root().join("envsnap.toml"), failing)?;
+    let stderr = project.fails(&["backup"], 1)?;
+    assert!(
+        stderr.contains("the pause command `exit 3` failed") && stderr.contains("no snapshot was taken"),
+        "{stderr}"
+    );
+    assert_eq!(project.snapshots()?.len(), 2);
+    Ok(())
+}

@@ -43,13 +43,47 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         host: hostname(),
         mounts: request.mounts,
     };
-    let report = backup(repository, &options, reporter().as_ref())?;
+    let pause = match (request.mode, context.config.as_ref()) {
+        (Mode::Consistent, Some(config)) => {
+            let lookup = &envsnap::config::process_environment;
+            Some((config.pause_for(request.env, lookup)?, config.resume_for(request.env, lookup)?))
+        }
+        _ => None,
+    };
+    if let Some((Some(command), _)) = &pause {
+        run_hook_command(context, "pause", command)
+            .map_err(|error| anyhow::anyhow!("{error}; no snapshot was taken (a --live snapshot needs no pause)"))?;
+    }
+    let outcome = backup(repository, &options, reporter().as_ref());
+    if let Some((_, Some(command))) = &pause {
+        // Resumed whatever the backup's outcome: an environment left paused is worse
+        // than a failed snapshot.
+        if let Err(error) = run_hook_command(context, "resume", command) {
+            eprintln!("envsnap: {error}; the environment may still be paused: run `{command}` by hand");
+        }
+    }
+    let report = outcome?;
     if let Some(commit) = &report.snapshot.manifest.commit
         && let Err(error) = notes::add_line(context.work_tree(), commit, &note_line(&report.snapshot))
     {
         eprintln!("envsnap: warning: could not note snapshot {} on commit {commit}: {error}", report.snapshot.id);
     }
     Ok(report)
+}
+
+/// Runs a `pause` or `resume` command of envsnap.toml with `sh -c` in the work tree.
+fn run_hook_command(context: &Context, which: &str, command: &str) -> Result<()> {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(context.work_tree())
+        .stdin(std::process::Stdio::null())
+        .status()
+        .map_err(|error| anyhow::anyhow!("cannot run the {which} command `{command}`: {error}"))?;
+    if !status.success() {
+        anyhow::bail!("the {which} command `{command}` failed ({status}); fix `{which}` in envsnap.toml");
+    }
+    Ok(())
 }
 
 /// The line a snapshot adds to its commit's note.
