@@ -11,12 +11,14 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::element::mount::{Excludes, Mount};
+use crate::element::service::{DumpSink, Service};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::progress::Progress;
@@ -27,8 +29,22 @@ use crate::store::chunker::ChunkerParams;
 use crate::store::pack::BlobKind;
 use crate::tree::{Node, NodeKind, Tree};
 
+/// A service to capture: its element name and its adapter.
+pub struct ServiceSource {
+    /// The element name.
+    pub name: String,
+    /// The adapter that dumps it.
+    pub service: Box<dyn Service>,
+}
+
+impl std::fmt::Debug for ServiceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSource").field("name", &self.name).field("address", &self.service.address()).finish()
+    }
+}
+
 /// What to capture, and how to label it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BackupOptions {
     /// The environment (branch).
     pub env: String,
@@ -48,6 +64,8 @@ pub struct BackupOptions {
     pub host: String,
     /// The mounts to capture.
     pub mounts: Vec<Mount>,
+    /// The services to capture.
+    pub services: Vec<ServiceSource>,
 }
 
 /// What a backup did.
@@ -109,6 +127,34 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
                 size: summary.size,
                 files: summary.files,
                 dirs: summary.dirs,
+            });
+        }
+        for source in &options.services {
+            progress.begin(&format!("dumping {}", source.name), None);
+            let content = Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
+            let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
+            source.service.capture(&sink)?;
+            progress.finish();
+            let mut nodes = sink.nodes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
+                return Err(Error::ServiceFailed {
+                    name: source.name.clone(),
+                    address: source.service.address(),
+                    detail: format!("the adapter wrote `{}` twice", String::from_utf8_lossy(&pair[0].name)),
+                });
+            }
+            let size = nodes.iter().map(|node| node.size).sum();
+            let files = nodes.len() as u64;
+            let tree = writer.add(BlobKind::Tree, &Tree { nodes }.encode())?;
+            elements.push(Element {
+                name: source.name.clone(),
+                kind: ElementKind::Service,
+                source: source.service.address(),
+                tree,
+                size,
+                files,
+                dirs: 1,
             });
         }
         Ok(elements)
@@ -267,11 +313,31 @@ impl Walker<'_> {
             let mut data = Vec::with_capacity(expected as usize + 1);
             file.read_to_end(&mut data)?;
             let pieces: Vec<&[u8]> = self.chunker.cut(&data).collect();
-            let content = self.store_chunks(&pieces)?;
-            self.account(data.len() as u64);
+            let content = self.content().store_chunks(&pieces)?;
+            self.content().account(data.len() as u64);
             return Ok((content, data.len() as u64));
         }
-        let mut chunks = self.chunker.stream(file);
+        self.content().stream(&mut file)
+    }
+
+    fn content(&self) -> Content<'_> {
+        Content { writer: self.writer, chunker: self.chunker, progress: self.progress, counters: self.counters }
+    }
+}
+
+/// Cuts content into chunks and stores them: shared by files and service dumps.
+struct Content<'a> {
+    writer: &'a BlobWriter<'a>,
+    chunker: ChunkerParams,
+    progress: &'a dyn Progress,
+    counters: &'a Counters,
+}
+
+impl Content<'_> {
+    /// Chunks and stores everything `reader` yields, at most [`BATCH`] chunks in
+    /// memory at once; returns the chunk ids and the bytes read.
+    fn stream(&self, reader: &mut dyn Read) -> io::Result<(Vec<ObjectId>, u64)> {
+        let mut chunks = self.chunker.stream(reader);
         let mut content = Vec::new();
         let mut size = 0;
         loop {
@@ -302,6 +368,46 @@ impl Walker<'_> {
     fn account(&self, bytes: u64) {
         self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         self.progress.add_bytes(bytes);
+    }
+}
+
+/// Stores the dump streams of one service as the files of one tree.
+struct ServiceSink<'a> {
+    content: Content<'a>,
+    created: DateTime<Utc>,
+    nodes: Mutex<Vec<Node>>,
+}
+
+impl DumpSink for ServiceSink<'_> {
+    fn add(&self, name: &str, reader: &mut dyn Read) -> Result<()> {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+            return Err(Error::UnsafePath {
+                path: PathBuf::from(name),
+                reason: "a dump stream must be named by one plain file name".to_owned(),
+            });
+        }
+        let (content, size) =
+            self.content.stream(reader).map_err(|error| unwrap_store_error(error, Path::new(name)))?;
+        self.content.progress.add_file();
+        let node = Node {
+            name: name.as_bytes().to_vec(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: self.created.timestamp(),
+            mtime_nsec: self.created.timestamp_subsec_nanos(),
+            ctime: self.created.timestamp(),
+            ctime_nsec: self.created.timestamp_subsec_nanos(),
+            inode: 0,
+            links: 1,
+            size,
+            content,
+            subtree: None,
+            target: None,
+        };
+        crate::store::lock(&self.nodes).push(node);
+        Ok(())
     }
 }
 

@@ -140,6 +140,28 @@ pub enum Error {
     #[error("the pack writer stopped unexpectedly; nothing was recorded; run the command again")]
     PackWriterStopped,
 
+    /// A service of a type this build cannot capture yet.
+    #[error(
+        "service `{name}`: type `{kind}` is not supported by this envsnap yet; capture it with type = \"command\" and your own dump and restore commands"
+    )]
+    ServiceUnsupported {
+        /// The service's name.
+        name: String,
+        /// Its type.
+        kind: String,
+    },
+
+    /// Capturing or restoring a service failed.
+    #[error("service `{name}` ({address}): {detail}")]
+    ServiceFailed {
+        /// The service's name.
+        name: String,
+        /// Where it is, without secrets.
+        address: String,
+        /// What went wrong, with the tool's own message.
+        detail: String,
+    },
+
     /// Nothing to snapshot.
     #[error("envsnap.toml configures no elements: add a [[mount]] (or [[service]]) entry, then run the backup again")]
     NoElements,

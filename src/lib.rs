@@ -37,6 +37,7 @@
 //!     user: "me".into(),
 //!     host: "here".into(),
 //!     mounts: vec![Mount { name: "uploads".into(), path: data, exclude: vec![] }],
+//!     services: vec![],
 //! };
 //! let report = backup(&repository, &options, &NoProgress)?;
 //!

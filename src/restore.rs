@@ -30,6 +30,7 @@ use rayon::prelude::*;
 use crate::catalog::Location;
 use crate::diff::{Change, ChangeKind};
 use crate::element::mount::Excludes;
+use crate::element::service::{DumpSource, Service};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::progress::Progress;
@@ -599,4 +600,66 @@ fn remove_extra_entries(dir: &PlannedDir, excludes: &Excludes) -> Result<()> {
         remove_existing(&entry.path())?;
     }
     Ok(())
+}
+
+/// A captured service's dump streams, read back from the store.
+pub struct StoredDump<'a> {
+    repository: &'a Repository,
+    tree: crate::tree::Tree,
+}
+
+impl<'a> StoredDump<'a> {
+    /// The dump whose streams are the files of `tree`.
+    pub fn open(repository: &'a Repository, tree: &ObjectId) -> Result<Self> {
+        Ok(StoredDump { repository, tree: repository.read_tree(tree)? })
+    }
+}
+
+impl DumpSource for StoredDump<'_> {
+    fn names(&self) -> Vec<String> {
+        self.tree.nodes.iter().map(|node| String::from_utf8_lossy(&node.name).into_owned()).collect()
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn io::Read + Send + '_>> {
+        let node = self.tree.find(name.as_bytes()).ok_or_else(|| Error::Corrupt {
+            what: "a service dump".to_owned(),
+            detail: format!("it has no stream named `{name}`"),
+        })?;
+        Ok(Box::new(ChunkReader {
+            repository: self.repository,
+            chunks: node.content.clone(),
+            next: 0,
+            buffer: Vec::new(),
+            position: 0,
+        }))
+    }
+}
+
+/// Reads a file's chunks in order, each verified against its id.
+struct ChunkReader<'a> {
+    repository: &'a Repository,
+    chunks: Vec<ObjectId>,
+    next: usize,
+    buffer: Vec<u8>,
+    position: usize,
+}
+
+impl io::Read for ChunkReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.buffer.len() {
+            let Some(id) = self.chunks.get(self.next) else { return Ok(0) };
+            self.buffer = self.repository.read_blob(id).map_err(io::Error::other)?;
+            self.position = 0;
+            self.next += 1;
+        }
+        let count = out.len().min(self.buffer.len() - self.position);
+        out[..count].copy_from_slice(&self.buffer[self.position..self.position + count]);
+        self.position += count;
+        Ok(count)
+    }
+}
+
+/// Restores a service element into `service`: its data is replaced by the dump.
+pub fn restore_service(repository: &Repository, tree: &ObjectId, service: &dyn Service) -> Result<()> {
+    service.restore(&StoredDump::open(repository, tree)?)
 }

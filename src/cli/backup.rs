@@ -42,8 +42,10 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let env = context.workspace.environment(args.env.as_deref())?;
     let mut mounts = context.mounts(&env)?;
+    let mut services = context.services(&env)?;
     if !args.elements.is_empty() {
-        let known: Vec<String> = mounts.iter().map(|mount| mount.name.clone()).collect();
+        let known: Vec<String> =
+            mounts.iter().map(|mount| mount.name.clone()).chain(services.iter().map(|s| s.name.clone())).collect();
         for name in &args.elements {
             if !known.contains(name) {
                 return Err(
@@ -52,8 +54,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             }
         }
         mounts.retain(|mount| args.elements.contains(&mount.name));
+        services.retain(|service| args.elements.contains(&service.name));
     }
-    if mounts.is_empty() {
+    if mounts.is_empty() && services.is_empty() {
         return Err(Error::NoElements.into());
     }
     let trigger: Trigger = args.trigger.parse().map_err(anyhow::Error::msg)?;
@@ -68,6 +71,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         env: &env,
         commit,
         mounts,
+        services,
         trigger,
         mode: if args.live { Mode::Live } else { Mode::Consistent },
         note: args.note.clone(),

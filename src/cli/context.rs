@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use envsnap::backup::ServiceSource;
 use envsnap::config::{self, Config, ConfigError};
 use envsnap::element::mount::Mount;
+use envsnap::element::service::adapter;
 use envsnap::git::Workspace;
 use envsnap::repository::{Access, Repository};
 
@@ -75,6 +77,15 @@ impl Context {
             .into_iter()
             .map(|mount| Mount { name: mount.name, path: mount.path, exclude: mount.exclude })
             .collect())
+    }
+
+    /// The services of environment `env`, each with its adapter.
+    pub fn services(&self, env: &str) -> Result<Vec<ServiceSource>> {
+        let resolved = self.config()?.services_for(env, &self.workspace.work_tree, &config::process_environment)?;
+        resolved
+            .iter()
+            .map(|service| Ok(ServiceSource { name: service.name.clone(), service: adapter(service)? }))
+            .collect()
     }
 
     /// The work tree's root.

@@ -9,7 +9,7 @@ use envsnap::Error;
 use envsnap::diff::ChangeKind;
 use envsnap::git::branch;
 use envsnap::repository::{Access, Repository};
-use envsnap::restore::{RestoreTarget, preview, restore};
+use envsnap::restore::{RestoreTarget, preview, restore, restore_service};
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
 use super::context::{Context, Global};
@@ -183,14 +183,25 @@ pub fn into_environment(
         }
     }
     let mounts = context.mounts(env)?;
+    let mut services = context.services(env)?;
     let mut pairs = Vec::new();
+    let mut service_pairs = Vec::new();
     for element in elements {
-        let mount = mounts.iter().find(|mount| mount.name == element.name).ok_or_else(|| Error::UnknownElement {
+        let unknown = || Error::UnknownElement {
             name: element.name.clone(),
-            context: format!(" among the mounts of envsnap.toml for `{env}`"),
-            known: mounts.iter().map(|mount| mount.name.clone()).collect(),
-        })?;
-        pairs.push((*element, mount.clone()));
+            context: format!(" among the {}s of envsnap.toml for `{env}`", element.kind.as_str()),
+            known: mounts.iter().map(|m| m.name.clone()).chain(services.iter().map(|s| s.name.clone())).collect(),
+        };
+        match element.kind {
+            ElementKind::Mount => {
+                let mount = mounts.iter().find(|mount| mount.name == element.name).ok_or_else(unknown)?;
+                pairs.push((*element, mount.clone()));
+            }
+            ElementKind::Service => {
+                let index = services.iter().position(|service| service.name == element.name).ok_or_else(unknown)?;
+                service_pairs.push((*element, services.swap_remove(index)));
+            }
+        }
     }
     let targets = pairs
         .iter()
@@ -209,6 +220,15 @@ pub fn into_environment(
                 let slash = if change.is_dir { "/" } else { "" };
                 writeln!(out, "{}  {}{slash}", change.kind.mark(), change.path.display())?;
             }
+        }
+        for (element, source) in &service_pairs {
+            writeln!(
+                out,
+                "{} → {} ({env}): its data would be replaced by the {} dump",
+                element.name,
+                source.service.address(),
+                bytes(element.size)
+            )?;
         }
         if let Some(parent) = create_from {
             writeln!(out, "would create branch `{env}` from `{parent}`")?;
@@ -233,19 +253,29 @@ pub fn into_environment(
             snapshot.id.short(SHORT_ID),
             snapshot.manifest.env,
             snapshot.manifest.created.format("%Y-%m-%d %H:%M"),
-            pairs.iter().map(|(_, mount)| mount.path.display().to_string()).collect::<Vec<_>>().join(", ")
+            pairs
+                .iter()
+                .map(|(_, mount)| mount.path.display().to_string())
+                .chain(service_pairs.iter().map(|(_, source)| source.service.address()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )?;
-    if let Some(parent) = create_from {
-        let commit = branch::create_branch(context.work_tree(), env, parent)?;
-        eprintln!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
-    }
     if options.safety {
         let existing: Vec<_> =
             pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
-        if !existing.is_empty() {
+        // Fresh adapters for the safety snapshot: the ones matched above restore.
+        let mut live_services = Vec::new();
+        for source in context.services(env)? {
+            if service_pairs.iter().any(|(element, _)| element.name == source.name) && source.service.exists()? {
+                live_services.push(source);
+            }
+        }
+        if !existing.is_empty() || !live_services.is_empty() {
             let commit = if context.workspace.branch.as_deref() == Some(env) {
                 context.workspace.commit.clone()
+            } else if create_from.is_some() {
+                None
             } else {
                 envsnap::git::branch_commit(context.work_tree(), env)?
             };
@@ -253,6 +283,7 @@ pub fn into_environment(
                 env,
                 commit,
                 mounts: existing,
+                services: live_services,
                 trigger: Trigger::Safety,
                 mode: Mode::Live,
                 note: Some(format!("taken before restoring snapshot {}", snapshot.id.short(SHORT_ID))),
@@ -266,21 +297,37 @@ pub fn into_environment(
             );
         }
     }
-    let report = restore(repository, &targets, reporter().as_ref()).map_err(|error| {
+    if let Some(parent) = create_from {
+        let commit = branch::create_branch(context.work_tree(), env, parent)?;
+        eprintln!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
+    }
+    let undo_hint = |error: Error| {
         anyhow::anyhow!("{error}\nthe restore did not finish; `envsnap undo` puts back what was there before")
-    })?;
-    eprintln!(
-        "restored snapshot {} into `{env}`: {} files, {} directories, {} symlinks, {}",
-        snapshot.id.short(SHORT_ID),
-        report.files,
-        report.dirs,
-        report.symlinks,
-        bytes(report.bytes)
-    );
+    };
+    if !targets.is_empty() {
+        let report = restore(repository, &targets, reporter().as_ref()).map_err(undo_hint)?;
+        eprintln!(
+            "restored the files of snapshot {} into `{env}`: {} files, {} directories, {} symlinks, {}",
+            snapshot.id.short(SHORT_ID),
+            report.files,
+            report.dirs,
+            report.symlinks,
+            bytes(report.bytes)
+        );
+    }
+    for (element, source) in &service_pairs {
+        restore_service(repository, &element.tree, source.service.as_ref()).map_err(undo_hint)?;
+        eprintln!(
+            "restored service {} of snapshot {} into {}",
+            element.name,
+            snapshot.id.short(SHORT_ID),
+            source.service.address()
+        );
+    }
     Ok(())
 }
 
-/// The mount elements of `snapshot` named in `names` (all when empty).
+/// The elements of `snapshot` named in `names` (all when empty).
 pub fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<Vec<&'a Element>> {
     let known: Vec<String> = snapshot.manifest.elements.iter().map(|element| element.name.clone()).collect();
     for name in names {
@@ -293,13 +340,7 @@ pub fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<V
             .into());
         }
     }
-    Ok(snapshot
-        .manifest
-        .elements
-        .iter()
-        .filter(|element| element.kind == ElementKind::Mount)
-        .filter(|element| names.is_empty() || names.contains(&element.name))
-        .collect())
+    Ok(snapshot.manifest.elements.iter().filter(|element| names.is_empty() || names.contains(&element.name)).collect())
 }
 
 /// Asks on a terminal; refuses without one unless `--yes` was given.

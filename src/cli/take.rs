@@ -2,7 +2,7 @@
 //! Shared by `backup`, the safety snapshot of `restore`, and the git hooks.
 
 use anyhow::Result;
-use envsnap::backup::{BackupOptions, BackupReport, backup};
+use envsnap::backup::{BackupOptions, BackupReport, ServiceSource, backup};
 use envsnap::element::mount::Mount;
 use envsnap::git::notes;
 use envsnap::repository::Repository;
@@ -19,6 +19,8 @@ pub struct Request<'a> {
     pub commit: Option<String>,
     /// Its mounts.
     pub mounts: Vec<Mount>,
+    /// Its services.
+    pub services: Vec<ServiceSource>,
     /// Why.
     pub trigger: Trigger,
     /// Consistent or live.
@@ -42,6 +44,7 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         user: whoami(),
         host: hostname(),
         mounts: request.mounts,
+        services: request.services,
     };
     let pause = match (request.mode, context.config.as_ref()) {
         (Mode::Consistent, Some(config)) => {

@@ -1,6 +1,7 @@
 //! The parts of an environment's data that a snapshot captures.
 //!
-//! Mounts (directory trees) are here; services (databases captured through their dump
-//! interface) will be further elements whose dump is stored as a one-file tree.
+//! Mounts are directory trees; services are databases and servers captured through
+//! their dump interface, whose dump streams are stored as the files of a tree.
 
 pub mod mount;
+pub mod service;

@@ -1,0 +1,59 @@
+//! Services: databases and other servers, captured through their own dump interface.
+//!
+//! An adapter captures a service as one or more named *dump streams* (one for the
+//! whole dump, or one per table so that unchanged tables deduplicate) and restores it
+//! from the same streams. Streams go straight through the chunker into the store:
+//! nothing is staged whole in memory or on disk. In a snapshot, a service is an element
+//! whose tree holds one file per stream, so restore, diff, check and browsing treat it
+//! like a mount.
+
+pub mod command;
+
+use std::io::Read;
+
+use crate::config::{ResolvedService, ServiceAccess, ServiceKind};
+use crate::error::{Error, Result};
+
+/// Receives the dump streams of a capture. Streams may be added from several threads.
+pub trait DumpSink: Sync {
+    /// Stores the stream `name` (a file name such as `dump.sql` or `tables/users.sql`),
+    /// reading `reader` to its end.
+    fn add(&self, name: &str, reader: &mut dyn Read) -> Result<()>;
+}
+
+/// Gives back the dump streams of a captured service, in the order they were named.
+pub trait DumpSource: Sync {
+    /// The stream names.
+    fn names(&self) -> Vec<String>;
+
+    /// A reader of stream `name`, verified chunk by chunk as it is read.
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send + '_>>;
+}
+
+/// One kind of service.
+pub trait Service: Send + Sync {
+    /// Where it is, for messages; never holds a password.
+    fn address(&self) -> String;
+
+    /// Whether there is data to capture (a database that does not exist yet has none,
+    /// so a restore into it needs no safety snapshot of it).
+    fn exists(&self) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Captures the service at one point in time into `sink`.
+    fn capture(&self, sink: &dyn DumpSink) -> Result<()>;
+
+    /// Replaces the service's data with the dump in `source`.
+    fn restore(&self, source: &dyn DumpSource) -> Result<()>;
+}
+
+/// The adapter for a resolved `[[service]]`.
+pub fn adapter(service: &ResolvedService) -> Result<Box<dyn Service>> {
+    match (&service.kind, &service.access) {
+        (ServiceKind::Command, ServiceAccess::Commands { dump, restore, extension }) => {
+            Ok(Box::new(command::CommandService::new(&service.name, dump, restore, extension)))
+        }
+        (kind, _) => Err(Error::ServiceUnsupported { name: service.name.clone(), kind: kind.as_str().to_owned() }),
+    }
+}
