@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -210,9 +210,9 @@ struct Walker<'a> {
     counters: &'a Counters,
 }
 
-/// Chunks hashed and compressed together when a large file is read: enough to keep
-/// every core busy, few enough to bound memory (at most this many maximum-size chunks).
-const BATCH: usize = 4;
+/// Chunks of a stream waiting to be stored, per core: enough to keep every core busy,
+/// few enough to bound memory (each is at most the maximum chunk size).
+const IN_FLIGHT: usize = 2;
 
 impl Walker<'_> {
     fn directory(&self, path: &Path, relative: &Path, parent: Option<ObjectId>) -> Result<Summary> {
@@ -334,27 +334,51 @@ struct Content<'a> {
 }
 
 impl Content<'_> {
-    /// Chunks and stores everything `reader` yields, at most [`BATCH`] chunks in
-    /// memory at once; returns the chunk ids and the bytes read.
+    /// Chunks and stores everything `reader` yields; returns the chunk ids and the
+    /// bytes read. Cutting runs on this thread while the chunks already cut are hashed,
+    /// compressed and stored on the others; at most [`IN_FLIGHT`] per core wait, which
+    /// bounds memory for a stream of any length.
     fn stream(&self, reader: &mut dyn Read) -> io::Result<(Vec<ObjectId>, u64)> {
-        let mut chunks = self.chunker.stream(reader);
-        let mut content = Vec::new();
-        let mut size = 0;
-        loop {
-            let batch: Vec<Vec<u8>> = chunks
-                .by_ref()
-                .take(BATCH)
-                .map(|chunk| chunk.map(|chunk| chunk.data).map_err(chunk_error))
-                .collect::<io::Result<_>>()?;
-            if batch.is_empty() {
-                break;
+        let ids: Mutex<Vec<Option<ObjectId>>> = Mutex::new(Vec::new());
+        let failure: Mutex<Option<io::Error>> = Mutex::new(None);
+        let in_flight = AtomicUsize::new(0);
+        let limit = IN_FLIGHT * rayon::current_num_threads().max(1);
+        let mut size = 0u64;
+        rayon::in_place_scope(|scope| -> io::Result<()> {
+            for (index, chunk) in self.chunker.stream(reader).enumerate() {
+                let data = chunk.map_err(chunk_error)?.data;
+                size += data.len() as u64;
+                self.account(data.len() as u64);
+                crate::store::lock(&ids).push(None);
+                while in_flight.load(Ordering::Acquire) >= limit {
+                    // Help with the queued chunks rather than wait for them.
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::thread::yield_now();
+                    }
+                }
+                if crate::store::lock(&failure).is_some() {
+                    break;
+                }
+                in_flight.fetch_add(1, Ordering::AcqRel);
+                let (ids, failure, in_flight) = (&ids, &failure, &in_flight);
+                scope.spawn(move |_| {
+                    match self.writer.add(BlobKind::Data, &data) {
+                        Ok(id) => crate::store::lock(ids)[index] = Some(id),
+                        Err(error) => {
+                            crate::store::lock(failure).get_or_insert(io::Error::other(WrappedError(error)));
+                        }
+                    }
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                });
             }
-            let pieces: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            content.extend(self.store_chunks(&pieces)?);
-            let length: u64 = pieces.iter().map(|piece| piece.len() as u64).sum();
-            self.account(length);
-            size += length;
+            Ok(())
+        })?;
+        if let Some(error) = failure.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            return Err(error);
         }
+        let ids = ids.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let content =
+            ids.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| io::Error::other("a chunk was lost"))?;
         Ok((content, size))
     }
 
@@ -412,7 +436,7 @@ impl DumpSink for ServiceSink<'_> {
 }
 
 /// Files up to this size are read whole and chunked in memory; larger ones are
-/// streamed, at most [`BATCH`] chunks at a time.
+/// streamed.
 const WHOLE_FILE_LIMIT: u64 = 16 << 20;
 
 /// Carries a store error through the `io::Error` of a file read, so a full repository
