@@ -5,6 +5,7 @@
 //! into batches of chunks that are hashed and compressed in parallel. A file whose
 //! inode, size, mtime and ctime match the parent snapshot is not read again.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -66,6 +67,22 @@ pub struct BackupOptions {
     pub mounts: Vec<Mount>,
     /// The services to capture.
     pub services: Vec<ServiceSource>,
+    /// For a consistent snapshot of a live application: how to pause and resume it.
+    pub pause: Option<Box<dyn PauseControl>>,
+}
+
+/// Pauses and resumes an environment (e.g. maintenance mode on and off).
+pub trait PauseControl: Send + Sync {
+    /// Stops the application writing.
+    fn pause(&self) -> Result<()>;
+    /// Lets it write again. Always called once `pause` was attempted.
+    fn resume(&self) -> Result<()>;
+}
+
+impl std::fmt::Debug for dyn PauseControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PauseControl")
+    }
 }
 
 /// What a backup did.
@@ -81,6 +98,11 @@ pub struct BackupReport {
     pub bytes_read: u64,
     /// Special files (sockets, fifos, devices) left out.
     pub skipped: u64,
+    /// How long the environment was paused, when it was.
+    pub paused: Option<std::time::Duration>,
+    /// Why resuming failed, if it did: the snapshot is complete, but the environment
+    /// may still be paused.
+    pub resume_error: Option<String>,
 }
 
 /// Takes a snapshot. The repository must be open for writing.
@@ -100,64 +122,99 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
     }
     let parent = repository.snapshots(Some(&options.env))?.into_iter().next();
     let counters = Counters::default();
+    let remembered: Mutex<HashMap<ObjectId, Tree>> = Mutex::new(HashMap::new());
+    let mut paused = None;
+    let mut resume_error = None;
     let (elements, totals) = BlobWriter::pipelined(repository.backend(), repository.catalog(), |writer| {
-        let mut elements = Vec::with_capacity(sources.len());
-        for (mount, excludes) in sources {
-            let parent_tree = parent
-                .as_ref()
-                .and_then(|snapshot| snapshot.manifest.element(&mount.name))
-                .filter(|element| element.kind == ElementKind::Mount)
-                .map(|element| element.tree);
+        let walk = |mount: &Mount, excludes: &Excludes, parent_tree: Option<ObjectId>, remember: bool| {
             progress.begin(&format!("backing up {}", mount.name), None);
             let walker = Walker {
                 repository,
                 writer,
-                excludes,
+                excludes: excludes.clone(),
                 chunker: repository.config().chunker,
                 progress,
                 counters: &counters,
+                remembered: &remembered,
+                remember,
             };
-            let summary = walker.directory(&mount.path, Path::new(""), parent_tree)?;
+            let summary = walker.directory(&mount.path, Path::new(""), parent_tree);
             progress.finish();
-            elements.push(Element {
-                name: mount.name.clone(),
-                kind: ElementKind::Mount,
-                source: mount.path.display().to_string(),
-                tree: summary.tree.expect("a directory always has a tree"),
-                size: summary.size,
-                files: summary.files,
-                dirs: summary.dirs,
-            });
+            summary
+        };
+        let previous_tree = |mount: &Mount| {
+            parent
+                .as_ref()
+                .and_then(|snapshot| snapshot.manifest.element(&mount.name))
+                .filter(|element| element.kind == ElementKind::Mount)
+                .map(|element| element.tree)
+        };
+        // Consistent mode with a pause: a first pass while the application runs reads
+        // nearly everything; the second, paused, pass reads only what changed meanwhile,
+        // so the pause lasts about as long as an unchanged re-backup.
+        let mut first_pass = Vec::new();
+        if options.pause.is_some() {
+            for (mount, excludes) in &sources {
+                first_pass.push(walk(mount, excludes, previous_tree(mount), true)?.tree);
+            }
         }
-        for source in &options.services {
-            progress.begin(&format!("dumping {}", source.name), None);
-            let content = Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
-            let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
-            source.service.capture(&sink)?;
-            progress.finish();
-            let mut nodes = sink.nodes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-            nodes.sort_by(|a, b| a.name.cmp(&b.name));
-            if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
-                return Err(Error::ServiceFailed {
-                    name: source.name.clone(),
-                    address: source.service.address(),
-                    detail: format!("the adapter wrote `{}` twice", String::from_utf8_lossy(&pair[0].name)),
+        let paused_at = std::time::Instant::now();
+        let capture = || -> Result<Vec<Element>> {
+            if let Some(control) = &options.pause {
+                control.pause()?;
+            }
+            let mut elements = Vec::with_capacity(sources.len() + options.services.len());
+            for (index, (mount, excludes)) in sources.iter().enumerate() {
+                let parent_tree = first_pass.get(index).copied().flatten().or_else(|| previous_tree(mount));
+                let summary = walk(mount, excludes, parent_tree, false)?;
+                elements.push(Element {
+                    name: mount.name.clone(),
+                    kind: ElementKind::Mount,
+                    source: mount.path.display().to_string(),
+                    tree: summary.tree.expect("a directory always has a tree"),
+                    size: summary.size,
+                    files: summary.files,
+                    dirs: summary.dirs,
                 });
             }
-            let size = nodes.iter().map(|node| node.size).sum();
-            let files = nodes.len() as u64;
-            let tree = writer.add(BlobKind::Tree, &Tree { nodes }.encode())?;
-            elements.push(Element {
-                name: source.name.clone(),
-                kind: ElementKind::Service,
-                source: source.service.address(),
-                tree,
-                size,
-                files,
-                dirs: 1,
-            });
+            for source in &options.services {
+                progress.begin(&format!("dumping {}", source.name), None);
+                let content = Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
+                let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
+                source.service.capture(&sink)?;
+                progress.finish();
+                let mut nodes = sink.nodes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
+                    return Err(Error::ServiceFailed {
+                        name: source.name.clone(),
+                        address: source.service.address(),
+                        detail: format!("the adapter wrote `{}` twice", String::from_utf8_lossy(&pair[0].name)),
+                    });
+                }
+                let size = nodes.iter().map(|node| node.size).sum();
+                let files = nodes.len() as u64;
+                let tree = writer.add(BlobKind::Tree, &Tree { nodes }.encode())?;
+                elements.push(Element {
+                    name: source.name.clone(),
+                    kind: ElementKind::Service,
+                    source: source.service.address(),
+                    tree,
+                    size,
+                    files,
+                    dirs: 1,
+                });
+            }
+            Ok(elements)
+        };
+        let captured = capture();
+        if let Some(control) = &options.pause {
+            // Resumed whatever happened: an environment left paused is worse than a
+            // failed snapshot.
+            resume_error = control.resume().err().map(|error| error.to_string());
+            paused = Some(paused_at.elapsed());
         }
-        Ok(elements)
+        captured
     })?;
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -172,6 +229,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         user: options.user.clone(),
         parent: parent.map(|snapshot| snapshot.id),
         stored: totals.stored_bytes,
+        paused_ms: paused.map(|duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
         elements,
     };
     let snapshot = repository.publish(&manifest)?;
@@ -181,6 +239,8 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         files_unchanged: counters.files_unchanged.load(Ordering::Relaxed),
         bytes_read: counters.bytes_read.load(Ordering::Relaxed),
         skipped: counters.skipped.load(Ordering::Relaxed),
+        paused,
+        resume_error,
     })
 }
 
@@ -208,6 +268,11 @@ struct Walker<'a> {
     chunker: ChunkerParams,
     progress: &'a dyn Progress,
     counters: &'a Counters,
+    /// Trees written by a first pass, which are not readable from the store until
+    /// their pack is written: the second pass finds its parent trees here.
+    remembered: &'a Mutex<HashMap<ObjectId, Tree>>,
+    /// Whether this pass keeps its trees in `remembered`.
+    remember: bool,
 }
 
 /// Chunks of a stream waiting to be stored, per core: enough to keep every core busy,
@@ -223,7 +288,10 @@ impl Walker<'_> {
             .context("reading the directory", path)?;
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // A parent tree that cannot be read only costs reading the files again.
-        let parent_tree = parent.and_then(|id| self.repository.read_tree(&id).ok());
+        let parent_tree = parent.and_then(|id| {
+            let remembered = crate::store::lock(self.remembered).get(&id).cloned();
+            remembered.or_else(|| self.repository.read_tree(&id).ok())
+        });
         let results: Vec<Option<(Node, Summary)>> = entries
             .par_iter()
             .map(|(name, child)| self.entry(name, child, relative, parent_tree.as_ref()))
@@ -236,7 +304,11 @@ impl Walker<'_> {
             summary.dirs += child.dirs;
             tree.nodes.push(node);
         }
-        summary.tree = Some(self.writer.add(BlobKind::Tree, &tree.encode())?);
+        let id = self.writer.add(BlobKind::Tree, &tree.encode())?;
+        if self.remember {
+            crate::store::lock(self.remembered).insert(id, tree);
+        }
+        summary.tree = Some(id);
         Ok(summary)
     }
 

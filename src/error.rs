@@ -162,6 +162,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// The `pause` or `resume` command of envsnap.toml failed.
+    #[error("the {which} command `{command}` {detail}")]
+    PauseFailed {
+        /// `pause` or `resume`.
+        which: &'static str,
+        /// The command.
+        command: String,
+        /// What happened and what to do.
+        detail: String,
+    },
+
     /// Nothing to snapshot.
     #[error("envsnap.toml configures no elements: add a [[mount]] (or [[service]]) entry, then run the backup again")]
     NoElements,
@@ -206,6 +217,36 @@ pub enum Error {
         path: PathBuf,
         /// The SQLite error.
         source: rusqlite::Error,
+    },
+
+    /// A service's URL that its adapter cannot use.
+    #[error("service `{name}`: its url {detail}; fix `url` in envsnap.toml")]
+    ServiceUrl {
+        /// The service's name.
+        name: String,
+        /// What is wrong with the URL, without echoing a password.
+        detail: String,
+    },
+
+    /// An export whose file name does not say a format the element has.
+    #[error(
+        "element `{element}` cannot be exported as {}: name the file with one of {}",
+        path.display(), fits.join(", ")
+    )]
+    ExportFormat {
+        /// The element's name.
+        element: String,
+        /// The file asked for.
+        path: PathBuf,
+        /// The extensions that fit the element, with their dots.
+        fits: Vec<String>,
+    },
+
+    /// An export would overwrite a file.
+    #[error("{} already exists: remove it or export to another path", path.display())]
+    ExportExists {
+        /// The file asked for.
+        path: PathBuf,
     },
 }
 

@@ -149,6 +149,10 @@ pub struct Manifest {
     pub parent: Option<ObjectId>,
     /// New bytes it added to the repository (stored size, after dedup and compression).
     pub stored: u64,
+    /// How long the environment was paused for it, in milliseconds (consistent mode
+    /// with a `pause` command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_ms: Option<u64>,
     /// What it captured.
     pub elements: Vec<Element>,
 }

@@ -217,7 +217,8 @@ fn backup_of_a_named_environment_while_detached() -> TestResult {
 
 #[test]
 fn consistent_snapshots_pause_and_resume_the_environment() -> TestResult {
-    let config = format!("pause = \"echo paused >> events.log\"\nresume = \"echo resumed >> events.log\"\n{CONFIG}");
+    let config =
+        format!("pause = \"echo paused >> events.log; sleep 0.3\"\nresume = \"echo resumed >> events.log\"\n{CONFIG}");
     let project = Project::new(&config)?;
     project.ok(&["init"])?;
     write(&project, "main", "a.txt", "data")?;
@@ -225,9 +226,12 @@ fn consistent_snapshots_pause_and_resume_the_environment() -> TestResult {
     assert_eq!(fs::read_to_string(project.root().join("events.log"))?, "paused\nresumed\n");
     project.backup(&["--live"])?;
     assert_eq!(fs::read_to_string(project.root().join("events.log"))?, "paused\nresumed\n", "--live pauses nothing");
-    let modes: Vec<String> =
-        project.snapshots()?.iter().filter_map(|s| s["mode"].as_str().map(str::to_owned)).collect();
+    let snapshots = project.snapshots()?;
+    let modes: Vec<&str> = snapshots.iter().filter_map(|s| s["mode"].as_str()).collect();
     assert_eq!(modes, vec!["live", "consistent"]);
+    let paused = snapshots[1]["paused_ms"].as_u64().ok_or("a consistent snapshot records its pause")?;
+    assert!((300..5000).contains(&paused), "paused for {paused} ms");
+    assert!(snapshots[0]["paused_ms"].is_null(), "a live one was not paused");
 
     let failing = format!("pause = \"exit 3\"\n{CONFIG}");
     fs::write(project.root().join("envsnap.toml"), failing)?;
@@ -237,5 +241,24 @@ fn consistent_snapshots_pause_and_resume_the_environment() -> TestResult {
         "{stderr}"
     );
     assert_eq!(project.snapshots()?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn a_consistent_snapshot_holds_the_data_as_it_was_while_paused() -> TestResult {
+    // The application's last write lands just as it is paused: the first, live pass has
+    // already read the file, so only the second, paused, pass can hold the new content.
+    let config = format!("pause = \"echo last write >> var/main/uploads/log.txt\"\nresume = \"true\"\n{CONFIG}");
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    for n in 0..50 {
+        write(&project, "main", &format!("file-{n}.txt"), &format!("content {n}"))?;
+    }
+    write(&project, "main", "log.txt", "first write\n")?;
+    let id = project.backup(&[])?;
+    let out = project.root().join("out");
+    project.ok(&["restore", &id[..12], "--to", out.to_str().ok_or("utf-8")?])?;
+    assert_eq!(fs::read_to_string(out.join("uploads/log.txt"))?, "first write\nlast write\n");
+    assert_eq!(fs::read_to_string(out.join("uploads/file-49.txt"))?, "content 49");
     Ok(())
 }

@@ -1054,6 +1054,7 @@ impl<'a> Forger<'a> {
             user: "test".to_owned(),
             parent: None,
             stored: 0,
+            paused_ms: None,
             elements: elements
                 .iter()
                 .map(|(name, tree)| Element {

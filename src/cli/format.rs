@@ -61,6 +61,8 @@ pub struct SnapshotView {
     pub note: Option<String>,
     /// When retention may remove it.
     pub expires: Option<String>,
+    /// How long the environment was paused for it, in milliseconds, when it was.
+    pub paused_ms: Option<u64>,
     /// What it holds.
     pub elements: Vec<ElementView>,
 }
@@ -84,6 +86,7 @@ impl SnapshotView {
             stored: manifest.stored,
             note: manifest.note.clone(),
             expires: manifest.expires.map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            paused_ms: manifest.paused_ms,
             elements: manifest
                 .elements
                 .iter()

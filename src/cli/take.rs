@@ -2,7 +2,7 @@
 //! Shared by `backup`, the safety snapshot of `restore`, and the git hooks.
 
 use anyhow::Result;
-use envsnap::backup::{BackupOptions, BackupReport, ServiceSource, backup};
+use envsnap::backup::{BackupOptions, BackupReport, PauseControl, ServiceSource, backup};
 use envsnap::element::mount::Mount;
 use envsnap::git::notes;
 use envsnap::repository::Repository;
@@ -34,6 +34,13 @@ pub struct Request<'a> {
 /// Takes the snapshot and notes its id on its commit (`refs/notes/envsnap`). A note
 /// that cannot be written is a warning: the snapshot itself is safe.
 pub fn take(context: &Context, repository: &Repository, request: Request<'_>) -> Result<BackupReport> {
+    let pause = match (request.mode, context.config.as_ref()) {
+        (Mode::Consistent, Some(config)) => {
+            let lookup = &envsnap::config::process_environment;
+            ShellPause::new(context, config.pause_for(request.env, lookup)?, config.resume_for(request.env, lookup)?)
+        }
+        _ => None,
+    };
     let options = BackupOptions {
         env: request.env.to_owned(),
         commit: request.commit,
@@ -45,27 +52,12 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         host: hostname(),
         mounts: request.mounts,
         services: request.services,
+        pause: pause.map(|pause| Box::new(pause) as Box<dyn PauseControl>),
     };
-    let pause = match (request.mode, context.config.as_ref()) {
-        (Mode::Consistent, Some(config)) => {
-            let lookup = &envsnap::config::process_environment;
-            Some((config.pause_for(request.env, lookup)?, config.resume_for(request.env, lookup)?))
-        }
-        _ => None,
-    };
-    if let Some((Some(command), _)) = &pause {
-        run_hook_command(context, "pause", command)
-            .map_err(|error| anyhow::anyhow!("{error}; no snapshot was taken (a --live snapshot needs no pause)"))?;
+    let report = backup(repository, &options, reporter().as_ref())?;
+    if let Some(error) = &report.resume_error {
+        eprintln!("envsnap: {error}; the snapshot is complete, but the environment may still be paused");
     }
-    let outcome = backup(repository, &options, reporter().as_ref());
-    if let Some((_, Some(command))) = &pause {
-        // Resumed whatever the backup's outcome: an environment left paused is worse
-        // than a failed snapshot.
-        if let Err(error) = run_hook_command(context, "resume", command) {
-            eprintln!("envsnap: {error}; the environment may still be paused: run `{command}` by hand");
-        }
-    }
-    let report = outcome?;
     if let Some(commit) = &report.snapshot.manifest.commit
         && let Err(error) = notes::add_line(context.work_tree(), commit, &note_line(&report.snapshot))
     {
@@ -74,19 +66,74 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
     Ok(report)
 }
 
-/// Runs a `pause` or `resume` command of envsnap.toml with `sh -c` in the work tree.
-fn run_hook_command(context: &Context, which: &str, command: &str) -> Result<()> {
+/// The `pause` and `resume` commands of envsnap.toml, run with `sh -c` in the work tree.
+struct ShellPause {
+    work_tree: std::path::PathBuf,
+    pause: Option<String>,
+    resume: Option<String>,
+}
+
+impl ShellPause {
+    /// `None` when neither command is configured.
+    fn new(context: &Context, pause: Option<String>, resume: Option<String>) -> Option<Self> {
+        (pause.is_some() || resume.is_some()).then(|| ShellPause {
+            work_tree: context.work_tree().to_owned(),
+            pause,
+            resume,
+        })
+    }
+}
+
+/// The resume command of a paused environment, for the interrupt handler: an
+/// interrupted consistent snapshot must still resume the environment.
+static PAUSED: std::sync::Mutex<Option<(std::path::PathBuf, String)>> = std::sync::Mutex::new(None);
+
+impl PauseControl for ShellPause {
+    fn pause(&self) -> envsnap::Result<()> {
+        if let Some(resume) = &self.resume {
+            *PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((self.work_tree.clone(), resume.clone()));
+            // Installed once per process; a second install fails harmlessly.
+            let _ = ctrlc::set_handler(|| {
+                let paused = PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+                if let Some((work_tree, resume)) = paused {
+                    eprintln!("\nenvsnap: interrupted; resuming the environment with `{resume}`");
+                    let _ = run_shell(&work_tree, "resume", &resume);
+                }
+                std::process::exit(130);
+            });
+        }
+        match &self.pause {
+            Some(command) => run_shell(&self.work_tree, "pause", command),
+            None => Ok(()),
+        }
+    }
+
+    fn resume(&self) -> envsnap::Result<()> {
+        let paused = PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match (&self.resume, paused) {
+            (Some(command), Some(_)) => run_shell(&self.work_tree, "resume", command),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs a `pause` or `resume` command with `sh -c` in the work tree.
+fn run_shell(work_tree: &std::path::Path, which: &'static str, command: &str) -> envsnap::Result<()> {
     let status = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
-        .current_dir(context.work_tree())
+        .current_dir(work_tree)
         .stdin(std::process::Stdio::null())
-        .status()
-        .map_err(|error| anyhow::anyhow!("cannot run the {which} command `{command}`: {error}"))?;
-    if !status.success() {
-        anyhow::bail!("the {which} command `{command}` failed ({status}); fix `{which}` in envsnap.toml");
-    }
-    Ok(())
+        .status();
+    let outcome = match status {
+        Ok(status) if status.success() => return Ok(()),
+        Ok(status) => format!("failed ({status})"),
+        Err(error) => format!("cannot be run ({error})"),
+    };
+    let consequence = if which == "pause" { "no snapshot was taken" } else { "the environment may still be paused" };
+    let detail = format!("{outcome}; {consequence}; fix `{which}` in envsnap.toml, or take a --live snapshot");
+    Err(envsnap::Error::PauseFailed { which, command: command.to_owned(), detail })
 }
 
 /// The line a snapshot adds to its commit's note.
