@@ -7,6 +7,7 @@ mod delete;
 mod demo;
 mod diff;
 mod format;
+mod hooks;
 mod init;
 mod list;
 mod progress;
@@ -63,6 +64,8 @@ pub enum Command {
     Check(check::Args),
     /// Delete a snapshot.
     Delete(delete::Args),
+    /// Install, remove or show the git hooks that snapshot protected branches before merges and pushes.
+    Hooks(hooks::Args),
     /// Rebuild the catalog from the store alone.
     Repair(repair::Args),
     /// Walk through envsnap in a throw-away repository: snapshot, change, list, diff, restore.
@@ -83,6 +86,7 @@ impl Cli {
             Command::Diff(args) => diff::run(&global, &args),
             Command::Check(args) => check::run(&global, &args),
             Command::Delete(args) => delete::run(&global, &args),
+            Command::Hooks(args) => hooks::run(&global, &args),
             Command::Repair(args) => repair::run(&global, &args),
             Command::Demo(args) => demo::run(&args),
         }

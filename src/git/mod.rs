@@ -2,6 +2,7 @@
 //! checked out, and at which commit.
 
 pub mod branch;
+pub mod hooks;
 pub mod notes;
 
 use std::path::{Path, PathBuf};
