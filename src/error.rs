@@ -248,6 +248,25 @@ pub enum Error {
         /// The file asked for.
         path: PathBuf,
     },
+
+    /// This machine cannot mount FUSE file systems.
+    #[error(
+        "FUSE is not available on this machine: {detail}; install it (Debian, Ubuntu: `apt-get install fuse3`; \
+         Fedora: `dnf install fuse3`) and make sure /dev/fuse exists (`modprobe fuse`)"
+    )]
+    FuseUnavailable {
+        /// What is missing.
+        detail: String,
+    },
+
+    /// A directory where snapshots cannot be mounted, or mounting there failed.
+    #[error("cannot mount the snapshots at {}: {problem}", path.display())]
+    MountPoint {
+        /// The mount point as given.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
 }
 
 /// The library's result type.

@@ -38,6 +38,7 @@
 //!     host: "here".into(),
 //!     mounts: vec![Mount { name: "uploads".into(), path: data, exclude: vec![] }],
 //!     services: vec![],
+//!     pause: None,
 //! };
 //! let report = backup(&repository, &options, &NoProgress)?;
 //!
@@ -64,6 +65,7 @@ pub mod config;
 pub mod diff;
 pub mod element;
 pub mod error;
+pub mod export;
 pub mod git;
 pub mod id;
 pub mod progress;

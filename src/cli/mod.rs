@@ -6,6 +6,7 @@ mod context;
 mod delete;
 mod demo;
 mod diff;
+mod export;
 mod format;
 mod hooks;
 mod init;
@@ -51,7 +52,6 @@ pub enum Command {
     #[command(visible_aliases = ["backups", "backup:list", "snapshot:list"])]
     List(list::Args),
     /// Show one snapshot, its elements and figures.
-    #[command(visible_aliases = ["backup:get"])]
     Show(show::Args),
     /// Restore a snapshot into its environment, or into a directory with --to.
     #[command(visible_aliases = ["backup:restore", "snapshot:restore"])]
@@ -60,14 +60,18 @@ pub enum Command {
     Undo(undo::Args),
     /// What changed between two snapshots.
     Diff(diff::Args),
+    /// Write one element of a snapshot as a standard file: a mount as .tar.gz or .tar.zst,
+    /// a service as its dump (.sql.gz, .rdb, .sqlite, …).
+    #[command(visible_aliases = ["backup:get"])]
+    Export(export::Args),
     /// Verify the repository; with --read-data, every byte against its hash.
     Check(check::Args),
     /// Delete a snapshot.
     Delete(delete::Args),
-    /// Install, remove or show the git hooks that snapshot protected branches before merges and pushes.
-    Hooks(hooks::Args),
     /// Rebuild the catalog from the store alone.
     Repair(repair::Args),
+    /// Install, remove or show the git hooks that snapshot protected branches before merges and pushes.
+    Hooks(hooks::Args),
     /// Walk through envsnap in a throw-away repository: snapshot, change, list, diff, restore.
     Demo(demo::Args),
 }
@@ -84,10 +88,11 @@ impl Cli {
             Command::Restore(args) => restore::run(&global, &args),
             Command::Undo(args) => undo::run(&global, &args),
             Command::Diff(args) => diff::run(&global, &args),
+            Command::Export(args) => export::run(&global, &args),
             Command::Check(args) => check::run(&global, &args),
             Command::Delete(args) => delete::run(&global, &args),
-            Command::Hooks(args) => hooks::run(&global, &args),
             Command::Repair(args) => repair::run(&global, &args),
+            Command::Hooks(args) => hooks::run(&global, &args),
             Command::Demo(args) => demo::run(&args),
         }
     }

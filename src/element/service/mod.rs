@@ -8,6 +8,12 @@
 //! like a mount.
 
 pub mod command;
+pub mod connection;
+pub mod mysql;
+pub mod postgresql;
+pub mod process;
+pub mod redis;
+pub mod sqlite;
 
 use std::io::Read;
 
@@ -44,6 +50,13 @@ pub trait Service: Send + Sync {
     /// Captures the service at one point in time into `sink`.
     fn capture(&self, sink: &dyn DumpSink) -> Result<()>;
 
+    /// Refuses, before anything is changed, a dump this service cannot load (e.g. one
+    /// taken from a newer server version). A restore should call it for every service
+    /// before it touches any element; [`Service::restore`] calls it again itself.
+    fn check_restore(&self, _source: &dyn DumpSource) -> Result<()> {
+        Ok(())
+    }
+
     /// Replaces the service's data with the dump in `source`.
     fn restore(&self, source: &dyn DumpSource) -> Result<()>;
 }
@@ -54,6 +67,14 @@ pub fn adapter(service: &ResolvedService) -> Result<Box<dyn Service>> {
         (ServiceKind::Command, ServiceAccess::Commands { dump, restore, extension }) => {
             Ok(Box::new(command::CommandService::new(&service.name, dump, restore, extension)))
         }
+        (ServiceKind::Redis, ServiceAccess::Url(url)) => Ok(Box::new(redis::RedisService::new(&service.name, url)?)),
+        (ServiceKind::Sqlite, ServiceAccess::File(path)) => {
+            Ok(Box::new(sqlite::SqliteService::new(&service.name, path)))
+        }
+        (ServiceKind::Postgresql, ServiceAccess::Url(url)) => {
+            Ok(Box::new(postgresql::PostgresService::new(&service.name, url)?))
+        }
+        (ServiceKind::Mysql, ServiceAccess::Url(url)) => Ok(Box::new(mysql::MysqlService::new(&service.name, url)?)),
         (kind, _) => Err(Error::ServiceUnsupported { name: service.name.clone(), kind: kind.as_str().to_owned() }),
     }
 }

@@ -1,0 +1,646 @@
+//! `type = "mysql"`: one MySQL or MariaDB database, captured with `mariadb-dump`
+//! (or `mysqldump`) and restored with `mariadb` (or `mysql`).
+//!
+//! # Capture
+//!
+//! Two streams: `0-header.sql`, a comment holding the server version and the
+//! database's character set and collation, and `1-dump.sql`, the output of one
+//! `mariadb-dump --single-transaction --routines --triggers --events --hex-blob
+//! --skip-extended-insert --no-autocommit`. One stream, because one dump process is one consistent
+//! snapshot: `--single-transaction` in several processes would be several snapshots,
+//! and deduplication does not need the split, since content-defined chunks find an
+//! unchanged table wherever it lies in the stream.
+//!
+//! **One row per line** (`--skip-extended-insert`). By default `mariadb-dump` packs
+//! rows into `INSERT`s of up to 1 MB, cut by length, so a row that grows or shrinks
+//! can move the cuts after it. Measured with `bench/services-sql`'s data (ten tables,
+//! 330 MB of dump): after 5 rows of one table were updated and 10 added, extended
+//! inserts stored 2.8% of the first snapshot again, one row per line 2.1%; after 1% of
+//! one table's rows were updated, both 10.3% (that table's share). Dumping takes the
+//! same time either way. Loading one `INSERT` per row is another matter: each is a
+//! statement and, in autocommit, a transaction: ten minutes were not enough to load
+//! that dump with `mariadb`, where the extended one loads in 23 s. So envsnap merges
+//! consecutive rows of a table back into statements of up to 1 MiB as it feeds the
+//! dump to the client ([`Rebatch`]), and the same dump loads in 11 s; and
+//! `--no-autocommit` makes each table one transaction, for whoever loads an exported
+//! dump without envsnap (120 s with `mariadb` alone, or pipe it through [`Rebatch`]).
+//!
+//! `--single-transaction` gives a consistent snapshot of InnoDB tables; MyISAM tables
+//! are read as they are at the moment each is dumped, as with `mariadb-dump` alone.
+//!
+//! # Restore
+//!
+//! The dump's server version is checked first: a dump of a newer major version than
+//! the target's (or of the other product, MySQL against MariaDB) is refused before
+//! anything is changed. Then the sessions using the target database are ended, the
+//! database is dropped and created again with the dump's character set and collation,
+//! and the dump is loaded into it. A restore that fails half-way leaves the database
+//! half loaded: `envsnap undo` puts back the safety snapshot taken before it.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde::{Deserialize, Serialize};
+
+use super::connection::ConnectionUrl;
+use super::process::{Cancellable, Tool, ToolError, read_ahead};
+use super::{DumpSink, DumpSource, Service};
+use crate::error::{Error, Result};
+
+const HEADER: &str = "0-header.sql";
+const DUMP: &str = "1-dump.sql";
+/// The version of the stream layout above, recorded in the header.
+const LAYOUT_FORMAT: u32 = 1;
+
+/// The client options a URL's query may set (`?socket=/run/mysqld/mysqld.sock`).
+const PARAMETERS: &[&str] = &["socket", "ssl-ca", "ssl-capath", "ssl-cert", "ssl-key", "ssl-cipher"];
+
+/// The dump tools, newest name first; MySQL installs only the second.
+const DUMP_TOOLS: &[&str] = &["mariadb-dump", "mysqldump"];
+/// The clients, likewise.
+const CLIENTS: &[&str] = &["mariadb", "mysql"];
+
+/// Which end of a tool envsnap talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pipe {
+    /// Its stdin: envsnap writes a dump to it.
+    Input,
+    /// Its stdout: envsnap reads its output.
+    Output,
+    /// Neither.
+    None,
+}
+
+/// A MySQL or MariaDB database.
+#[derive(Debug, Clone)]
+pub struct MysqlService {
+    name: String,
+    url: ConnectionUrl,
+    address: String,
+}
+
+/// What the header stream records about the captured database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Header {
+    /// [`LAYOUT_FORMAT`].
+    format: u32,
+    /// `VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1`.
+    server_version: String,
+    /// The database captured.
+    database: String,
+    charset: String,
+    collation: String,
+}
+
+impl Header {
+    fn to_sql(&self) -> String {
+        format!(
+            "--\n-- envsnap MySQL dump of database {:?}: load 1-dump.sql into an empty database.\n--\n-- {}\n",
+            self.database,
+            serde_json::to_string(self).expect("a header always serializes")
+        )
+    }
+
+    fn parse(text: &str) -> Option<Header> {
+        text.lines()
+            .find_map(|line| line.strip_prefix("-- {").and_then(|json| serde_json::from_str(&format!("{{{json}")).ok()))
+    }
+}
+
+/// A server's product and version, as far as dumps care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServerVersion {
+    mariadb: bool,
+    major: u32,
+    minor: u32,
+}
+
+impl ServerVersion {
+    /// Reads `VERSION()`: `8.0.36`, `10.11.19-MariaDB-0+deb12u1`, `5.5.5-10.6.4-MariaDB`.
+    fn parse(text: &str) -> ServerVersion {
+        let mariadb = text.contains("MariaDB");
+        // Old MariaDB replication proxies prefix a fake 5.5.5 for old clients.
+        let text = if mariadb { text.strip_prefix("5.5.5-").unwrap_or(text) } else { text };
+        let mut numbers = text.split(|c: char| !c.is_ascii_digit()).map(|part| part.parse::<u32>().unwrap_or(0));
+        ServerVersion { mariadb, major: numbers.next().unwrap_or(0), minor: numbers.next().unwrap_or(0) }
+    }
+
+    fn product(self) -> &'static str {
+        if self.mariadb { "MariaDB" } else { "MySQL" }
+    }
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}.{}", self.product(), self.major, self.minor)
+    }
+}
+
+impl MysqlService {
+    /// The service `name` at `url` (`mysql://[user[:password]@]host[:port]/database[?socket=…]`).
+    pub fn new(name: &str, url: &str) -> Result<Self> {
+        let invalid = |detail: String| Error::ServiceFailed {
+            name: name.to_owned(),
+            address: "mysql".to_owned(),
+            detail: format!("{detail}; fix `url` in envsnap.toml"),
+        };
+        let url = ConnectionUrl::parse(url, &["mysql", "mariadb"]).map_err(invalid)?;
+        if let Some((key, _)) = url.parameters.iter().find(|(key, _)| !PARAMETERS.contains(&key.as_str())) {
+            return Err(invalid(format!(
+                "`url` has a parameter `{key}` that envsnap does not know (known: {})",
+                PARAMETERS.join(", ")
+            )));
+        }
+        let socket = url.parameters.iter().find(|(key, _)| key == "socket").map(|(_, value)| value.clone());
+        let address = url.address(3306, &socket.unwrap_or_else(|| "localhost".to_owned()));
+        Ok(MysqlService { name: name.to_owned(), url, address })
+    }
+
+    fn failed(&self, detail: String) -> Error {
+        Error::ServiceFailed { name: self.name.clone(), address: self.address.clone(), detail }
+    }
+
+    fn tool_failed(&self, error: ToolError, candidates: &[&str]) -> Error {
+        let detail = match error {
+            ToolError::Missing { .. } => format!(
+                "neither `{}` is installed or in PATH: install the MariaDB or MySQL client \
+                 (e.g. `apt install mariadb-client`)",
+                candidates.join("` nor `")
+            ),
+            ToolError::Io { program, error } => format!("cannot run `{program}`: {error}"),
+            ToolError::Failed { program, status, stderr } => {
+                let said: Vec<&str> = stderr.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
+                let said = said[said.len().saturating_sub(6)..].join("; ");
+                // The client's own codes for a refused connection, an unknown host, a refused login.
+                let connecting = ["ERROR 2002", "ERROR 2003", "ERROR 2005", "ERROR 2013", "ERROR 1045"]
+                    .iter()
+                    .any(|code| said.starts_with(code));
+                if connecting {
+                    format!("cannot connect: {said}{}", hint(&stderr))
+                } else if said.is_empty() {
+                    format!("{program} failed ({status}){}", hint(&stderr))
+                } else {
+                    format!("{program} failed ({status}): {said}{}", hint(&stderr))
+                }
+            }
+        };
+        self.failed(detail)
+    }
+
+    /// Starts the first of `candidates` that is installed, with the connection options
+    /// and then `arguments`.
+    fn start(&self, candidates: &[&str], arguments: &[String], pipe: Pipe) -> Result<Tool> {
+        for program in candidates {
+            let mut command = Command::new(program);
+            if let Some(host) = &self.url.host {
+                command.arg(format!("--host={host}"));
+            }
+            if let Some(port) = self.url.port {
+                command.arg(format!("--port={port}"));
+            }
+            if let Some(user) = &self.url.user {
+                command.arg(format!("--user={user}"));
+            }
+            for (key, value) in &self.url.parameters {
+                command.arg(format!("--{key}={value}"));
+            }
+            // Through the environment, where other users cannot see it, never argv.
+            if let Some(password) = &self.url.password {
+                command.env("MYSQL_PWD", password);
+            }
+            command.arg("--default-character-set=utf8mb4").args(arguments);
+            let piped = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
+            command.stdin(piped(pipe == Pipe::Input)).stdout(piped(pipe == Pipe::Output));
+            match Tool::start(program, &mut command) {
+                Err(ToolError::Missing { .. }) => continue,
+                started => return started.map_err(|error| self.tool_failed(error, candidates)),
+            }
+        }
+        Err(self.tool_failed(ToolError::Missing { program: candidates[0].to_owned() }, candidates))
+    }
+
+    /// Runs `sql` with the client, without a default database; returns its rows, one
+    /// per line, columns separated by tabs.
+    fn query(&self, sql: &str) -> Result<String> {
+        let arguments = vec![
+            "--batch".to_owned(),
+            "--skip-column-names".to_owned(),
+            "--connect-timeout=10".to_owned(),
+            "--execute".to_owned(),
+            sql.to_owned(),
+        ];
+        let mut tool = self.start(CLIENTS, &arguments, Pipe::Output)?;
+        let mut output = Vec::new();
+        let read = tool.stdout().map(|mut stdout| stdout.read_to_end(&mut output));
+        tool.finish().map_err(|error| self.tool_failed(error, CLIENTS))?;
+        if let Some(Err(error)) = read {
+            return Err(self.failed(format!("reading the client's output: {error}")));
+        }
+        Ok(String::from_utf8_lossy(&output).into_owned())
+    }
+
+    fn server_version(&self) -> Result<String> {
+        Ok(self.query("SELECT VERSION()")?.trim().to_owned())
+    }
+
+    fn read_header(&self, source: &dyn DumpSource) -> Result<Header> {
+        if !source.names().iter().any(|name| name == HEADER) || !source.names().iter().any(|name| name == DUMP) {
+            return Err(self.failed(format!(
+                "the snapshot's dump has no `{HEADER}` and `{DUMP}`: it was not taken by envsnap's mysql adapter"
+            )));
+        }
+        let mut text = String::new();
+        source.open(HEADER)?.take(64 << 10).read_to_string(&mut text).map_err(|error| store_error(error, HEADER))?;
+        let header =
+            Header::parse(&text).ok_or_else(|| self.failed(format!("the dump's `{HEADER}` cannot be read")))?;
+        if header.format > LAYOUT_FORMAT {
+            return Err(self.failed(format!(
+                "the dump has layout version {}, newer than this envsnap knows ({LAYOUT_FORMAT}): upgrade envsnap",
+                header.format
+            )));
+        }
+        Ok(header)
+    }
+}
+
+impl Service for MysqlService {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    fn exists(&self) -> Result<bool> {
+        let count = self.query(&format!(
+            "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+            literal(&self.url.database)
+        ))?;
+        Ok(count.trim() != "0")
+    }
+
+    fn capture(&self, sink: &dyn DumpSink) -> Result<()> {
+        let probe = self.query(&format!(
+            "SELECT VERSION(), IFNULL((SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, ' ', DEFAULT_COLLATION_NAME) \
+             FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}), '')",
+            literal(&self.url.database)
+        ))?;
+        let (version, charset) = probe.trim_end_matches('\n').split_once('\t').unwrap_or((probe.trim(), ""));
+        let Some((charset, collation)) = charset.split_once(' ') else {
+            return Err(self.failed(format!(
+                "database `{}` does not exist; create it, or fix its name in `url` in envsnap.toml",
+                self.url.database
+            )));
+        };
+        let header = Header {
+            format: LAYOUT_FORMAT,
+            server_version: version.to_owned(),
+            database: self.url.database.clone(),
+            charset: charset.to_owned(),
+            collation: collation.to_owned(),
+        };
+        let arguments: Vec<String> = [
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--skip-extended-insert",
+            // One transaction per table rather than per row, for whoever loads the dump
+            // without envsnap (see the module documentation).
+            "--no-autocommit",
+            // No date in the last line: the end of an unchanged dump stays unchanged.
+            "--skip-dump-date",
+            "--",
+        ]
+        .iter()
+        .map(|argument| (*argument).to_owned())
+        .chain([self.url.database.clone()])
+        .collect();
+        let mut tool = self.start(DUMP_TOOLS, &arguments, Pipe::Output)?;
+        let stdout = tool.stdout().expect("stdout is piped");
+        let stored = sink.add(DUMP, &mut read_ahead(stdout, Arc::new(AtomicBool::new(false))));
+        if stored.is_err() {
+            // The dump is abandoned: stop the tool.
+            tool.kill();
+        }
+        match (tool.finish(), stored) {
+            // The tool's own failure explains a short stream better than the store can.
+            (Err(error), Ok(())) => return Err(self.tool_failed(error, DUMP_TOOLS)),
+            (_, stored) => stored?,
+        }
+        sink.add(HEADER, &mut header.to_sql().as_bytes())
+    }
+
+    fn check_restore(&self, source: &dyn DumpSource) -> Result<()> {
+        let header = self.read_header(source)?;
+        let dump = ServerVersion::parse(&header.server_version);
+        let server_text = self.server_version()?;
+        let server = ServerVersion::parse(&server_text);
+        let refuse = |why: &str| {
+            self.failed(format!(
+                "the snapshot holds a dump of {dump} ({}), and this server runs {server} ({server_text}): {why}; \
+                 nothing was changed",
+                header.server_version
+            ))
+        };
+        if dump.mariadb != server.mariadb {
+            return Err(refuse(&format!(
+                "envsnap does not load a {} dump into {}; restore it into a {} server",
+                dump.product(),
+                server.product(),
+                dump.product()
+            )));
+        }
+        if (dump.major, dump.minor) > (server.major, server.minor) {
+            return Err(refuse(&format!(
+                "a dump of a newer version may not load into an older one; restore it into a server of version \
+                 {}.{} or newer",
+                dump.major, dump.minor
+            )));
+        }
+        Ok(())
+    }
+
+    fn restore(&self, source: &dyn DumpSource) -> Result<()> {
+        self.check_restore(source)?;
+        let header = self.read_header(source)?;
+        let database = &self.url.database;
+        // Sessions left open on the database would hold its tables' metadata locks and
+        // make the DROP wait for them.
+        let sessions = self.query(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = {} AND ID <> CONNECTION_ID()",
+            literal(database)
+        ))?;
+        let kills: String = sessions
+            .lines()
+            .filter(|id| id.trim().parse::<u64>().is_ok())
+            .map(|id| format!("KILL CONNECTION {};", id.trim()))
+            .collect();
+        if !kills.is_empty() {
+            // A session that ended meanwhile is not an error: --force goes on.
+            let arguments = vec!["--force".to_owned(), "--execute".to_owned(), kills];
+            let _ = self.start(CLIENTS, &arguments, Pipe::None).map(Tool::finish);
+        }
+        let is_name =
+            |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_');
+        if !is_name(&header.charset) || !is_name(&header.collation) {
+            return Err(self.failed(format!(
+                "the dump's `{HEADER}` names the character set `{}` and collation `{}`, which are not names",
+                header.charset, header.collation
+            )));
+        }
+        self.query(&format!(
+            "DROP DATABASE IF EXISTS {ident}; CREATE DATABASE {ident} CHARACTER SET {} COLLATE {}",
+            header.charset,
+            header.collation,
+            ident = identifier(database)
+        ))?;
+        let input = source.open(DUMP)?;
+        let arguments = vec![format!("--database={database}")];
+        let mut tool = self.start(CLIENTS, &arguments, Pipe::Input)?;
+        let mut stdin = tool.stdin().expect("stdin is piped");
+        let never = AtomicBool::new(false);
+        let copied = io::copy(&mut Rebatch::new(Cancellable { inner: input, cancel: &never }), &mut stdin)
+            .and_then(|_| stdin.flush());
+        drop(stdin);
+        tool.finish().map_err(|error| self.tool_failed(error, CLIENTS))?;
+        copied.map(drop).map_err(|error| match store_error(error, DUMP) {
+            Error::Io { source, .. } => self.failed(format!("writing the dump to the client: {source}")),
+            other => other,
+        })
+    }
+}
+
+/// `text` as an SQL string, whatever the `sql_mode`: a hex literal converted to text.
+fn literal(text: &str) -> String {
+    if text.is_empty() { "''".to_owned() } else { format!("CONVERT(X'{}' USING utf8mb4)", hex::encode(text)) }
+}
+
+/// `name` quoted as an identifier.
+fn identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// What to do about a failure, from the tool's message.
+fn hint(stderr: &str) -> &'static str {
+    if stderr.contains("Access denied") {
+        "; check the user and password in `url`, and that the user may read the database (keep the password out of \
+         envsnap.toml: write ${VARIABLE} and set it in the environment)"
+    } else if stderr.contains("Unknown database") {
+        "; create the database, or fix its name in `url` in envsnap.toml"
+    } else if ["Can't connect", "Unknown server host", "Lost connection", "timed out"]
+        .iter()
+        .any(|symptom| stderr.contains(symptom))
+    {
+        "; is the server running? check the host and port in `url` in envsnap.toml"
+    } else {
+        ""
+    }
+}
+
+/// Turns an I/O error of a stream read back into the store error it carries.
+fn store_error(error: io::Error, stream: &str) -> Error {
+    if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(Ok(inner)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
+            return *inner;
+        }
+        return Error::Corrupt { what: format!("stream `{stream}`"), detail: "lost error".to_owned() };
+    }
+    Error::io("reading", stream, error)
+}
+
+/// The longest line [`Rebatch`] looks at, and the longest statement it makes.
+const BATCH_LIMIT: usize = 1 << 20;
+
+/// Merges the one-row `INSERT`s of a dump into statements of many rows as it is read,
+/// so that a dump stored one row per line loads as fast as an extended-insert one.
+/// Restores use it; so may anything else that feeds such a dump to a client.
+///
+/// Only lines between `mariadb-dump`'s `ALTER TABLE … DISABLE KEYS` and `ENABLE KEYS`
+/// markers are touched (never the body of a routine or trigger), and only whole lines
+/// of the form ``INSERT INTO `t` VALUES (…);``: consecutive ones of the same table
+/// become ``INSERT INTO `t` VALUES (…),(…);``. Lines longer than [`BATCH_LIMIT`] pass
+/// through in pieces, so memory stays bounded whatever the rows hold.
+pub struct Rebatch<R> {
+    inner: BufReader<R>,
+    out: Vec<u8>,
+    position: usize,
+    line: Vec<u8>,
+    /// A statement being built, without its final `;\n`.
+    pending: Vec<u8>,
+    /// The length of its `INSERT INTO `t` VALUES ` prefix.
+    prefix: usize,
+    in_data: bool,
+    /// The last piece ended inside a line.
+    inside_line: bool,
+    done: bool,
+}
+
+impl<R: Read> Rebatch<R> {
+    /// Merges the rows of `inner`, a dump written by `mariadb-dump` or `mysqldump`.
+    pub fn new(inner: R) -> Self {
+        Rebatch {
+            inner: BufReader::with_capacity(256 << 10, inner),
+            out: Vec::new(),
+            position: 0,
+            line: Vec::new(),
+            pending: Vec::new(),
+            prefix: 0,
+            in_data: false,
+            inside_line: false,
+            done: false,
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            self.out.extend_from_slice(&self.pending);
+            self.out.extend_from_slice(b";\n");
+            self.pending.clear();
+        }
+    }
+
+    fn produce(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.position = 0;
+        self.line.clear();
+        if (&mut self.inner).take(BATCH_LIMIT as u64).read_until(b'\n', &mut self.line)? == 0 {
+            self.flush_pending();
+            self.done = true;
+            return Ok(());
+        }
+        let complete = self.line.ends_with(b"\n");
+        let at_start = !self.inside_line;
+        self.inside_line = !complete;
+        if !(at_start && complete) {
+            self.flush_pending();
+            self.out.extend_from_slice(&self.line);
+            return Ok(());
+        }
+        if self.in_data {
+            if let Some(prefix) = insert_prefix(&self.line) {
+                let row = &self.line[prefix..self.line.len() - 2];
+                let same_table = !self.pending.is_empty() && self.pending[..self.prefix] == self.line[..prefix];
+                if same_table && self.pending.len() + 1 + row.len() <= BATCH_LIMIT {
+                    self.pending.push(b',');
+                    self.pending.extend_from_slice(row);
+                } else {
+                    self.flush_pending();
+                    self.pending.extend_from_slice(&self.line[..self.line.len() - 2]);
+                    self.prefix = prefix;
+                }
+                return Ok(());
+            }
+            if self.line.starts_with(b"/*!40000 ALTER TABLE ") && self.line.ends_with(b" ENABLE KEYS */;\n") {
+                self.in_data = false;
+            }
+        } else if self.line.starts_with(b"/*!40000 ALTER TABLE ") && self.line.ends_with(b" DISABLE KEYS */;\n") {
+            self.in_data = true;
+        }
+        self.flush_pending();
+        self.out.extend_from_slice(&self.line);
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Rebatch<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.out.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.produce()?;
+        }
+        let count = buffer.len().min(self.out.len() - self.position);
+        buffer[..count].copy_from_slice(&self.out[self.position..self.position + count]);
+        self.position += count;
+        Ok(count)
+    }
+}
+
+/// For a line ``INSERT INTO `t` VALUES (…);\n``, the length of ``INSERT INTO `t` VALUES ``.
+fn insert_prefix(line: &[u8]) -> Option<usize> {
+    const START: &[u8] = b"INSERT INTO `";
+    if !line.starts_with(START) || !line.ends_with(b");\n") {
+        return None;
+    }
+    let mut index = START.len();
+    loop {
+        let quote = index + line[index..].iter().position(|&byte| byte == b'`')?;
+        if line.get(quote + 1) == Some(&b'`') {
+            index = quote + 2;
+            continue;
+        }
+        let rest = &line[quote + 1..];
+        return rest.starts_with(b" VALUES (").then_some(quote + 1 + b" VALUES ".len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rebatched(input: &str) -> io::Result<String> {
+        let mut out = String::new();
+        Rebatch::new(input.as_bytes()).read_to_string(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn rows_of_a_table_are_merged_between_the_key_markers_only() -> io::Result<()> {
+        let dump = "CREATE TABLE `t` (a int);\n\
+                    INSERT INTO `t` VALUES (0);\n\
+                    /*!40000 ALTER TABLE `t` DISABLE KEYS */;\n\
+                    INSERT INTO `t` VALUES (1,'a);\\n');\n\
+                    INSERT INTO `t` VALUES (2,NULL);\n\
+                    INSERT INTO `a``b` VALUES (3);\n\
+                    INSERT INTO `a``b` VALUES (4);\n\
+                    /*!40000 ALTER TABLE `t` ENABLE KEYS */;\n\
+                    INSERT INTO `t` VALUES (5);\n\
+                    INSERT INTO `t` VALUES (6);\n";
+        assert_eq!(
+            rebatched(dump)?,
+            "CREATE TABLE `t` (a int);\n\
+             INSERT INTO `t` VALUES (0);\n\
+             /*!40000 ALTER TABLE `t` DISABLE KEYS */;\n\
+             INSERT INTO `t` VALUES (1,'a);\\n'),(2,NULL);\n\
+             INSERT INTO `a``b` VALUES (3),(4);\n\
+             /*!40000 ALTER TABLE `t` ENABLE KEYS */;\n\
+             INSERT INTO `t` VALUES (5);\n\
+             INSERT INTO `t` VALUES (6);\n"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn long_lines_and_large_batches_stay_bounded() -> io::Result<()> {
+        let big = "x".repeat(BATCH_LIMIT * 2);
+        let mut dump = String::from("/*!40000 ALTER TABLE `t` DISABLE KEYS */;\n");
+        for n in 0..40_000 {
+            dump.push_str(&format!("INSERT INTO `t` VALUES ({n},'{}');\n", "y".repeat(50)));
+        }
+        dump.push_str(&format!("INSERT INTO `t` VALUES (1,'{big}');\nINSERT INTO `t` VALUES (2);\n"));
+        let out = rebatched(&dump)?;
+        assert!(out.lines().all(|line| line.len() <= BATCH_LIMIT || line.contains(&big)));
+        assert!(out.lines().count() < 10, "{} statements", out.lines().count());
+        let rows = out.matches("'yyyyy").count();
+        assert_eq!(rows, 40_000);
+        assert!(out.ends_with(&format!("INSERT INTO `t` VALUES (1,'{big}');\nINSERT INTO `t` VALUES (2);\n")));
+        Ok(())
+    }
+
+    #[test]
+    fn versions_are_read_from_either_product() {
+        let maria = ServerVersion::parse("10.11.19-MariaDB-0+deb12u1");
+        assert_eq!(maria, ServerVersion { mariadb: true, major: 10, minor: 11 });
+        assert_eq!(ServerVersion::parse("5.5.5-10.6.4-MariaDB"), ServerVersion { mariadb: true, major: 10, minor: 6 });
+        assert_eq!(ServerVersion::parse("8.0.36"), ServerVersion { mariadb: false, major: 8, minor: 0 });
+        assert_eq!(maria.to_string(), "MariaDB 10.11");
+    }
+
+    #[test]
+    fn literals_survive_any_text() {
+        assert_eq!(literal("a'b"), "CONVERT(X'612762' USING utf8mb4)");
+        assert_eq!(identifier("a`b"), "`a``b`");
+    }
+}

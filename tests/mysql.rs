@@ -1,0 +1,402 @@
+//! The mysql adapter against the MariaDB server of this machine (127.0.0.1:3306, user
+//! `root` without a password). Every test makes its own databases, named
+//! `envsnap_t_<pid>_<n>_<branch>`, and drops them when it ends, even when it fails.
+//! Databases are compared by content: `mariadb-dump` of the original (tables, rows in
+//! key order, views, routines, triggers, events) equals `mariadb-dump` of the restore.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Project, TestResult};
+use envsnap::element::service::mysql::MysqlService;
+use envsnap::element::service::{DumpSink, DumpSource, Service};
+
+type Error = Box<dyn std::error::Error>;
+
+/// Runs SQL as root (on `database`, if given); returns the rows, tab-separated.
+fn sql(database: Option<&str>, text: &str) -> Result<String, Error> {
+    let mut command = Command::new("mariadb");
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-u",
+        "root",
+        "--batch",
+        "--skip-column-names",
+        "--default-character-set=utf8mb4",
+    ]);
+    if let Some(database) = database {
+        command.arg(format!("--database={database}"));
+    }
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or("stdin")?.write_all(text.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        return Err(format!("mariadb: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// Everything of a database, as `mariadb-dump` prints it (without the comments that
+/// name the database).
+fn dump(database: &str) -> Result<String, Error> {
+    let output = Command::new("mariadb-dump")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "--default-character-set=utf8mb4",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+        ])
+        .args(["--skip-extended-insert", "--skip-comments", "--single-transaction", "--", database])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("mariadb-dump {database}: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+fn assert_same(expected: &str, database: &str) -> TestResult {
+    let actual = dump(database)?;
+    if let Some((want, got)) = expected.lines().zip(actual.lines()).find(|(want, got)| want != got) {
+        return Err(format!("{database} differs: expected `{want}`, found `{got}`").into());
+    }
+    assert_eq!(expected.lines().count(), actual.lines().count(), "lines in the dump of {database}");
+    Ok(())
+}
+
+fn exists(database: &str) -> Result<bool, Error> {
+    Ok(sql(None, &format!("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{database}'"))?.trim()
+        == "1")
+}
+
+/// Unique database names for one test, dropped at the end.
+struct Databases {
+    prefix: String,
+}
+
+const BRANCHES: &[&str] = &["main", "feature", "copy"];
+
+impl Databases {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        Databases { prefix: format!("envsnap_t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)) }
+    }
+
+    fn name(&self, branch: &str) -> String {
+        assert!(BRANCHES.contains(&branch), "the guard drops only these");
+        format!("{}_{branch}", self.prefix)
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "production = \"main\"\n\n[[service]]\nname = \"db\"\ntype = \"mysql\"\nurl = \"mysql://root@127.0.0.1:3306/{}_{{branch}}\"\n",
+            self.prefix
+        )
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        for branch in BRANCHES {
+            let _ = sql(None, &format!("DROP DATABASE IF EXISTS `{}_{branch}`", self.prefix));
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+SET SESSION max_recursive_iterations = 100000;
+CREATE TABLE people (
+    id INT AUTO_INCREMENT PRIMARY KEY,
+    name VARCHAR(100) NOT NULL,
+    note TEXT,
+    photo BLOB,
+    balance DECIMAL(12, 2),
+    born DATETIME(3),
+    ratio DOUBLE,
+    data JSON,
+    KEY people_name (name)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+CREATE TABLE orders (
+    id BIGINT AUTO_INCREMENT PRIMARY KEY,
+    person INT,
+    total DECIMAL(10, 2),
+    doubled DECIMAL(12, 2) AS (total * 2) STORED,
+    FOREIGN KEY (person) REFERENCES people (id)
+) ENGINE=InnoDB;
+CREATE TABLE `odd``name` (v TEXT) ENGINE=InnoDB;
+CREATE VIEW rich AS SELECT name FROM people WHERE balance > 100;
+CREATE TRIGGER people_touch BEFORE UPDATE ON people FOR EACH ROW SET NEW.note = CONCAT(IFNULL(NEW.note, ''), '!');
+DELIMITER ;;
+CREATE PROCEDURE bump(IN amount INT)
+BEGIN
+INSERT INTO `orders` VALUES (NULL,1,amount,DEFAULT);
+INSERT INTO `orders` VALUES (NULL,2,amount,DEFAULT);
+END ;;
+DELIMITER ;
+CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2;
+CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DO UPDATE people SET note = note;
+INSERT INTO people (name, note, photo, balance, born, ratio, data) VALUES
+    ('O''Brien', 'line1\nline2\ttab \\ backslash; ),(', 0x00FF10, 12345.67, '2024-02-29 12:34:56.789', 0.1, '{"k": [1, 2, null]}'),
+    ('Zoë 😀 名前', NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO people (name, note, balance, ratio)
+    WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 20000)
+    SELECT CONCAT('bulk ', g), REPEAT('x', g % 50), g, 1.0 / g FROM s;
+INSERT INTO orders (person, total)
+    WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 5000)
+    SELECT (g % 100) + 1, g * 1.5 FROM s;
+INSERT INTO `odd``name` VALUES ('odd'), ('INSERT INTO `x` VALUES (1);'), (NULL);
+"#;
+
+fn create(database: &str) -> TestResult {
+    sql(None, &format!("CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))?;
+    sql(Some(database), SCHEMA)?;
+    Ok(())
+}
+
+/// A session using `database` that would run for a minute.
+fn busy_session(database: &str) -> Result<std::process::Child, Error> {
+    let child = Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-u", "root", &format!("--database={database}"), "-e", "SELECT SLEEP(60)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    for _ in 0..100 {
+        let count = sql(None, &format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = '{database}'"))?;
+        if count.trim() != "0" {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("the session did not connect".into())
+}
+
+#[test]
+fn a_database_round_trips_in_place_and_into_another_branch() -> TestResult {
+    let databases = Databases::new();
+    let (main, feature) = (databases.name("main"), databases.name("feature"));
+    create(&main)?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let original = dump(&main)?;
+    let id = project.backup(&[])?;
+    assert_eq!(project.snapshots()?[0]["elements"][0]["kind"], "service");
+
+    sql(
+        Some(&main),
+        "UPDATE people SET balance = 0 WHERE id % 7 = 0; DELETE FROM orders WHERE id < 100; DROP VIEW rich;",
+    )?;
+    sql(Some(&main), "CREATE TABLE added (x INT); DROP EVENT nightly; INSERT INTO people (name) VALUES ('new');")?;
+    let mut session = busy_session(&main)?;
+    project.ok(&["restore", &id[..12], "--yes"])?;
+    assert_same(&original, &main)?;
+    let collation = sql(
+        None,
+        &format!("SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{main}'"),
+    )?;
+    assert_eq!(collation.trim(), "utf8mb4_unicode_ci", "the database keeps its collation");
+    assert!(!session.wait()?.success(), "the session using the target was ended");
+
+    // Into another branch: its database is created; the original is left alone.
+    sql(Some(&main), "DELETE FROM people WHERE id > 10000")?;
+    let changed = dump(&main)?;
+    assert!(!exists(&feature)?);
+    project.ok(&["restore", &id[..12], "--target", "feature", "--branch-from", "main", "--yes"])?;
+    assert_same(&original, &feature)?;
+    assert_same(&changed, &main)?;
+    Ok(())
+}
+
+/// Stores the streams of a capture in memory (the tests' dumps are small).
+#[derive(Default)]
+struct MemoryDump {
+    streams: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl DumpSink for MemoryDump {
+    fn add(&self, name: &str, reader: &mut dyn Read) -> envsnap::Result<()> {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|error| envsnap::Error::io("reading", name, error))?;
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), bytes);
+        Ok(())
+    }
+}
+
+impl DumpSource for MemoryDump {
+    fn names(&self) -> Vec<String> {
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    fn open(&self, name: &str) -> envsnap::Result<Box<dyn Read + Send + '_>> {
+        let streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Box::new(std::io::Cursor::new(streams.get(name).cloned().unwrap_or_default())))
+    }
+}
+
+#[test]
+fn a_dump_of_a_newer_server_or_of_mysql_is_refused_before_anything_changes() -> TestResult {
+    let databases = Databases::new();
+    let target = databases.name("main");
+    let service = MysqlService::new("db", &format!("mysql://root@127.0.0.1:3306/{target}"))?;
+    for (version, expected) in [
+        ("11.8.2-MariaDB", "a dump of MariaDB 11.8 (11.8.2-MariaDB), and this server runs MariaDB 10.11"),
+        ("8.0.36", "envsnap does not load a MySQL dump into MariaDB"),
+    ] {
+        let dump = MemoryDump::default();
+        let header = format!(
+            "-- {{\"format\":1,\"server_version\":\"{version}\",\"database\":\"x\",\"charset\":\"utf8mb4\",\"collation\":\"utf8mb4_general_ci\"}}\n"
+        );
+        dump.add("0-header.sql", &mut header.as_bytes())?;
+        dump.add("1-dump.sql", &mut &b"CREATE TABLE t (x int);\n"[..])?;
+        for result in [service.check_restore(&dump), service.restore(&dump)] {
+            let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+            assert!(message.contains(expected) && message.contains("nothing was changed"), "{message}");
+        }
+        assert!(!exists(&target)?, "no database was created");
+    }
+    Ok(())
+}
+
+/// A directory for `PATH` holding links to the given programs only, and the scripts given.
+fn bin_dir(links: &[&str], scripts: &[(&str, &str)]) -> Result<tempfile::TempDir, Error> {
+    let dir = tempfile::Builder::new().prefix("envsnap-bin-").tempdir()?;
+    for program in links {
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(program), dir.path().join(program))?;
+    }
+    for (name, text) in scripts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{text}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(dir)
+}
+
+/// Runs envsnap with `PATH` set to `path`.
+fn run_with_path(project: &Project, args: &[&str], path: &Path) -> Result<Output, Error> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .args(args)
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .env("PATH", path)
+        .output()?)
+}
+
+fn failed_backup(project: &Project, path: Option<&Path>) -> Result<String, Error> {
+    let output = match path {
+        Some(path) => run_with_path(project, &["backup"], path)?,
+        None => project.run(&["backup"])?,
+    };
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(project.snapshots()?.is_empty(), "no snapshot is recorded: {stderr}");
+    Ok(stderr)
+}
+
+#[test]
+fn a_server_that_does_not_answer_or_a_missing_database_fails_the_snapshot() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    let project = Project::new(&databases.config().replace("127.0.0.1:3306", "127.0.0.1:1"))?;
+    project.ok(&["init"])?;
+    let stderr = failed_backup(&project, None)?;
+    assert!(stderr.contains("service `db`") && stderr.contains(&format!("127.0.0.1:1/{main}")), "{stderr}");
+    assert!(stderr.contains("Can't connect") && stderr.contains("is the server running?"), "{stderr}");
+
+    std::fs::write(project.root().join("envsnap.toml"), databases.config())?;
+    let stderr = failed_backup(&project, None)?;
+    assert!(stderr.contains(&format!("database `{main}` does not exist; create it")), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn missing_tools_are_named() -> TestResult {
+    let databases = Databases::new();
+    create(&databases.name("main"))?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let only_client = bin_dir(&["mariadb"], &[])?;
+    let stderr = failed_backup(&project, Some(only_client.path()))?;
+    assert!(stderr.contains("neither `mariadb-dump` nor `mysqldump` is installed or in PATH"), "{stderr}");
+    let nothing = bin_dir(&[], &[])?;
+    let stderr = failed_backup(&project, Some(nothing.path()))?;
+    assert!(stderr.contains("neither `mariadb` nor `mysql` is installed or in PATH"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_dump_that_fails_or_is_killed_mid_stream_fails_the_snapshot() -> TestResult {
+    let databases = Databases::new();
+    create(&databases.name("main"))?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let real = "/usr/bin/mariadb-dump \"$@\"";
+    for (script, expected) in [
+        (
+            format!("{real} | head -c 30000; echo 'mariadb-dump: Got error: 2013: disk on fire' >&2; exit 2"),
+            "disk on fire",
+        ),
+        (format!("{real} | head -c 30000; kill -KILL $$"), "SIGKILL"),
+    ] {
+        let bin = bin_dir(&["mariadb"], &[("mariadb-dump", &script)])?;
+        let stderr = failed_backup(&project, Some(bin.path()))?;
+        assert!(
+            stderr.contains("service `db`") && stderr.contains("mariadb-dump failed") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    Ok(())
+}
+
+/// A user made by a test, dropped at the end.
+struct DropUser(String);
+
+impl Drop for DropUser {
+    fn drop(&mut self) {
+        let _ = sql(None, &format!("DROP USER IF EXISTS '{}'@'127.0.0.1'", self.0));
+    }
+}
+
+#[test]
+fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let user = databases.prefix.clone();
+    sql(None, &format!("CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'right-secret'"))?;
+    let _cleanup = DropUser(user.clone());
+    // Dumping routines takes reading their definitions (MariaDB 10.11 keeps them in mysql.proc).
+    sql(
+        None,
+        &format!("GRANT ALL ON `{main}`.* TO '{user}'@'127.0.0.1'; GRANT SELECT ON mysql.proc TO '{user}'@'127.0.0.1'"),
+    )?;
+    let config = |password: &str| databases.config().replace("root@", &format!("{user}:{password}@"));
+    let project = Project::new(&config("Wr0ngPassw0rd"))?;
+    project.ok(&["init"])?;
+    let stderr = failed_backup(&project, None)?;
+    assert!(stderr.contains("Access denied") && stderr.contains("check the user and password"), "{stderr}");
+    assert!(!stderr.contains("Wr0ngPassw0rd"), "the password is never shown: {stderr}");
+
+    // The right password, given through the environment as the docs advise, works.
+    std::fs::write(project.root().join("envsnap.toml"), config("${ENVSNAP_TEST_MYSQL_PASSWORD}"))?;
+    let output = Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .arg("backup")
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .env("ENVSNAP_TEST_MYSQL_PASSWORD", "right-secret")
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!project.ok(&["list", "--all", "--json"])?.contains("right-secret"));
+    Ok(())
+}

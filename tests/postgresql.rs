@@ -1,0 +1,535 @@
+//! The postgresql adapter against the PostgreSQL server of this machine (127.0.0.1:5432,
+//! user `postgres`, trust authentication). Every test makes its own databases, named
+//! `envsnap_t_<pid>_<n>_<branch>`, and drops them when it ends, even when it fails.
+//! Databases are compared by content: the schema as `pg_dump --schema-only` prints it,
+//! and every line of `pg_dump --data-only` (rows, sequence values, large objects),
+//! sorted, since a parallel restore may lay rows out in another physical order.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Project, TestResult};
+use envsnap::element::service::postgresql::{DumpLayout, PostgresService};
+use envsnap::element::service::{DumpSink, DumpSource, Service};
+
+type Error = Box<dyn std::error::Error>;
+
+/// Runs SQL as `postgres` on `database`; returns the rows, bare.
+fn psql(database: &str, sql: &str) -> Result<String, Error> {
+    let output = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", database])
+        .args(["-c", sql])
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("psql {sql}: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+fn pg_dump(database: &str, section: &str) -> Result<String, Error> {
+    let output = Command::new("pg_dump").args(["-h", "127.0.0.1", "-U", "postgres", section, database]).output()?;
+    if !output.status.success() {
+        return Err(format!("pg_dump {database}: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    // The \restrict keys are random in every dump.
+    let text = String::from_utf8(output.stdout)?;
+    Ok(text
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict ") && !line.starts_with("\\unrestrict "))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The content of a database: its schema, and every line of its data dump, sorted.
+fn fingerprint(database: &str) -> Result<(String, Vec<String>), Error> {
+    let mut data: Vec<String> = pg_dump(database, "--data-only")?.lines().map(str::to_owned).collect();
+    data.sort();
+    Ok((pg_dump(database, "--schema-only")?, data))
+}
+
+fn assert_same(expected: &(String, Vec<String>), database: &str) -> TestResult {
+    let actual = fingerprint(database)?;
+    if actual.0 != expected.0 {
+        return Err(
+            format!("the schema of {database} differs:\n{}\n----- expected -----\n{}", actual.0, expected.0).into()
+        );
+    }
+    if let Some((want, got)) = expected.1.iter().zip(&actual.1).find(|(want, got)| want != got) {
+        return Err(format!("the data of {database} differs: expected `{want}`, found `{got}`").into());
+    }
+    assert_eq!(expected.1.len(), actual.1.len(), "lines of data in {database}");
+    Ok(())
+}
+
+fn exists(database: &str) -> Result<bool, Error> {
+    Ok(psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{database}'"))?.trim() == "1")
+}
+
+/// Unique database names for one test, dropped at the end.
+struct Databases {
+    prefix: String,
+}
+
+impl Databases {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        Databases { prefix: format!("envsnap_t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)) }
+    }
+
+    fn name(&self, branch: &str) -> String {
+        format!("{}_{branch}", self.prefix)
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "production = \"main\"\n\n[[service]]\nname = \"db\"\ntype = \"postgresql\"\nurl = \"postgresql://postgres@127.0.0.1:5432/{}_{{branch}}\"\n",
+            self.prefix
+        )
+    }
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        let pattern = format!("{}\\_%", self.prefix);
+        if let Ok(names) = psql("postgres", &format!("SELECT datname FROM pg_database WHERE datname LIKE '{pattern}'"))
+        {
+            for name in names.lines() {
+                let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE people (
+    id serial PRIMARY KEY,
+    name text NOT NULL,
+    note text,
+    photo bytea,
+    balance numeric(12, 2),
+    born timestamptz,
+    mood mood,
+    tags text[],
+    data jsonb,
+    ratio double precision
+);
+CREATE INDEX people_name ON people (name);
+CREATE TABLE orders (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person int REFERENCES people (id),
+    total numeric,
+    doubled numeric GENERATED ALWAYS AS (total * 2) STORED,
+    at timestamp DEFAULT '2024-01-01'
+);
+CREATE SEQUENCE free_counter START 100;
+SELECT nextval('free_counter');
+CREATE VIEW rich AS SELECT name FROM people WHERE balance > 100;
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.note := coalesce(NEW.note, '') || '!'; RETURN NEW; END $$;
+CREATE TRIGGER people_touch BEFORE UPDATE ON people FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE SCHEMA "Odd.Schema";
+CREATE TABLE "Odd.Schema"."Table ""quoted""/x" (v text);
+INSERT INTO people (name, note, photo, balance, born, mood, tags, data, ratio) VALUES
+    ('O''Brien', E'line1\nline2\ttab \\ backslash', '\x00ff10', 12345.67, '2024-02-29 12:34:56.789+02',
+     'happy', ARRAY['a', 'b c', NULL], '{"k": [1, 2, null], "s": "é"}', 0.1),
+    ('Zoë 😀 名前', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'NaN');
+INSERT INTO people (name, note, balance, ratio)
+    SELECT 'bulk ' || g, repeat('x', g % 50), g, 1.0 / g FROM generate_series(1, 20000) g;
+INSERT INTO orders (person, total) SELECT (g % 100) + 1, g * 1.5 FROM generate_series(1, 5000) g;
+INSERT INTO "Odd.Schema"."Table ""quoted""/x" VALUES ('odd'), (E'\r' || 'estrict fake'), (NULL);
+SELECT lo_from_bytea(0, 'a large object');
+"#;
+
+fn create(database: &str) -> TestResult {
+    psql("postgres", &format!("CREATE DATABASE \"{database}\""))?;
+    psql(database, SCHEMA)?;
+    Ok(())
+}
+
+/// A session connected to `database` that would run for a minute.
+fn busy_session(database: &str) -> Result<std::process::Child, Error> {
+    let child = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-c", "SELECT pg_sleep(60)"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    for _ in 0..100 {
+        let count = psql("postgres", &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}'"))?;
+        if count.trim() != "0" {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err("the session did not connect".into())
+}
+
+#[test]
+fn a_database_round_trips_in_place_and_into_another_branch() -> TestResult {
+    let databases = Databases::new();
+    let (main, feature) = (databases.name("main"), databases.name("feature"));
+    create(&main)?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let original = fingerprint(&main)?;
+    let id = project.backup(&[])?;
+    let snapshot = &project.snapshots()?[0];
+    assert_eq!(snapshot["elements"][0]["kind"], "service");
+
+    psql(&main, "UPDATE people SET balance = 0 WHERE id % 7 = 0; DELETE FROM orders WHERE id < 100; DROP VIEW rich;")?;
+    psql(
+        &main,
+        "CREATE TABLE added (x int); SELECT setval('free_counter', 5000); INSERT INTO people (name) VALUES ('new')",
+    )?;
+    let mut session = busy_session(&main)?;
+    project.ok(&["restore", &id[..12], "--yes"])?;
+    assert_same(&original, &main)?;
+    assert!(session.wait()?.code().is_some_and(|code| code != 0), "the session connected to the target was ended");
+
+    // Into another branch: its database is created; the original is left alone.
+    psql(&main, "DELETE FROM people WHERE id > 10000")?;
+    let changed = fingerprint(&main)?;
+    assert!(!exists(&feature)?);
+    project.ok(&["restore", &id[..12], "--target", "feature", "--branch-from", "main", "--yes"])?;
+    assert_same(&original, &feature)?;
+    assert_same(&changed, &main)?;
+    Ok(())
+}
+
+/// Stores the streams of a capture in memory (the tests' dumps are small).
+#[derive(Default)]
+struct MemoryDump {
+    streams: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl DumpSink for MemoryDump {
+    fn add(&self, name: &str, reader: &mut dyn Read) -> envsnap::Result<()> {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(|error| envsnap::Error::io("reading", name, error))?;
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned(), bytes);
+        Ok(())
+    }
+}
+
+impl DumpSource for MemoryDump {
+    fn names(&self) -> Vec<String> {
+        self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    fn open(&self, name: &str) -> envsnap::Result<Box<dyn Read + Send + '_>> {
+        let streams = self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(Box::new(std::io::Cursor::new(streams.get(name).cloned().unwrap_or_default())))
+    }
+}
+
+#[test]
+fn tables_cut_into_streams_and_block_ranges_round_trip() -> TestResult {
+    let databases = Databases::new();
+    let (source, target) = (databases.name("main"), databases.name("copy"));
+    create(&source)?;
+    let original = fingerprint(&source)?;
+    // Every table in a stream of its own; tables of 32 KiB and more in 16 KiB block ranges.
+    let layout = DumpLayout { workers: 3, own_stream_from: 0, piece_size: 16 << 10 };
+    let url = |database: &str| format!("postgresql://postgres@127.0.0.1:5432/{database}");
+    let dump = MemoryDump::default();
+    PostgresService::new("db", &url(&source))?.with_layout(layout).capture(&dump)?;
+    let names = dump.names();
+    assert!(names.contains(&"2-data-public.people.0000.sql".to_owned()), "{names:?}");
+    assert!(names.contains(&"2-data-public.orders.0001.sql".to_owned()), "{names:?}");
+    assert!(names.contains(&"2-data-Odd%2ESchema.Table%20%22quoted%22%2Fx.sql".to_owned()), "{names:?}");
+    for name in &names {
+        let mut text = String::new();
+        dump.open(name)?.read_to_string(&mut text)?;
+        // The one `\restrict` line left is a row of "Odd.Schema" that merely looks like one.
+        let key_lines = text.lines().filter(|line| line.starts_with("\\restrict ") && line.len() > 40).count();
+        assert_eq!(key_lines, 0, "{name} keeps pg_dump's random \\restrict key");
+    }
+
+    let service = PostgresService::new("db", &url(&target))?.with_layout(layout);
+    assert!(!service.exists()?);
+    service.restore(&dump)?;
+    assert!(service.exists()?);
+    assert_same(&original, &target)?;
+    Ok(())
+}
+
+#[test]
+fn a_dump_of_a_newer_server_is_refused_before_anything_changes() -> TestResult {
+    let databases = Databases::new();
+    let target = databases.name("main");
+    let dump = MemoryDump::default();
+    let header = "-- {\"format\":1,\"server_version_num\":990001,\"server_version\":\"99.1\",\"database\":\"x\",\
+                  \"encoding\":\"UTF8\",\"collate\":\"C\",\"ctype\":\"C\"}\n";
+    dump.add("0-header.sql", &mut header.as_bytes())?;
+    dump.add("1-pre-data.sql", &mut &b"CREATE TABLE t (x int);\n"[..])?;
+    let service = PostgresService::new("db", &format!("postgresql://postgres@127.0.0.1:5432/{target}"))?;
+    for result in [service.check_restore(&dump), service.restore(&dump)] {
+        let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("PostgreSQL 99")
+                && message.contains("newer than this server's 15")
+                && message.contains("nothing was changed"),
+            "{message}"
+        );
+    }
+    assert!(!exists(&target)?, "no database was created");
+    Ok(())
+}
+
+/// A directory for `PATH` holding links to the given programs only, and the scripts given.
+fn bin_dir(links: &[&str], scripts: &[(&str, &str)]) -> Result<tempfile::TempDir, Error> {
+    let dir = tempfile::Builder::new().prefix("envsnap-bin-").tempdir()?;
+    for program in links {
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(program), dir.path().join(program))?;
+    }
+    for (name, text) in scripts {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{text}\n"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(dir)
+}
+
+/// Runs envsnap with `PATH` set to `path`.
+fn run_with_path(project: &Project, args: &[&str], path: &Path) -> Result<Output, Error> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .args(args)
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .env("PATH", path)
+        .output()?)
+}
+
+fn failed_backup(project: &Project, path: Option<&Path>) -> Result<String, Error> {
+    let output = match path {
+        Some(path) => run_with_path(project, &["backup"], path)?,
+        None => project.run(&["backup"])?,
+    };
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(project.snapshots()?.is_empty(), "no snapshot is recorded: {stderr}");
+    Ok(stderr)
+}
+
+#[test]
+fn a_server_that_does_not_answer_or_a_missing_database_fails_the_snapshot() -> TestResult {
+    let databases = Databases::new();
+    let config = databases.config().replace("127.0.0.1:5432", "127.0.0.1:1");
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    let stderr = failed_backup(&project, None)?;
+    let main = databases.name("main");
+    assert!(stderr.contains("service `db`") && stderr.contains(&format!("127.0.0.1:1/{main}")), "{stderr}");
+    assert!(stderr.contains("Connection refused") && stderr.contains("is the server running?"), "{stderr}");
+
+    std::fs::write(project.root().join("envsnap.toml"), databases.config())?;
+    let stderr = failed_backup(&project, None)?;
+    assert!(stderr.contains(&format!("database \"{main}\" does not exist")), "{stderr}");
+    assert!(stderr.contains("create the database"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn missing_tools_are_named() -> TestResult {
+    let databases = Databases::new();
+    create(&databases.name("main"))?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let only_psql = bin_dir(&["psql"], &[])?;
+    let stderr = failed_backup(&project, Some(only_psql.path()))?;
+    assert!(stderr.contains("`pg_dump` is not installed or not in PATH"), "{stderr}");
+    let nothing = bin_dir(&[], &[])?;
+    let stderr = failed_backup(&project, Some(nothing.path()))?;
+    assert!(stderr.contains("`psql` is not installed or not in PATH"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_dump_that_fails_or_is_killed_mid_stream_fails_the_snapshot() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    psql(&main, "INSERT INTO people (name, note) SELECT 'more', repeat('y', 1000) FROM generate_series(1, 20000)")?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let real = "/usr/bin/pg_dump \"$@\"";
+    for (script, expected) in [
+        (
+            format!(
+                "case \"$*\" in *section=data*) {real} | head -c 30000; echo 'pg_dump: error: disk on fire' >&2; exit 1;; esac\nexec {real}"
+            ),
+            "disk on fire",
+        ),
+        (
+            format!("case \"$*\" in *section=data*) {real} | head -c 30000; kill -KILL $$;; esac\nexec {real}"),
+            "SIGKILL",
+        ),
+    ] {
+        let bin = bin_dir(&["psql"], &[("pg_dump", &script)])?;
+        let stderr = failed_backup(&project, Some(bin.path()))?;
+        assert!(
+            stderr.contains("service `db`") && stderr.contains("pg_dump failed") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+
+    // A table the dump's user may not read: pg_dump's own error.
+    let reader = format!("{main}_reader");
+    psql("postgres", &format!("CREATE ROLE \"{reader}\" LOGIN"))?;
+    let cleanup = DropRole { role: reader.clone(), database: main.clone() };
+    psql(
+        &main,
+        &format!(
+            "GRANT SELECT ON ALL TABLES IN SCHEMA public, \"Odd.Schema\" TO \"{reader}\"; GRANT USAGE ON SCHEMA \"Odd.Schema\" TO \"{reader}\"; CREATE TABLE secret (x int); INSERT INTO secret VALUES (1)"
+        ),
+    )?;
+    std::fs::write(
+        project.root().join("envsnap.toml"),
+        databases.config().replace("postgres@", &format!("{reader}@")),
+    )?;
+    let stderr = failed_backup(&project, None)?;
+    assert!(stderr.contains("pg_dump failed") && stderr.contains("ERROR:  permission denied for"), "{stderr}");
+    drop(cleanup);
+    Ok(())
+}
+
+/// A role made by a test, removed with its grants at the end.
+struct DropRole {
+    role: String,
+    database: String,
+}
+
+impl Drop for DropRole {
+    fn drop(&mut self) {
+        // The grants are in the test's database; DROP OWNED removes them there.
+        let _ = psql(&self.database, &format!("DROP OWNED BY \"{}\"", self.role));
+        let _ = psql("postgres", &format!("DROP ROLE IF EXISTS \"{}\"", self.role));
+    }
+}
+
+/// A PostgreSQL cluster of its own, with password authentication (the machine's
+/// server trusts every local connection, so a wrong password would pass there).
+struct PasswordCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: std::path::PathBuf,
+}
+
+impl PasswordCluster {
+    fn start(password: &str) -> Result<Self, Error> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin"))
+            .filter(|bin| bin.join("initdb").is_file())
+            .max()
+            .ok_or("no initdb under /usr/lib/postgresql")?;
+        let dir = tempfile::Builder::new().prefix("envsnap-pg-").tempdir()?;
+        std::fs::write(dir.path().join("password"), password)?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let cluster = PasswordCluster { dir, port, bin };
+        as_postgres(&["chown", "-R", "postgres", &cluster.path("")], false)?;
+        as_postgres(
+            &[
+                &cluster.program("initdb"),
+                "-D",
+                &cluster.path("data"),
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "-N",
+                &format!("--pwfile={}", cluster.path("password")),
+            ],
+            true,
+        )?;
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", cluster.port, cluster.path(""));
+        as_postgres(
+            &[
+                &cluster.program("pg_ctl"),
+                "-D",
+                &cluster.path("data"),
+                "-o",
+                &options,
+                "-l",
+                &cluster.path("log"),
+                "-w",
+                "start",
+            ],
+            true,
+        )?;
+        Ok(cluster)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn program(&self, name: &str) -> String {
+        self.bin.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for PasswordCluster {
+    fn drop(&mut self) {
+        let _ =
+            as_postgres(&[&self.program("pg_ctl"), "-D", &self.path("data"), "-m", "immediate", "-w", "stop"], true);
+    }
+}
+
+/// Runs a command, as the `postgres` user when `switch` (initdb refuses to run as root).
+fn as_postgres(command: &[&str], switch: bool) -> Result<(), Error> {
+    let mut runner = if switch {
+        let mut runner = Command::new("runuser");
+        runner.args(["-u", "postgres", "--"]).args(command);
+        runner
+    } else {
+        let mut runner = Command::new(command[0]);
+        runner.args(&command[1..]);
+        runner
+    };
+    let output = runner.output()?;
+    if !output.status.success() {
+        return Err(format!("{command:?}: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(())
+}
+
+#[test]
+fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
+    let cluster = PasswordCluster::start("right-secret")?;
+    let url = |password: &str| format!("postgresql://postgres:{password}@127.0.0.1:{}/postgres", cluster.port);
+    let config = |password: &str| {
+        format!(
+            "production = \"main\"\n\n[[service]]\nname = \"db\"\ntype = \"postgresql\"\nurl = \"{}\"\n",
+            url(password)
+        )
+    };
+    let project = Project::new(&config("Wr0ngPassw0rd"))?;
+    project.ok(&["init"])?;
+    let stderr = failed_backup(&project, None)?;
+    assert!(
+        stderr.contains("password authentication failed") && stderr.contains("check the user and password"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Wr0ngPassw0rd"), "the password is never shown: {stderr}");
+
+    // The right password, given through the environment as the docs advise, works.
+    std::fs::write(project.root().join("envsnap.toml"), config("${ENVSNAP_TEST_PG_PASSWORD}"))?;
+    let output = Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .arg("backup")
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .env("ENVSNAP_TEST_PG_PASSWORD", "right-secret")
+        .output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let listing = project.ok(&["list", "--all", "--json"])?;
+    assert!(!listing.contains("right-secret"), "{listing}");
+    Ok(())
+}
