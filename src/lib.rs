@@ -66,6 +66,7 @@ pub mod diff;
 pub mod element;
 pub mod error;
 pub mod export;
+pub mod fuse;
 pub mod git;
 pub mod id;
 pub mod progress;
@@ -74,5 +75,6 @@ pub mod restore;
 pub mod snapshot;
 pub mod store;
 pub mod tree;
+pub mod view;
 
 pub use error::{Error, Result};

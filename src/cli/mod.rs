@@ -11,6 +11,7 @@ mod format;
 mod hooks;
 mod init;
 mod list;
+mod mount;
 mod progress;
 mod repair;
 mod restore;
@@ -72,6 +73,8 @@ pub enum Command {
     Repair(repair::Args),
     /// Install, remove or show the git hooks that snapshot protected branches before merges and pushes.
     Hooks(hooks::Args),
+    /// Mount the snapshots as a read-only file system (FUSE), until unmounted or interrupted.
+    Mount(mount::Args),
     /// Walk through envsnap in a throw-away repository: snapshot, change, list, diff, restore.
     Demo(demo::Args),
 }
@@ -93,6 +96,7 @@ impl Cli {
             Command::Delete(args) => delete::run(&global, &args),
             Command::Repair(args) => repair::run(&global, &args),
             Command::Hooks(args) => hooks::run(&global, &args),
+            Command::Mount(args) => mount::run(&global, &args),
             Command::Demo(args) => demo::run(&args),
         }
     }

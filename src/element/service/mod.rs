@@ -8,10 +8,10 @@
 //! like a mount.
 
 pub mod command;
-pub mod connection;
+mod connection;
 pub mod mysql;
 pub mod postgresql;
-pub mod process;
+mod process;
 pub mod redis;
 pub mod sqlite;
 

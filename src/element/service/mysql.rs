@@ -389,8 +389,11 @@ impl Service for MysqlService {
                 header.charset, header.collation
             )));
         }
+        // A session that could not be ended holds its locks: fail after a minute rather
+        // than wait for it forever.
         self.query(&format!(
-            "DROP DATABASE IF EXISTS {ident}; CREATE DATABASE {ident} CHARACTER SET {} COLLATE {}",
+            "SET SESSION lock_wait_timeout = 60; \
+             DROP DATABASE IF EXISTS {ident}; CREATE DATABASE {ident} CHARACTER SET {} COLLATE {}",
             header.charset,
             header.collation,
             ident = identifier(database)
@@ -426,6 +429,9 @@ fn hint(stderr: &str) -> &'static str {
     if stderr.contains("Access denied") {
         "; check the user and password in `url`, and that the user may read the database (keep the password out of \
          envsnap.toml: write ${VARIABLE} and set it in the environment)"
+    } else if stderr.contains("Lock wait timeout exceeded") {
+        "; other sessions still use the database: stop the application, or let the user end them \
+         (CONNECTION ADMIN or SUPER privilege)"
     } else if stderr.contains("Unknown database") {
         "; create the database, or fix its name in `url` in envsnap.toml"
     } else if ["Can't connect", "Unknown server host", "Lost connection", "timed out"]

@@ -109,8 +109,9 @@ pub struct DumpLayout {
     pub workers: usize,
     /// A table whose on-disk size is at least this many bytes gets a stream of its own.
     pub own_stream_from: u64,
-    /// A table of at least twice this many bytes is read in ranges of blocks of this
-    /// many bytes, one stream each (servers of version 14 and later).
+    /// A table whose heap holds at least one and a half times this many bytes is read
+    /// in ranges of blocks of this many bytes (the last range takes the rest), one
+    /// stream each (servers of version 14 and later).
     pub piece_size: u64,
 }
 
@@ -140,8 +141,11 @@ struct Header {
     server_version: String,
     /// The database captured.
     database: String,
+    /// Its encoding, e.g. `UTF8`, given to the database a restore creates.
     encoding: String,
+    /// Its `LC_COLLATE`, likewise.
     collate: String,
+    /// Its `LC_CTYPE`, likewise.
     ctype: String,
 }
 

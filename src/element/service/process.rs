@@ -39,15 +39,8 @@ pub enum ToolError {
     },
 }
 
-impl ToolError {
-    /// What the tool wrote to stderr, if it ran.
-    pub fn stderr(&self) -> &str {
-        match self {
-            ToolError::Failed { stderr, .. } => stderr,
-            _ => "",
-        }
-    }
-}
+/// How much of a tool's stderr is kept: its last 64 KiB.
+const STDERR_KEPT: usize = 64 << 10;
 
 /// A tool that was started. Dropped before [`Tool::finish`], it is killed and
 /// reaped, so that an abandoned capture never leaves a dump running.
@@ -70,19 +63,30 @@ impl Tool {
             }
         })?;
         let stderr = child.stderr.take().map(|mut stderr| {
-            // On a thread of its own, so a chatty tool never blocks on a full pipe.
+            // On a thread of its own, so a chatty tool never blocks on a full pipe; only
+            // the end is kept, where the error is, so memory stays bounded.
             thread::spawn(move || {
-                let mut bytes = Vec::new();
-                let _ = stderr.read_to_end(&mut bytes);
-                String::from_utf8_lossy(&bytes).into_owned()
+                let mut kept = Vec::new();
+                let mut buffer = [0; 8192];
+                loop {
+                    let count = match stderr.read(&mut buffer) {
+                        Ok(0) => break,
+                        Ok(count) => count,
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    };
+                    kept.extend_from_slice(&buffer[..count]);
+                    if kept.len() > 2 * STDERR_KEPT {
+                        kept.drain(..kept.len() - STDERR_KEPT);
+                    }
+                }
+                if kept.len() > STDERR_KEPT {
+                    kept.drain(..kept.len() - STDERR_KEPT);
+                }
+                String::from_utf8_lossy(&kept).into_owned()
             })
         });
         Ok(Tool { program: program.to_owned(), child: Some(child), stderr })
-    }
-
-    /// The program's name.
-    pub fn program(&self) -> &str {
-        &self.program
     }
 
     /// Its stdout, if it was piped and not taken yet.
