@@ -193,6 +193,23 @@ fn a_database_round_trips_in_place_and_into_another_branch() -> TestResult {
     let original = dump(&main)?;
     let id = project.backup(&[])?;
     assert_eq!(project.snapshots()?[0]["elements"][0]["kind"], "service");
+    // One stream a table, which put back together are the dump.
+    let out = project.root().join("out");
+    project.ok(&["restore", &id[..12], "--to", out.to_str().ok_or("utf-8")?])?;
+    let mut streams: Vec<String> = std::fs::read_dir(out.join("db"))?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, Error>>()?;
+    streams.sort();
+    assert_eq!(
+        streams,
+        [
+            "0-header.sql",
+            "1-dump-000000.sql",
+            "1-dump-000001-odd%60name.sql",
+            "1-dump-000002-orders.sql",
+            "1-dump-000003-people.sql"
+        ]
+    );
 
     sql(
         Some(&main),

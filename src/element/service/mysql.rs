@@ -3,27 +3,39 @@
 //!
 //! # Capture
 //!
-//! Two streams: `0-header.sql`, a comment holding the server version and the
-//! database's character set and collation, and `1-dump.sql`, the output of one
-//! `mariadb-dump --single-transaction --routines --triggers --events --hex-blob
-//! --skip-extended-insert --no-autocommit`. One stream, because one dump process is one consistent
-//! snapshot: `--single-transaction` in several processes would be several snapshots,
-//! and deduplication does not need the split, since content-defined chunks find an
-//! unchanged table wherever it lies in the stream.
+//! One `mariadb-dump --single-transaction --routines --triggers --events --hex-blob
+//! --skip-extended-insert --no-autocommit` of the database: one process, so one
+//! consistent snapshot (`--single-transaction` in several processes would be several
+//! snapshots). Its output is cut, as it passes, into one stream a table, where the dump
+//! starts each table (`TableParts`):
+//!
+//! | stream | holds |
+//! |---|---|
+//! | `0-header.sql` | envsnap: a comment holding the server version and the database's character set and collation |
+//! | `1-dump-000000.sql` | the dump's opening (session settings) |
+//! | `1-dump-000001-<table>.sql`, … | each table's structure and rows, in the dump's order; the last also holds the views, routines and events that follow |
+//!
+//! The streams, one after the other, are the dump byte for byte. Cut so, a table's rows
+//! start chunks of their own: after 1% of one table's rows of ten changed, the next
+//! snapshot stored 10.8% of the first as one stream (the chunks that straddle the
+//! table's neighbours change too), against that table's share, 10%, cut by table.
 //!
 //! **One row per line** (`--skip-extended-insert`). By default `mariadb-dump` packs
-//! rows into `INSERT`s of up to 1 MB, cut by length, so a row that grows or shrinks
-//! can move the cuts after it. Measured with `bench/services-sql`'s data (ten tables,
-//! 330 MB of dump): after 5 rows of one table were updated and 10 added, extended
-//! inserts stored 2.8% of the first snapshot again, one row per line 2.1%; after 1% of
-//! one table's rows were updated, both 10.3% (that table's share). Dumping takes the
-//! same time either way. Loading one `INSERT` per row is another matter: each is a
-//! statement and, in autocommit, a transaction: ten minutes were not enough to load
-//! that dump with `mariadb`, where the extended one loads in 23 s. So envsnap merges
-//! consecutive rows of a table back into statements of up to 1 MiB as it feeds the
-//! dump to the client ([`Rebatch`]), and the same dump loads in 11 s; and
-//! `--no-autocommit` makes each table one transaction, for whoever loads an exported
-//! dump without envsnap (120 s with `mariadb` alone, or pipe it through [`Rebatch`]).
+//! rows into `INSERT`s of about 1 MB, cut by length, so a row that grows or shrinks
+//! can move the cuts after it. Measured with `bench/services-sql`'s data (ten tables of
+//! random rows, 325 MiB of dump): after 5 rows of one table grew by a byte and 10 were
+//! added, the next snapshot stored 3.3 MiB one row per line, 4.6 MiB with extended
+//! inserts (and 6.4 MiB for restic given the extended dump); after 1% of one table's
+//! rows changed, the same for both (that table's share). Dumping takes the same time.
+//!
+//! Loading is another matter: one `INSERT` per row is one statement, and in autocommit
+//! one transaction, per row (ten minutes were not enough to load such a dump that loads
+//! in 23 s with extended inserts). So a restore merges consecutive rows of a table back
+//! into statements of up to 1 MiB as it feeds the client ([`Rebatch`]), each committed
+//! at once: it then loads as fast as the extended dump (16.8 s against 17.1 s). The
+//! dump is taken with `--no-autocommit`, which makes each table one transaction, for
+//! whoever loads an exported dump without envsnap (two minutes rather than more than
+//! ten; or pipe it through [`Rebatch`]).
 //!
 //! `--single-transaction` gives a consistent snapshot of InnoDB tables; MyISAM tables
 //! are read as they are at the moment each is dumped, as with `mariadb-dump` alone.
@@ -50,7 +62,9 @@ use super::{DumpSink, DumpSource, Service};
 use crate::error::{Error, Result};
 
 const HEADER: &str = "0-header.sql";
-const DUMP: &str = "1-dump.sql";
+/// The dump's streams: `1-dump-000000.sql` (what comes before the first table), then
+/// `1-dump-000001-<table>.sql` and so on, one a table, in the dump's order.
+const DUMP_PREFIX: &str = "1-dump";
 /// The version of the stream layout above, recorded in the header.
 const LAYOUT_FORMAT: u32 = 1;
 
@@ -246,9 +260,11 @@ impl MysqlService {
     }
 
     fn read_header(&self, source: &dyn DumpSource) -> Result<Header> {
-        if !source.names().iter().any(|name| name == HEADER) || !source.names().iter().any(|name| name == DUMP) {
+        let names = source.names();
+        if !names.iter().any(|name| name == HEADER) || !names.iter().any(|name| name.starts_with(DUMP_PREFIX)) {
             return Err(self.failed(format!(
-                "the snapshot's dump has no `{HEADER}` and `{DUMP}`: it was not taken by envsnap's mysql adapter"
+                "the snapshot's dump has no `{HEADER}` and `{DUMP_PREFIX}…` streams: it was not taken by envsnap's \
+                 mysql adapter"
             )));
         }
         let mut text = String::new();
@@ -318,7 +334,18 @@ impl Service for MysqlService {
         .collect();
         let mut tool = self.start(DUMP_TOOLS, &arguments, Pipe::Output)?;
         let stdout = tool.stdout().expect("stdout is piped");
-        let stored = sink.add(DUMP, &mut read_ahead(stdout, Arc::new(AtomicBool::new(false))));
+        let mut parts = TableParts::new(read_ahead(stdout, Arc::new(AtomicBool::new(false))));
+        let mut stored = Ok(());
+        for index in 0.. {
+            if parts.finished() {
+                break;
+            }
+            let name = parts.next_name(index);
+            stored = sink.add(&name, &mut parts.part());
+            if stored.is_err() {
+                break;
+            }
+        }
         if stored.is_err() {
             // The dump is abandoned: stop the tool.
             tool.kill();
@@ -398,7 +425,9 @@ impl Service for MysqlService {
             header.collation,
             ident = identifier(database)
         ))?;
-        let input = source.open(DUMP)?;
+        let mut names: Vec<String> = source.names().into_iter().filter(|name| name.starts_with(DUMP_PREFIX)).collect();
+        names.sort();
+        let input = Concatenated { source, names, next: 0, current: None };
         let arguments = vec![format!("--database={database}")];
         let mut tool = self.start(CLIENTS, &arguments, Pipe::Input)?;
         let mut stdin = tool.stdin().expect("stdin is piped");
@@ -407,7 +436,7 @@ impl Service for MysqlService {
             .and_then(|_| stdin.flush());
         drop(stdin);
         tool.finish().map_err(|error| self.tool_failed(error, CLIENTS))?;
-        copied.map(drop).map_err(|error| match store_error(error, DUMP) {
+        copied.map(drop).map_err(|error| match store_error(error, DUMP_PREFIX) {
             Error::Io { source, .. } => self.failed(format!("writing the dump to the client: {source}")),
             other => other,
         })
@@ -455,6 +484,169 @@ fn store_error(error: io::Error, stream: &str) -> Error {
     Error::io("reading", stream, error)
 }
 
+/// Cuts the output of `mariadb-dump` into parts, one a table, where the dump starts a
+/// table (the comment ``-- Table structure for table `t` ``, with the `--` line before
+/// it). The parts, one after the other, are the dump byte for byte; stored as
+/// streams of their own, a table's rows start their own chunks, so a change to one
+/// table leaves the chunks of the tables beside it as they were.
+struct TableParts<R> {
+    inner: BufReader<R>,
+    /// The lines that begin the next part, read while looking for its start.
+    carry: Vec<u8>,
+    /// The table of the next part, from its comment.
+    table: Option<String>,
+    /// The part being read has met the start of the next one.
+    at_boundary: bool,
+    /// The dump has been read to its end.
+    ended: bool,
+    /// The last piece read ended inside a line.
+    inside_line: bool,
+}
+
+const TABLE_COMMENT: &[u8] = b"-- Table structure for table `";
+
+impl<R: Read> TableParts<R> {
+    fn new(inner: R) -> Self {
+        TableParts {
+            inner: BufReader::with_capacity(256 << 10, inner),
+            carry: Vec::new(),
+            table: None,
+            at_boundary: false,
+            ended: false,
+            inside_line: false,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        self.ended && self.carry.is_empty()
+    }
+
+    /// The stream name of the next part, the `index`th.
+    fn next_name(&self, index: usize) -> String {
+        match &self.table {
+            None => format!("{DUMP_PREFIX}-{index:06}.sql"),
+            Some(table) => {
+                let escaped: String = table
+                    .bytes()
+                    .map(|byte| {
+                        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+                            char::from(byte).to_string()
+                        } else {
+                            format!("%{byte:02X}")
+                        }
+                    })
+                    .collect();
+                let escaped = if escaped.len() <= 180 {
+                    escaped
+                } else {
+                    blake3::hash(table.as_bytes()).to_hex()[..32].to_owned()
+                };
+                format!("{DUMP_PREFIX}-{index:06}-{escaped}.sql")
+            }
+        }
+    }
+
+    /// A reader of the next part.
+    fn part(&mut self) -> Part<'_, R> {
+        self.at_boundary = false;
+        let start = std::mem::take(&mut self.carry);
+        Part { parts: self, out: start, position: 0 }
+    }
+
+    /// Reads one line, or a piece of one at most [`BATCH_LIMIT`] long, into `line`;
+    /// returns whether it is a whole line.
+    fn read_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
+        line.clear();
+        if (&mut self.inner).take(BATCH_LIMIT as u64).read_until(b'\n', line)? == 0 {
+            self.ended = true;
+            return Ok(false);
+        }
+        let whole = !self.inside_line && line.ends_with(b"\n");
+        self.inside_line = !line.ends_with(b"\n");
+        Ok(whole)
+    }
+}
+
+/// One part of a [`TableParts`]: ends where the next table starts.
+struct Part<'a, R> {
+    parts: &'a mut TableParts<R>,
+    out: Vec<u8>,
+    position: usize,
+}
+
+impl<R: Read> Part<'_, R> {
+    /// Produces the next lines of the part into `out`; leaves it empty at the part's end.
+    fn produce(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.position = 0;
+        let parts = &mut *self.parts;
+        if parts.at_boundary || parts.ended {
+            return Ok(());
+        }
+        let mut line = Vec::new();
+        let whole = parts.read_line(&mut line)?;
+        if !(whole && line == b"--\n") {
+            self.out = line;
+            return Ok(());
+        }
+        // A `--` line: the start of the next table if the comment follows it.
+        let mut next = Vec::new();
+        let next_whole = parts.read_line(&mut next)?;
+        if next_whole && next.starts_with(TABLE_COMMENT) {
+            let name = &next[TABLE_COMMENT.len()..];
+            let name = name.strip_suffix(b"`\n").unwrap_or(name);
+            parts.table = Some(String::from_utf8_lossy(name).replace("``", "`"));
+            parts.carry = line;
+            parts.carry.extend_from_slice(&next);
+            parts.at_boundary = true;
+            return Ok(());
+        }
+        self.out = line;
+        self.out.extend_from_slice(&next);
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Part<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.out.len() {
+            self.produce()?;
+            if self.out.is_empty() {
+                return Ok(0);
+            }
+        }
+        let count = buffer.len().min(self.out.len() - self.position);
+        buffer[..count].copy_from_slice(&self.out[self.position..self.position + count]);
+        self.position += count;
+        Ok(count)
+    }
+}
+
+/// The streams `names` of a dump, read one after the other.
+struct Concatenated<'a> {
+    source: &'a dyn DumpSource,
+    names: Vec<String>,
+    next: usize,
+    current: Option<Box<dyn Read + Send + 'a>>,
+}
+
+impl Read for Concatenated<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.current.is_none() {
+                let Some(name) = self.names.get(self.next) else { return Ok(0) };
+                self.current = Some(self.source.open(name).map_err(io::Error::other)?);
+                self.next += 1;
+            }
+            let count = self.current.as_mut().expect("a stream is open").read(buffer)?;
+            if count > 0 || buffer.is_empty() {
+                return Ok(count);
+            }
+            self.current = None;
+        }
+    }
+}
+
 /// The longest line [`Rebatch`] looks at, and the longest statement it makes.
 const BATCH_LIMIT: usize = 1 << 20;
 
@@ -465,8 +657,9 @@ const BATCH_LIMIT: usize = 1 << 20;
 /// Only lines between `mariadb-dump`'s `ALTER TABLE … DISABLE KEYS` and `ENABLE KEYS`
 /// markers are touched (never the body of a routine or trigger), and only whole lines
 /// of the form ``INSERT INTO `t` VALUES (…);``: consecutive ones of the same table
-/// become ``INSERT INTO `t` VALUES (…),(…);``. Lines longer than [`BATCH_LIMIT`] pass
-/// through in pieces, so memory stays bounded whatever the rows hold.
+/// become ``INSERT INTO `t` VALUES (…),(…);``, each followed by a `COMMIT`. Lines
+/// longer than `BATCH_LIMIT` (1 MiB) pass through in pieces, so memory stays bounded
+/// whatever the rows hold.
 pub struct Rebatch<R> {
     inner: BufReader<R>,
     out: Vec<u8>,
@@ -501,7 +694,9 @@ impl<R: Read> Rebatch<R> {
     fn flush_pending(&mut self) {
         if !self.pending.is_empty() {
             self.out.extend_from_slice(&self.pending);
-            self.out.extend_from_slice(b";\n");
+            // `--no-autocommit` makes each table one transaction, which loads a third
+            // slower than a transaction per statement; in autocommit this is a no-op.
+            self.out.extend_from_slice(b";\nCOMMIT;\n");
             self.pending.clear();
         }
     }
@@ -609,8 +804,8 @@ mod tests {
             "CREATE TABLE `t` (a int);\n\
              INSERT INTO `t` VALUES (0);\n\
              /*!40000 ALTER TABLE `t` DISABLE KEYS */;\n\
-             INSERT INTO `t` VALUES (1,'a);\\n'),(2,NULL);\n\
-             INSERT INTO `a``b` VALUES (3),(4);\n\
+             INSERT INTO `t` VALUES (1,'a);\\n'),(2,NULL);\nCOMMIT;\n\
+             INSERT INTO `a``b` VALUES (3),(4);\nCOMMIT;\n\
              /*!40000 ALTER TABLE `t` ENABLE KEYS */;\n\
              INSERT INTO `t` VALUES (5);\n\
              INSERT INTO `t` VALUES (6);\n"
@@ -628,10 +823,34 @@ mod tests {
         dump.push_str(&format!("INSERT INTO `t` VALUES (1,'{big}');\nINSERT INTO `t` VALUES (2);\n"));
         let out = rebatched(&dump)?;
         assert!(out.lines().all(|line| line.len() <= BATCH_LIMIT || line.contains(&big)));
-        assert!(out.lines().count() < 10, "{} statements", out.lines().count());
+        assert!(out.lines().count() < 20, "{} statements", out.lines().count());
         let rows = out.matches("'yyyyy").count();
         assert_eq!(rows, 40_000);
-        assert!(out.ends_with(&format!("INSERT INTO `t` VALUES (1,'{big}');\nINSERT INTO `t` VALUES (2);\n")));
+        assert!(out.ends_with(&format!("INSERT INTO `t` VALUES (1,'{big}');\nINSERT INTO `t` VALUES (2);\nCOMMIT;\n")));
+        Ok(())
+    }
+
+    #[test]
+    fn a_dump_is_cut_where_each_table_starts_and_rejoins_whole() -> io::Result<()> {
+        let dump = "-- MariaDB dump\n--\n-- Host: x\n\nSET NAMES utf8mb4;\n\n--\n\
+                    -- Table structure for table `a`\n--\n\nCREATE TABLE `a` (x int);\n--\n-- Dumping data\n\
+                    INSERT INTO `a` VALUES (1);\n\n--\n-- Table structure for table `b``c d`\n--\n\
+                    CREATE TABLE `b``c d` (y int);\n--\n-- Dumping routines\n--\n";
+        let mut parts = TableParts::new(dump.as_bytes());
+        let mut found = Vec::new();
+        for index in 0.. {
+            if parts.finished() {
+                break;
+            }
+            let name = parts.next_name(index);
+            let mut text = String::new();
+            parts.part().read_to_string(&mut text)?;
+            found.push((name, text));
+        }
+        let names: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["1-dump-000000.sql", "1-dump-000001-a.sql", "1-dump-000002-b%60c%20d.sql"]);
+        assert!(found[1].1.starts_with("--\n-- Table structure for table `a`\n"), "{}", found[1].1);
+        assert_eq!(found.iter().map(|(_, text)| text.as_str()).collect::<String>(), dump);
         Ok(())
     }
 
