@@ -9,14 +9,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Project, TestResult};
+use common::{Project, TestResult, bin_dir};
 use envsnap::element::service::postgresql::{DumpLayout, PostgresService};
 use envsnap::element::service::{DumpSink, DumpSource, Service};
 
@@ -284,54 +282,19 @@ fn a_dump_of_a_newer_server_is_refused_before_anything_changes() -> TestResult {
     Ok(())
 }
 
-/// A directory for `PATH` holding links to the given programs only, and the scripts given.
-fn bin_dir(links: &[&str], scripts: &[(&str, &str)]) -> Result<tempfile::TempDir, Error> {
-    let dir = tempfile::Builder::new().prefix("envsnap-bin-").tempdir()?;
-    for program in links {
-        std::os::unix::fs::symlink(Path::new("/usr/bin").join(program), dir.path().join(program))?;
-    }
-    for (name, text) in scripts {
-        let path = dir.path().join(name);
-        std::fs::write(&path, format!("#!/bin/sh\n{text}\n"))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(dir)
-}
-
-/// Runs envsnap with `PATH` set to `path`.
-fn run_with_path(project: &Project, args: &[&str], path: &Path) -> Result<Output, Error> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_envsnap"))
-        .args(args)
-        .current_dir(project.root())
-        .env("ENVSNAP_REPOSITORY", &project.repository)
-        .env("PATH", path)
-        .output()?)
-}
-
-fn failed_backup(project: &Project, path: Option<&Path>) -> Result<String, Error> {
-    let output = match path {
-        Some(path) => run_with_path(project, &["backup"], path)?,
-        None => project.run(&["backup"])?,
-    };
-    let stderr = String::from_utf8(output.stderr)?;
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(project.snapshots()?.is_empty(), "no snapshot is recorded: {stderr}");
-    Ok(stderr)
-}
-
 #[test]
 fn a_server_that_does_not_answer_or_a_missing_database_fails_the_snapshot() -> TestResult {
     let databases = Databases::new();
     let config = databases.config().replace("127.0.0.1:5432", "127.0.0.1:1");
     let project = Project::new(&config)?;
     project.ok(&["init"])?;
-    let stderr = failed_backup(&project, None)?;
+    let stderr = project.failed_backup(None)?;
     let main = databases.name("main");
     assert!(stderr.contains("service `db`") && stderr.contains(&format!("127.0.0.1:1/{main}")), "{stderr}");
     assert!(stderr.contains("Connection refused") && stderr.contains("is the server running?"), "{stderr}");
 
     std::fs::write(project.root().join("envsnap.toml"), databases.config())?;
-    let stderr = failed_backup(&project, None)?;
+    let stderr = project.failed_backup(None)?;
     assert!(stderr.contains(&format!("database \"{main}\" does not exist")), "{stderr}");
     assert!(stderr.contains("create the database"), "{stderr}");
     Ok(())
@@ -344,10 +307,10 @@ fn missing_tools_are_named() -> TestResult {
     let project = Project::new(&databases.config())?;
     project.ok(&["init"])?;
     let only_psql = bin_dir(&["psql"], &[])?;
-    let stderr = failed_backup(&project, Some(only_psql.path()))?;
+    let stderr = project.failed_backup(Some(only_psql.path()))?;
     assert!(stderr.contains("`pg_dump` is not installed or not in PATH"), "{stderr}");
     let nothing = bin_dir(&[], &[])?;
-    let stderr = failed_backup(&project, Some(nothing.path()))?;
+    let stderr = project.failed_backup(Some(nothing.path()))?;
     assert!(stderr.contains("`psql` is not installed or not in PATH"), "{stderr}");
     Ok(())
 }
@@ -373,8 +336,8 @@ fn a_dump_that_fails_or_is_killed_mid_stream_fails_the_snapshot() -> TestResult 
             "SIGKILL",
         ),
     ] {
-        let bin = bin_dir(&["psql"], &[("pg_dump", &script)])?;
-        let stderr = failed_backup(&project, Some(bin.path()))?;
+        let bin = bin_dir(&["psql", "head"], &[("pg_dump", &script)])?;
+        let stderr = project.failed_backup(Some(bin.path()))?;
         assert!(
             stderr.contains("service `db`") && stderr.contains("pg_dump failed") && stderr.contains(expected),
             "{stderr}"
@@ -395,7 +358,7 @@ fn a_dump_that_fails_or_is_killed_mid_stream_fails_the_snapshot() -> TestResult 
         project.root().join("envsnap.toml"),
         databases.config().replace("postgres@", &format!("{reader}@")),
     )?;
-    let stderr = failed_backup(&project, None)?;
+    let stderr = project.failed_backup(None)?;
     assert!(stderr.contains("pg_dump failed") && stderr.contains("ERROR:  permission denied for"), "{stderr}");
     drop(cleanup);
     Ok(())
@@ -513,7 +476,7 @@ fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
     };
     let project = Project::new(&config("Wr0ngPassw0rd"))?;
     project.ok(&["init"])?;
-    let stderr = failed_backup(&project, None)?;
+    let stderr = project.failed_backup(None)?;
     assert!(
         stderr.contains("password authentication failed") && stderr.contains("check the user and password"),
         "{stderr}"
@@ -522,12 +485,7 @@ fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
 
     // The right password, given through the environment as the docs advise, works.
     std::fs::write(project.root().join("envsnap.toml"), config("${ENVSNAP_TEST_PG_PASSWORD}"))?;
-    let output = Command::new(env!("CARGO_BIN_EXE_envsnap"))
-        .arg("backup")
-        .current_dir(project.root())
-        .env("ENVSNAP_REPOSITORY", &project.repository)
-        .env("ENVSNAP_TEST_PG_PASSWORD", "right-secret")
-        .output()?;
+    let output = project.run_with_env(&["backup"], &[("ENVSNAP_TEST_PG_PASSWORD", "right-secret".as_ref())])?;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listing = project.ok(&["list", "--all", "--json"])?;
     assert!(!listing.contains("right-secret"), "{listing}");

@@ -154,6 +154,32 @@ fn a_server_that_does_not_answer_fails_the_snapshot_and_names_it() -> TestResult
     Ok(())
 }
 
+#[test]
+fn a_wrong_or_missing_password_is_reported_without_showing_it() -> TestResult {
+    let server = RedisServer::start(None, &[])?;
+    let mut client = server.client()?;
+    client.ok(&["SET", "kept", "yes"])?;
+    client.ok(&["CONFIG", "SET", "requirepass", "right-horse-battery"])?;
+    let url = server.url(Some(0));
+    let project = Project::new(&config(&url.replace("redis://", "redis://:wrong-staple@")))?;
+    project.ok(&["init"])?;
+    let stderr = project.fails(&["backup"], 1)?;
+    assert!(stderr.contains("service `cache`") && stderr.contains("refused the password"), "{stderr}");
+    assert!(stderr.contains("check the user and password in `url`") && !stderr.contains("wrong-staple"), "{stderr}");
+    assert!(project.snapshots()?.is_empty(), "no snapshot is recorded");
+
+    fs::write(project.root().join("envsnap.toml"), config(&url))?;
+    let stderr = project.fails(&["backup"], 1)?;
+    assert!(stderr.contains("service `cache`") && stderr.contains("the server wants a password"), "{stderr}");
+    assert!(project.snapshots()?.is_empty(), "no snapshot is recorded");
+
+    fs::write(project.root().join("envsnap.toml"), config(&url.replace("redis://", "redis://:${CACHE_PASSWORD}@")))?;
+    let output = project.run_with_env(&["backup"], &[("CACHE_PASSWORD", "right-horse-battery".as_ref())])?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(project.snapshots()?.len(), 1);
+    Ok(())
+}
+
 /// The peak resident memory of a process, sampled until it exits.
 fn run_measuring_memory(
     mut command: std::process::Command,

@@ -83,3 +83,15 @@ fn a_failing_restore_command_says_how_to_go_back() -> TestResult {
     assert!(stderr.contains("refused") && stderr.contains("envsnap undo"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn an_unknown_service_type_is_refused_with_the_types_there_are() -> TestResult {
+    let project = Project::new(&CONFIG.replace(r#"type = "command""#, r#"type = "mongodb""#))?;
+    for args in [&["init"][..], &["backup"][..]] {
+        let stderr = project.fails(args, 1)?;
+        assert!(stderr.contains("envsnap.toml:6") && stderr.contains("mongodb"), "{stderr}");
+        assert!(stderr.contains("postgresql") && stderr.contains("command"), "{stderr}");
+    }
+    assert!(!project.repository.join("snapshots").exists() || project.snapshots()?.is_empty());
+    Ok(())
+}

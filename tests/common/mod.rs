@@ -4,6 +4,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the fixtures")]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,35 @@ impl Project {
             .current_dir(self.root())
             .env("ENVSNAP_REPOSITORY", &self.repository)
             .output()
+    }
+
+    /// Runs envsnap in the work tree with the environment variables `vars` set.
+    pub fn run_with_env(&self, args: &[&str], vars: &[(&str, &OsStr)]) -> Result<Output, std::io::Error> {
+        Command::new(env!("CARGO_BIN_EXE_envsnap"))
+            .args(args)
+            .current_dir(self.root())
+            .env("ENVSNAP_REPOSITORY", &self.repository)
+            .envs(vars.iter().copied())
+            .output()
+    }
+
+    /// Runs envsnap in the work tree with `PATH` set to `path` (to hide or replace the
+    /// tools it runs).
+    pub fn run_with_path(&self, args: &[&str], path: &Path) -> Result<Output, std::io::Error> {
+        self.run_with_env(args, &[("PATH", path.as_os_str())])
+    }
+
+    /// Runs `envsnap backup` (with `PATH` set to `path`, if given), expects it to fail
+    /// with exit code 1 and record no snapshot; returns its stderr.
+    pub fn failed_backup(&self, path: Option<&Path>) -> Result<String, Box<dyn std::error::Error>> {
+        let output = match path {
+            Some(path) => self.run_with_path(&["backup"], path)?,
+            None => self.run(&["backup"])?,
+        };
+        let stderr = String::from_utf8(output.stderr)?;
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(self.snapshots()?.is_empty(), "no snapshot is recorded: {stderr}");
+        Ok(stderr)
     }
 
     /// Runs envsnap and fails unless it succeeds; returns its stdout.
@@ -174,4 +204,20 @@ pub fn noise(seed: u64, length: usize) -> Vec<u8> {
             (state >> 24) as u8
         })
         .collect()
+}
+
+/// A directory for `PATH` holding links to the given programs of `/usr/bin` only, and
+/// the shell scripts given as (name, body).
+pub fn bin_dir(links: &[&str], scripts: &[(&str, &str)]) -> Result<tempfile::TempDir, std::io::Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("envsnap-bin-").tempdir()?;
+    for program in links {
+        std::os::unix::fs::symlink(Path::new("/usr/bin").join(program), dir.path().join(program))?;
+    }
+    for (name, text) in scripts {
+        let path = dir.path().join(name);
+        fs::write(&path, format!("#!/bin/sh\n{text}\n"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(dir)
 }

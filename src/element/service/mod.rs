@@ -13,6 +13,7 @@ pub mod mysql;
 pub mod postgresql;
 mod process;
 pub mod redis;
+mod sql;
 pub mod sqlite;
 
 use std::io::Read;

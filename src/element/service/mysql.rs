@@ -58,10 +58,10 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::ConnectionUrl;
 use super::process::{Cancellable, Tool, ToolError, read_ahead};
+use super::sql::{self, Advice, HEADER, stream_error};
 use super::{DumpSink, DumpSource, Service};
 use crate::error::{Error, Result};
 
-const HEADER: &str = "0-header.sql";
 /// The dump's streams: `1-dump-000000.sql` (what comes before the first table), then
 /// `1-dump-000001-<table>.sql` and so on, one a table, in the dump's order.
 const DUMP_PREFIX: &str = "1-dump";
@@ -110,16 +110,14 @@ struct Header {
 
 impl Header {
     fn to_sql(&self) -> String {
-        format!(
-            "--\n-- envsnap MySQL dump of database {:?}: load 1-dump.sql into an empty database.\n--\n-- {}\n",
-            self.database,
-            serde_json::to_string(self).expect("a header always serializes")
+        sql::header_text(
+            &format!(
+                "envsnap MySQL dump of database {:?}: load the {DUMP_PREFIX}-*.sql streams, in name order, into an \
+                 empty database.",
+                self.database
+            ),
+            self,
         )
-    }
-
-    fn parse(text: &str) -> Option<Header> {
-        text.lines()
-            .find_map(|line| line.strip_prefix("-- {").and_then(|json| serde_json::from_str(&format!("{{{json}")).ok()))
     }
 }
 
@@ -178,27 +176,10 @@ impl MysqlService {
 
     fn tool_failed(&self, error: ToolError, candidates: &[&str]) -> Error {
         let detail = match error {
-            ToolError::Missing { .. } => format!(
-                "neither `{}` is installed or in PATH: install the MariaDB or MySQL client \
-                 (e.g. `apt install mariadb-client`)",
-                candidates.join("` nor `")
-            ),
-            ToolError::Io { program, error } => format!("cannot run `{program}`: {error}"),
-            ToolError::Failed { program, status, stderr } => {
-                let said: Vec<&str> = stderr.lines().map(str::trim).filter(|line| !line.is_empty()).collect();
-                let said = said[said.len().saturating_sub(6)..].join("; ");
-                // The client's own codes for a refused connection, an unknown host, a refused login.
-                let connecting = ["ERROR 2002", "ERROR 2003", "ERROR 2005", "ERROR 2013", "ERROR 1045"]
-                    .iter()
-                    .any(|code| said.starts_with(code));
-                if connecting {
-                    format!("cannot connect: {said}{}", hint(&stderr))
-                } else if said.is_empty() {
-                    format!("{program} failed ({status}){}", hint(&stderr))
-                } else {
-                    format!("{program} failed ({status}): {said}{}", hint(&stderr))
-                }
+            ToolError::Missing { .. } => {
+                format!("neither `{}` is installed or in PATH: {}", candidates.join("` nor `"), ADVICE.install)
             }
+            other => ADVICE.describe(other),
         };
         self.failed(detail)
     }
@@ -260,24 +241,12 @@ impl MysqlService {
     }
 
     fn read_header(&self, source: &dyn DumpSource) -> Result<Header> {
-        let names = source.names();
-        if !names.iter().any(|name| name == HEADER) || !names.iter().any(|name| name.starts_with(DUMP_PREFIX)) {
+        if !source.names().iter().any(|name| name.starts_with(DUMP_PREFIX)) {
             return Err(self.failed(format!(
-                "the snapshot's dump has no `{HEADER}` and `{DUMP_PREFIX}…` streams: it was not taken by envsnap's \
-                 mysql adapter"
+                "the snapshot's dump has no `{DUMP_PREFIX}…` streams: it was not taken by envsnap's mysql adapter"
             )));
         }
-        let mut text = String::new();
-        source.open(HEADER)?.take(64 << 10).read_to_string(&mut text).map_err(|error| store_error(error, HEADER))?;
-        let header =
-            Header::parse(&text).ok_or_else(|| self.failed(format!("the dump's `{HEADER}` cannot be read")))?;
-        if header.format > LAYOUT_FORMAT {
-            return Err(self.failed(format!(
-                "the dump has layout version {}, newer than this envsnap knows ({LAYOUT_FORMAT}): upgrade envsnap",
-                header.format
-            )));
-        }
-        Ok(header)
+        sql::read_header(source, "mysql", LAYOUT_FORMAT, |detail| self.failed(detail))
     }
 }
 
@@ -436,7 +405,7 @@ impl Service for MysqlService {
             .and_then(|_| stdin.flush());
         drop(stdin);
         tool.finish().map_err(|error| self.tool_failed(error, CLIENTS))?;
-        copied.map(drop).map_err(|error| match store_error(error, DUMP_PREFIX) {
+        copied.map(drop).map_err(|error| match stream_error(error, DUMP_PREFIX) {
             Error::Io { source, .. } => self.failed(format!("writing the dump to the client: {source}")),
             other => other,
         })
@@ -451,6 +420,18 @@ fn literal(text: &str) -> String {
 /// `name` quoted as an identifier.
 fn identifier(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
+}
+
+/// How the MariaDB and MySQL tools' failures are told.
+const ADVICE: Advice =
+    Advice { install: "install the MariaDB or MySQL client (e.g. `apt install mariadb-client`)", connecting, hint };
+
+/// Whether a tool says it could not reach the server or log in: the client's own
+/// codes for a refused connection, an unknown host, a refused login.
+fn connecting(stderr: &str) -> bool {
+    ["2002", "2003", "2005", "1045"]
+        .iter()
+        .any(|code| stderr.contains(&format!("ERROR {code}")) || stderr.contains(&format!("Got error: {code}")))
 }
 
 /// What to do about a failure, from the tool's message.
@@ -471,17 +452,6 @@ fn hint(stderr: &str) -> &'static str {
     } else {
         ""
     }
-}
-
-/// Turns an I/O error of a stream read back into the store error it carries.
-fn store_error(error: io::Error, stream: &str) -> Error {
-    if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        if let Some(Ok(inner)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
-            return *inner;
-        }
-        return Error::Corrupt { what: format!("stream `{stream}`"), detail: "lost error".to_owned() };
-    }
-    Error::io("reading", stream, error)
 }
 
 /// Cuts the output of `mariadb-dump` into parts, one a table, where the dump starts a

@@ -71,10 +71,10 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::ConnectionUrl;
 use super::process::{Cancellable, Tool, ToolError, default_workers, read_ahead, run_parallel};
+use super::sql::{self, Advice, HEADER, stream_error};
 use super::{DumpSink, DumpSource, Service};
 use crate::error::{Error, Result};
 
-const HEADER: &str = "0-header.sql";
 const PRE_DATA: &str = "1-pre-data.sql";
 const POST_DATA: &str = "3-post-data.sql";
 /// The version of the stream layout above, recorded in the header.
@@ -151,16 +151,13 @@ struct Header {
 
 impl Header {
     fn to_sql(&self) -> String {
-        format!(
-            "--\n-- envsnap PostgreSQL dump of database {:?}: the other streams, run by psql in name order, rebuild it.\n--\n-- {}\n",
-            self.database,
-            serde_json::to_string(self).expect("a header always serializes")
+        sql::header_text(
+            &format!(
+                "envsnap PostgreSQL dump of database {:?}: the other streams, run by psql in name order, rebuild it.",
+                self.database
+            ),
+            self,
         )
-    }
-
-    fn parse(text: &str) -> Option<Header> {
-        text.lines()
-            .find_map(|line| line.strip_prefix("-- {").and_then(|json| serde_json::from_str(&format!("{{{json}")).ok()))
     }
 }
 
@@ -287,24 +284,7 @@ impl PostgresService {
     }
 
     fn tool_failed(&self, error: ToolError) -> Error {
-        let detail = match error {
-            ToolError::Missing { program } => format!(
-                "`{program}` is not installed or not in PATH: install the PostgreSQL client tools \
-                 (e.g. `apt install postgresql-client`)"
-            ),
-            ToolError::Io { program, error } => format!("cannot run `{program}`: {error}"),
-            ToolError::Failed { program, status, stderr } => {
-                let said = summarize(&stderr);
-                let connecting =
-                    stderr.contains("connection to server") || stderr.contains("could not translate host name");
-                match said.strip_prefix(&format!("{program}: error: ")) {
-                    Some(reason) if connecting => format!("cannot connect: {reason}{}", hint(&stderr)),
-                    _ if said.is_empty() => format!("{program} failed ({status}){}", hint(&stderr)),
-                    _ => format!("{program} failed ({status}): {said}{}", hint(&stderr)),
-                }
-            }
-        };
-        self.failed(detail)
+        self.failed(ADVICE.describe(error))
     }
 
     /// The database the admin commands connect to: not the target, which they drop.
@@ -364,22 +344,7 @@ impl PostgresService {
     }
 
     fn read_header(&self, source: &dyn DumpSource) -> Result<Header> {
-        if !source.names().iter().any(|name| name == HEADER) {
-            return Err(self.failed(format!(
-                "the snapshot's dump has no `{HEADER}`: it was not taken by envsnap's postgresql adapter"
-            )));
-        }
-        let mut text = String::new();
-        source.open(HEADER)?.take(64 << 10).read_to_string(&mut text).map_err(|error| store_error(error, HEADER))?;
-        let header =
-            Header::parse(&text).ok_or_else(|| self.failed(format!("the dump's `{HEADER}` cannot be read")))?;
-        if header.format > LAYOUT_FORMAT {
-            return Err(self.failed(format!(
-                "the dump has layout version {}, newer than this envsnap knows ({LAYOUT_FORMAT}): upgrade envsnap",
-                header.format
-            )));
-        }
-        Ok(header)
+        sql::read_header(source, "postgresql", LAYOUT_FORMAT, |detail| self.failed(detail))
     }
 
     /// Writes one stream of the capture.
@@ -469,7 +434,7 @@ impl PostgresService {
         let copied = copy_restricted(input, &mut stdin, restrict, cancel);
         drop(stdin);
         tool.finish().map_err(|error| self.tool_failed(error))?;
-        copied.map_err(|error| match store_error(error, stream) {
+        copied.map_err(|error| match stream_error(error, stream) {
             Error::Io { source, .. } => self.failed(format!("writing `{stream}` to psql: {source}")),
             other => other,
         })
@@ -786,23 +751,12 @@ fn show_major(version: u32) -> String {
     }
 }
 
-/// The tool's message on one line, the lines that continue another joined to it,
-/// the last few kept (the error is at the end).
-fn summarize(stderr: &str) -> String {
-    let mut lines: Vec<String> = Vec::new();
-    for line in stderr.lines() {
-        match lines.last_mut() {
-            Some(last) if line.starts_with([' ', '\t']) => {
-                last.push(' ');
-                last.push_str(line.trim());
-            }
-            _ if line.trim().is_empty() => {}
-            _ => lines.push(line.trim().to_owned()),
-        }
-    }
-    let keep = lines.len().saturating_sub(6);
-    lines[keep..].join("; ")
-}
+/// How the PostgreSQL tools' failures are told.
+const ADVICE: Advice = Advice {
+    install: "install the PostgreSQL client tools (e.g. `apt install postgresql-client`)",
+    connecting: |stderr| stderr.contains("connection to server") || stderr.contains("could not translate host name"),
+    hint,
+};
 
 /// What to do about a failure, from the tool's message.
 fn hint(stderr: &str) -> &'static str {
@@ -831,18 +785,6 @@ fn hint(stderr: &str) -> &'static str {
     } else {
         ""
     }
-}
-
-/// Turns an I/O error of a stream read back into the store error it carries (a damaged
-/// chunk is reported as such), or names the stream.
-fn store_error(error: io::Error, stream: &str) -> Error {
-    if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
-        if let Some(Ok(inner)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
-            return *inner;
-        }
-        return Error::Corrupt { what: format!("stream `{stream}`"), detail: "lost error".to_owned() };
-    }
-    Error::io("reading", stream, error)
 }
 
 /// The program to run for the PostgreSQL tool `program`. On Debian and Ubuntu,
@@ -1065,19 +1007,5 @@ mod tests {
     fn versions_compare_by_major() {
         assert_eq!((major(150_020), major(90_624), major(100_001)), (15, 906, 10));
         assert_eq!((show_major(160_002), show_major(90_624)), ("16".to_owned(), "9.6".to_owned()));
-    }
-
-    #[test]
-    fn headers_round_trip() {
-        let header = Header {
-            format: 1,
-            server_version_num: 150_020,
-            server_version: "15.20".into(),
-            database: "app\n\"main\"".into(),
-            encoding: "UTF8".into(),
-            collate: "C".into(),
-            ctype: "C".into(),
-        };
-        assert_eq!(Header::parse(&header.to_sql()), Some(header));
     }
 }

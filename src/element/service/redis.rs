@@ -160,7 +160,7 @@ impl RedisService {
             }
             args.push(password.as_bytes());
             if let Reply::Error(message) = connection.call(&args).map_err(|error| self.lost(&error))? {
-                return Err(self.failed(format!("the server refused the password: {message}")));
+                return Err(self.failed(format!("the server refused the password: {message}; {PASSWORD_HINT}")));
             }
         }
         Ok(connection)
@@ -169,7 +169,14 @@ impl RedisService {
     /// Sends a command and fails on an error reply.
     fn call(&self, connection: &mut Connection, args: &[&[u8]]) -> Result<Reply> {
         let reply = connection.call(args).map_err(|error| self.lost(&error))?;
-        reply.ok().map_err(|message| self.failed(format!("`{}` failed: {message}", String::from_utf8_lossy(args[0]))))
+        reply.ok().map_err(|message| {
+            let command = String::from_utf8_lossy(args[0]);
+            if message.starts_with("NOAUTH") {
+                self.failed(format!("`{command}` failed: {message}; the server wants a password: {PASSWORD_HINT}"))
+            } else {
+                self.failed(format!("`{command}` failed: {message}"))
+            }
+        })
     }
 
     fn select(&self, connection: &mut Connection, db: u64) -> Result<()> {
@@ -383,6 +390,10 @@ impl RedisService {
             .collect())
     }
 }
+
+/// What to do about a refused or missing password.
+const PASSWORD_HINT: &str = "check the user and password in `url` (`redis://[user]:password@host…`; keep the \
+                             password out of envsnap.toml: write ${VARIABLE} and set it in the environment)";
 
 /// Decodes `%XX` escapes (a URL's user, password and path keep them).
 fn percent_decode(text: &str) -> String {

@@ -1,0 +1,139 @@
+//! What the SQL adapters ([`super::postgresql`], [`super::mysql`]) share: the header
+//! stream that opens their dumps, the words for their tools' failures, and the errors
+//! of streams read back from the store.
+
+use std::io::{self, Read};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::DumpSource;
+use super::process::ToolError;
+use crate::error::{Error, Result};
+
+/// The stream that opens an SQL adapter's dump: an SQL comment that says what the dump
+/// is, with the adapter's header, as JSON, on its last line. Being a comment, it leaves
+/// the streams concatenated a dump any client loads.
+pub const HEADER: &str = "0-header.sql";
+
+/// The text of the [`HEADER`] stream: `title`, then `header` as JSON.
+pub fn header_text(title: &str, header: &impl Serialize) -> String {
+    let json = serde_json::to_string(header).unwrap_or_else(|_| "{}".to_owned());
+    format!("--\n-- {title}\n--\n-- {json}\n")
+}
+
+/// Reads the [`HEADER`] stream of a dump taken by `adapter`, refusing one that is not
+/// there, cannot be read, or has a layout newer than `layout_format`. `failed` turns a
+/// reason into the adapter's error, which names the service.
+pub fn read_header<H: DeserializeOwned>(
+    source: &dyn DumpSource,
+    adapter: &str,
+    layout_format: u32,
+    failed: impl Fn(String) -> Error,
+) -> Result<H> {
+    if !source.names().iter().any(|name| name == HEADER) {
+        return Err(failed(format!(
+            "the snapshot's dump has no `{HEADER}`: it was not taken by envsnap's {adapter} adapter"
+        )));
+    }
+    let mut text = String::new();
+    source.open(HEADER)?.take(64 << 10).read_to_string(&mut text).map_err(|error| stream_error(error, HEADER))?;
+    let json = header_json(&text).ok_or_else(|| failed(format!("the dump's `{HEADER}` cannot be read")))?;
+    let format = json.get("format").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    if format > u64::from(layout_format) {
+        return Err(failed(format!(
+            "the dump has layout version {format}, newer than this envsnap knows ({layout_format}): upgrade envsnap"
+        )));
+    }
+    serde_json::from_value(json).map_err(|error| failed(format!("the dump's `{HEADER}` cannot be read: {error}")))
+}
+
+/// The JSON line of a [`header_text`].
+fn header_json(text: &str) -> Option<serde_json::Value> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("-- {").and_then(|json| serde_json::from_str(&format!("{{{json}")).ok()))
+}
+
+/// What a database's client tools need said when they fail.
+pub struct Advice {
+    /// What to install when one is missing, e.g. "install the PostgreSQL client tools
+    /// (e.g. `apt install postgresql-client`)".
+    pub install: &'static str,
+    /// Whether a tool's stderr says it could not reach or log in to the server.
+    pub connecting: fn(&str) -> bool,
+    /// What to do about a tool's stderr, as `"; …"`, or `""` when there is nothing to say.
+    pub hint: fn(&str) -> &'static str,
+}
+
+impl Advice {
+    /// `error` in words for the user: what failed, what the tool said (the end of its
+    /// stderr, where the reason is), and what to do.
+    pub fn describe(&self, error: ToolError) -> String {
+        match error {
+            ToolError::Missing { program } => {
+                format!("`{program}` is not installed or not in PATH: {}", self.install)
+            }
+            ToolError::Io { program, error } => format!("cannot run `{program}`: {error}"),
+            ToolError::Failed { program, status, stderr } => {
+                let said = summarize(&stderr);
+                let hint = (self.hint)(&stderr);
+                if (self.connecting)(&stderr) {
+                    let reason = said.strip_prefix(&format!("{program}: error: ")).unwrap_or(&said);
+                    format!("cannot connect: {reason}{hint}")
+                } else if said.is_empty() {
+                    format!("{program} failed ({status}){hint}")
+                } else {
+                    format!("{program} failed ({status}): {said}{hint}")
+                }
+            }
+        }
+    }
+}
+
+/// A tool's message on one line: the lines that continue another joined to it, blank
+/// lines dropped, the last six kept (the error is at the end).
+fn summarize(stderr: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        match lines.last_mut() {
+            Some(last) if line.starts_with([' ', '\t']) => {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+            _ if line.trim().is_empty() => {}
+            _ => lines.push(line.trim().to_owned()),
+        }
+    }
+    let keep = lines.len().saturating_sub(6);
+    lines[keep..].join("; ")
+}
+
+/// Turns an I/O error met reading stream `stream` back into the store error it carries
+/// (so a damaged chunk is reported as such), or names the stream.
+pub fn stream_error(error: io::Error, stream: &str) -> Error {
+    if error.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Some(Ok(inner)) = error.into_inner().map(|inner| inner.downcast::<Error>()) {
+            return *inner;
+        }
+        return Error::Corrupt { what: format!("stream `{stream}`"), detail: "lost error".to_owned() };
+    }
+    Error::io("reading", stream, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_whatever_the_names_hold() {
+        let header = serde_json::json!({ "format": 1, "database": "app\n\"main\"\n-- {", "version": 150_020 });
+        let title = format!("a dump of database {:?}", "app\n\"main\"");
+        assert_eq!(header_json(&header_text(&title, &header)), Some(header));
+    }
+
+    #[test]
+    fn a_message_keeps_its_last_lines_with_their_continuations() {
+        let stderr = "one\n\ntwo\n  more of two\nthree\nfour\nfive\nsix\nseven\n";
+        assert_eq!(summarize(stderr), "two more of two; three; four; five; six; seven");
+    }
+}
