@@ -12,8 +12,9 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -413,7 +414,7 @@ impl Content<'_> {
     fn stream(&self, reader: &mut dyn Read) -> io::Result<(Vec<ObjectId>, u64)> {
         let ids: Mutex<Vec<Option<ObjectId>>> = Mutex::new(Vec::new());
         let failure: Mutex<Option<io::Error>> = Mutex::new(None);
-        let in_flight = AtomicUsize::new(0);
+        let in_flight = InFlight::default();
         let limit = IN_FLIGHT * rayon::current_num_threads().max(1);
         let mut size = 0u64;
         rayon::in_place_scope(|scope| -> io::Result<()> {
@@ -422,16 +423,11 @@ impl Content<'_> {
                 size += data.len() as u64;
                 self.account(data.len() as u64);
                 crate::store::lock(&ids).push(None);
-                while in_flight.load(Ordering::Acquire) >= limit {
-                    // Help with the queued chunks rather than wait for them.
-                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                        std::thread::yield_now();
-                    }
-                }
+                in_flight.wait_below(limit);
                 if crate::store::lock(&failure).is_some() {
                     break;
                 }
-                in_flight.fetch_add(1, Ordering::AcqRel);
+                in_flight.start();
                 let (ids, failure, in_flight) = (&ids, &failure, &in_flight);
                 scope.spawn(move |_| {
                     match self.writer.add(BlobKind::Data, &data) {
@@ -440,7 +436,7 @@ impl Content<'_> {
                             crate::store::lock(failure).get_or_insert(io::Error::other(WrappedError(error)));
                         }
                     }
-                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                    in_flight.end();
                 });
             }
             Ok(())
@@ -464,6 +460,47 @@ impl Content<'_> {
     fn account(&self, bytes: u64) {
         self.counters.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         self.progress.add_bytes(bytes);
+    }
+}
+
+/// The chunks of a stream being stored on other threads, which the thread that cuts
+/// the stream waits on when too many are. Waiting blocks rather than spins: on a
+/// machine of two cores a spinning cutter takes a core's share from the compressors
+/// it waits for (measured: an eighth of the CPU time of a database capture).
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    ended: Condvar,
+}
+
+impl InFlight {
+    fn start(&self) {
+        *crate::store::lock(&self.count) += 1;
+    }
+
+    fn end(&self) {
+        *crate::store::lock(&self.count) -= 1;
+        self.ended.notify_one();
+    }
+
+    /// Returns once fewer than `limit` chunks are in flight. On a rayon thread it runs
+    /// queued work meanwhile; it never waits long without looking for some, since the
+    /// chunks it waits for may be queued behind it on the same pool.
+    fn wait_below(&self, limit: usize) {
+        loop {
+            let count = crate::store::lock(&self.count);
+            if *count < limit {
+                return;
+            }
+            drop(count);
+            if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                continue;
+            }
+            let count = crate::store::lock(&self.count);
+            if *count >= limit {
+                let _ = self.ended.wait_timeout(count, Duration::from_millis(1));
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use chrono::{Duration, Utc};
 use envsnap::Error;
 use envsnap::repository::Access;
-use envsnap::snapshot::{Mode, Trigger};
+use envsnap::snapshot::{ElementKind, Mode, Trigger};
 
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView, bytes};
@@ -86,13 +86,24 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     } else {
         writeln!(out, "{}", snapshot.id)?;
     }
+    let services = snapshot.manifest.elements.iter().filter(|element| element.kind == ElementKind::Service).count();
+    let mut parts = Vec::new();
+    if services < snapshot.manifest.elements.len() {
+        parts.push(format!(
+            "{} files ({} read, {} unchanged)",
+            report.files_read + report.files_unchanged,
+            report.files_read,
+            report.files_unchanged
+        ));
+    }
+    if services > 0 {
+        parts.push(format!("{services} service{}", if services == 1 { "" } else { "s" }));
+    }
     eprintln!(
-        "snapshot {} of {env}: {} in {} files ({} read, {} unchanged), {} new in the repository",
+        "snapshot {} of {env}: {} in {}, {} new in the repository",
         snapshot.id.short(SHORT_ID),
         bytes(snapshot.manifest.size()),
-        report.files_read + report.files_unchanged,
-        report.files_read,
-        report.files_unchanged,
+        parts.join(" and "),
         bytes(snapshot.manifest.stored),
     );
     if report.skipped > 0 {
