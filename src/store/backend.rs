@@ -7,9 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Storage of named, immutable objects.
@@ -37,10 +38,23 @@ pub trait Backend: Send + Sync {
 }
 
 /// A backend on the local file system, rooted at the repository directory.
-#[derive(Debug)]
 pub struct LocalBackend {
     root: PathBuf,
     counter: AtomicU64,
+    /// Objects lately read by range, kept open: reading one chunk of a pack is then one
+    /// `pread`, where opening the pack each time costs an `open` (and a walk of its
+    /// path) and a `close` more. Objects never change once written, so a handle kept
+    /// open reads what a fresh one would.
+    open: quick_cache::sync::Cache<String, Arc<File>>,
+}
+
+/// How many objects [`LocalBackend`] keeps open.
+const OPEN_OBJECTS: usize = 64;
+
+impl std::fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBackend").field("root", &self.root).finish_non_exhaustive()
+    }
 }
 
 /// The folder, inside the root, where objects are written before they are renamed
@@ -50,7 +64,7 @@ const TEMPORARY: &str = "tmp";
 impl LocalBackend {
     /// A backend rooted at `root`, which must exist.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into(), counter: AtomicU64::new(0) }
+        LocalBackend { root: root.into(), counter: AtomicU64::new(0), open: quick_cache::sync::Cache::new(OPEN_OBJECTS) }
     }
 
     /// The root folder.
@@ -113,10 +127,9 @@ impl Backend for LocalBackend {
     }
 
     fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
-        let mut file = File::open(self.root.join(name))?;
-        file.seek(SeekFrom::Start(offset))?;
+        let file = self.open.get_or_insert_with(name, || File::open(self.root.join(name)).map(Arc::new))?;
         let mut buffer = vec![0; length];
-        file.read_exact(&mut buffer)?;
+        file.read_exact_at(&mut buffer, offset)?;
         Ok(buffer)
     }
 
@@ -151,6 +164,7 @@ impl Backend for LocalBackend {
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
+        self.open.remove(name);
         let path = self.root.join(name);
         match fs::remove_file(&path) {
             Ok(()) => sync_dir(path.parent().unwrap_or(&self.root)),
