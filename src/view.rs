@@ -54,6 +54,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use quick_cache::sync::{Cache, GuardResult};
 
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::repository::Repository;
@@ -364,7 +365,8 @@ const SHORT_ID: usize = 12;
 const MIN_PREFIX: usize = 4;
 
 /// How many of the files that follow an opened one have their start decoded ahead…
-const SIBLING_FILES: usize = 16;
+/// (`cp -a` of the Rust sysroot out of a mount: 16 took 4.9 s, 64 took 4.5 s)
+const SIBLING_FILES: usize = 64;
 
 /// …within this many bytes of chunks.
 const SIBLING_BYTES: u64 = 8 << 20;
@@ -541,6 +543,7 @@ impl View {
         let Body::Fixed { listing, .. } = &parent.body else { return };
         let Some(listing) = store::lock(listing).clone() else { return };
         let mut budget = SIBLING_BYTES;
+        let mut files = Vec::new();
         for (_, sibling) in listing.entries.iter().skip(position as usize + 1).take(SIBLING_FILES) {
             let Body::File { content, prefetched, .. } = &sibling.body else { continue };
             if budget == 0 {
@@ -549,8 +552,11 @@ impl View {
             let size = sibling.attributes.size;
             budget = budget.saturating_sub(size.min(MAX_CHUNK));
             if !content.is_empty() && !prefetched.swap(true, Ordering::Relaxed) {
-                self.chunks.prefetch_start(sibling.attributes.ino, content.clone(), size);
+                files.push((sibling.attributes.ino, content.clone(), size));
             }
+        }
+        if !files.is_empty() {
+            self.chunks.prefetch_starts(files);
         }
     }
 
@@ -1104,31 +1110,30 @@ impl ChunkSource {
 
     /// The layout of file `ino`, from the cache or the catalog.
     fn layout(&self, ino: Ino, content: &[ObjectId], size: u64) -> Arc<Layout> {
-        let layout =
-            self.layouts.get_or_insert_with(&ino, || Ok::<_, Infallible>(Arc::new(self.locate(content, size))));
+        let layout = self.layouts.get_or_insert_with(&ino, || {
+            let catalog = store::lock(self.repository.catalog());
+            Ok::<_, Infallible>(Arc::new(self.locate(&catalog, content, size)))
+        });
         match layout {
             Ok(layout) => layout,
         }
     }
 
     /// Where each chunk of a file is, and where it ends in the file.
-    fn locate(&self, content: &[ObjectId], size: u64) -> Layout {
+    fn locate(&self, catalog: &Catalog, content: &[ObjectId], size: u64) -> Layout {
         let mut chunks = Vec::with_capacity(content.len());
         let mut end = 0u64;
         let mut packs: HashMap<String, Arc<str>> = HashMap::new();
-        {
-            let catalog = store::lock(self.repository.catalog());
-            for id in content {
-                let location = catalog.locate(id).map_err(|error| error.to_string())?;
-                let Some(location) = location else {
-                    let error = Error::ChunkMissing { id: id.to_hex() };
-                    self.report(id, &error);
-                    return Err(error.to_string());
-                };
-                end += u64::from(location.entry.raw_length);
-                let pack = packs.entry(location.pack).or_insert_with_key(|name| Arc::from(name.as_str())).clone();
-                chunks.push(LocatedChunk { end, pack, entry: location.entry });
-            }
+        for id in content {
+            let location = catalog.locate(id).map_err(|error| error.to_string())?;
+            let Some(location) = location else {
+                let error = Error::ChunkMissing { id: id.to_hex() };
+                self.report(id, &error);
+                return Err(error.to_string());
+            };
+            end += u64::from(location.entry.raw_length);
+            let pack = packs.entry(location.pack).or_insert_with_key(|name| Arc::from(name.as_str())).clone();
+            chunks.push(LocatedChunk { end, pack, entry: location.entry });
         }
         if end != size {
             return Err(format!("its chunks hold {end} bytes where the snapshot says {size}"));
@@ -1182,15 +1187,35 @@ impl ChunkSource {
         }
     }
 
-    /// Locates file `ino` and decodes its first chunk in the background.
-    fn prefetch_start(self: &Arc<Self>, ino: Ino, content: Arc<[ObjectId]>, size: u64) {
+    /// Locates `files` (inode, chunks, size) and decodes the first chunk of each in the
+    /// background. They are located together, in one read of the catalog: a `cp -r`
+    /// opens tens of thousands of small files, and a lookup each, every one taking the
+    /// catalog's lock and its database's read lock, cost a tenth of the mount's CPU.
+    fn prefetch_starts(self: &Arc<Self>, files: Vec<(Ino, Arc<[ObjectId]>, u64)>) {
         let source = Arc::downgrade(self);
         self.prefetcher.submit(move || {
             let Some(source) = source.upgrade() else { return };
-            if let Ok(chunks) = &*source.layout(ino, &content, size)
-                && let Some(first) = chunks.first()
-            {
-                source.decode_ahead(ino, first);
+            let missing: Vec<_> = files.iter().filter(|(ino, _, _)| source.layouts.get(ino).is_none()).collect();
+            if !missing.is_empty() {
+                let catalog = store::lock(source.repository.catalog());
+                let _ = catalog.reading(|catalog| {
+                    for (ino, content, size) in missing {
+                        source.layouts.insert(*ino, Arc::new(source.locate(catalog, content, *size)));
+                    }
+                    Ok(())
+                });
+            }
+            // Decoded one a job, so that every prefetch thread takes a share.
+            for (ino, content, size) in files {
+                let layout = source.layout(ino, &content, size);
+                let weak = Arc::downgrade(&source);
+                source.prefetcher.submit(move || {
+                    if let (Some(source), Ok(chunks)) = (weak.upgrade(), &*layout)
+                        && let Some(first) = chunks.first()
+                    {
+                        source.decode_ahead(ino, first);
+                    }
+                });
             }
         });
     }

@@ -178,6 +178,16 @@ impl Catalog {
         Ok(ids)
     }
 
+    /// Runs `read` inside one read transaction: many lookups then take the database's
+    /// read lock once, not once each.
+    pub fn reading<T>(&self, read: impl FnOnce(&Catalog) -> Result<T>) -> Result<T> {
+        let transaction = self.connection.unchecked_transaction().map_err(|e| self.error(e))?;
+        let result = read(self);
+        // Only reads were made: ending the transaction either way changes nothing.
+        let _ = transaction.rollback();
+        result
+    }
+
     /// Where a blob is stored, if it is indexed.
     pub fn locate(&self, id: &ObjectId) -> Result<Option<Location>> {
         let mut statement = self

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Storage of named, immutable objects.
 ///
@@ -64,7 +64,11 @@ const TEMPORARY: &str = "tmp";
 impl LocalBackend {
     /// A backend rooted at `root`, which must exist.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalBackend { root: root.into(), counter: AtomicU64::new(0), open: quick_cache::sync::Cache::new(OPEN_OBJECTS) }
+        LocalBackend {
+            root: root.into(),
+            counter: AtomicU64::new(0),
+            open: quick_cache::sync::Cache::new(OPEN_OBJECTS),
+        }
     }
 
     /// The root folder.
