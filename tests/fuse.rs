@@ -459,3 +459,29 @@ fn clear_errors_for_a_bad_mount_point_or_id() -> TestResult {
     assert!(said.contains("busy"), "{said}");
     Ok(())
 }
+
+#[test]
+fn a_machine_without_fuse_is_told_what_to_install() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    populate(&project)?;
+    project.ok(&["init"])?;
+    project.backup(&[])?;
+    let mount_point = project.root().join("mnt");
+    fs::create_dir(&mount_point)?;
+    // In a mount namespace of its own, /dev is an empty tmpfs: no /dev/fuse, as in a
+    // container started without the device. (This needs root, as the other tests here.)
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs none /dev && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_envsnap"))
+        .arg("mount")
+        .arg(&mount_point)
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FUSE is not available on this machine: /dev/fuse does not exist"), "{stderr}");
+    assert!(stderr.contains("apt-get install fuse3") && stderr.contains("--device /dev/fuse"), "{stderr}");
+    assert!(!is_mounted(&mount_point)?, "nothing is mounted");
+    Ok(())
+}
