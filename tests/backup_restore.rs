@@ -340,6 +340,7 @@ fn the_demo_runs_from_start_to_end() -> TestResult {
     let stdout = String::from_utf8(output.stdout)?;
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("After the restore: 2 rows"), "{stdout}");
+    assert!(stdout.contains("After the undo: 4 rows, new.txt is back: true"), "{stdout}");
     assert!(stdout.contains("no errors"), "{stdout}");
     Ok(())
 }

@@ -9,7 +9,7 @@ use envsnap::repository::Access;
 use envsnap::snapshot::{ElementKind, Mode, Trigger};
 
 use super::context::{Context, Global};
-use super::format::{SHORT_ID, SnapshotView, bytes};
+use super::format::{SHORT_ID, SnapshotView, bytes, counted};
 use super::take::{Request, take};
 
 /// Options of `envsnap backup`.
@@ -90,14 +90,14 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let mut parts = Vec::new();
     if services < snapshot.manifest.elements.len() {
         parts.push(format!(
-            "{} files ({} read, {} unchanged)",
-            report.files_read + report.files_unchanged,
+            "{} ({} read, {} unchanged)",
+            counted(report.files_read + report.files_unchanged, "file", "files"),
             report.files_read,
             report.files_unchanged
         ));
     }
     if services > 0 {
-        parts.push(format!("{services} service{}", if services == 1 { "" } else { "s" }));
+        parts.push(counted(services as u64, "service", "services"));
     }
     eprintln!(
         "snapshot {} of {env}: {} in {}, {} new in the repository",

@@ -63,7 +63,14 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("the demo restore did not bring the data back as it was");
     }
     step(&root, &["list"])?;
-    say("The restore took a safety snapshot first (trigger `safety`), so it can be undone the same way.");
+    say("The restore took a safety snapshot first (trigger `safety`): `envsnap undo` puts back what it overwrote.");
+    step(&root, &["undo", "--yes"])?;
+    let rows_undone = count_rows(&root)?;
+    let new_again = root.join("var/uploads/new.txt").exists();
+    say(&format!("After the undo: {rows_undone} rows, new.txt is back: {new_again}."));
+    if rows_undone != rows_now || !new_again {
+        bail!("the demo undo did not bring back the state before the restore");
+    }
     step(&root, &["check", "--read-data"])?;
     if args.keep {
         let kept = temporary.keep();

@@ -7,6 +7,11 @@ use serde::Serialize;
 /// Characters of an id that listings show.
 pub const SHORT_ID: usize = 12;
 
+/// `count` and the noun for it, plural unless one: `1 file`, `3 directories`.
+pub fn counted(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 /// A byte count for people: `1.5 GiB`.
 pub fn bytes(count: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

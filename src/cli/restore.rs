@@ -13,7 +13,7 @@ use envsnap::restore::{RestoreTarget, preview, restore, restore_service};
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
 use super::context::{Context, Global};
-use super::format::{SHORT_ID, bytes};
+use super::format::{SHORT_ID, bytes, counted};
 use super::progress::reporter;
 use super::take::{Request, take};
 
@@ -78,12 +78,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         }
         let report = restore(&repository, &targets, reporter().as_ref())?;
         eprintln!(
-            "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {}",
+            "restored snapshot {} into {}: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),
             directory.display(),
-            report.files,
-            report.dirs,
-            report.symlinks,
+            counted(report.files, "file", "files"),
+            counted(report.dirs, "directory", "directories"),
+            counted(report.symlinks, "symlink", "symlinks"),
             bytes(report.bytes)
         );
         return Ok(());
@@ -307,11 +307,11 @@ pub fn into_environment(
     if !targets.is_empty() {
         let report = restore(repository, &targets, reporter().as_ref()).map_err(undo_hint)?;
         eprintln!(
-            "restored the files of snapshot {} into `{env}`: {} files, {} directories, {} symlinks, {}",
+            "restored the files of snapshot {} into `{env}`: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),
-            report.files,
-            report.dirs,
-            report.symlinks,
+            counted(report.files, "file", "files"),
+            counted(report.dirs, "directory", "directories"),
+            counted(report.symlinks, "symlink", "symlinks"),
             bytes(report.bytes)
         );
     }
