@@ -70,6 +70,7 @@ pub mod fuse;
 pub mod git;
 pub mod id;
 pub mod progress;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod snapshot;

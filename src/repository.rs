@@ -62,7 +62,16 @@ pub struct Repository {
     catalog: Mutex<Catalog>,
     config: RepositoryConfig,
     _lock: Option<RepositoryLock>,
+    /// The readers' lock, shared for as long as the repository is open: prune takes it
+    /// alone while it deletes packs, so that no reader loses a pack it located a chunk
+    /// in. `None` on storage where the lock file cannot be made (read-only), which
+    /// nothing can prune either.
+    readers: Mutex<Option<RepositoryLock>>,
+    access: Access,
 }
+
+/// The file of the readers' lock (see [`Repository::exclude_readers`]).
+const READERS_LOCK: &str = "lock.read";
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +106,19 @@ impl Repository {
             Access::Verify => Some(RepositoryLock::acquire(root, LockKind::Shared, waiting)?),
             Access::Write => Some(RepositoryLock::acquire(root, LockKind::Exclusive, waiting)?),
         };
+        let readers = match RepositoryLock::acquire_at(&root.join(READERS_LOCK), LockKind::Shared, waiting) {
+            Ok(readers) => Some(readers),
+            Err(Error::Io { source, .. })
+                if access == Access::Read
+                    && matches!(
+                        source.kind(),
+                        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+            {
+                None
+            }
+            Err(error) => return Err(error),
+        };
         let catalog_path = root.join(CATALOG);
         let fresh_catalog = !catalog_path.exists();
         let repository = Repository {
@@ -105,6 +127,8 @@ impl Repository {
             catalog: Mutex::new(Catalog::open(&catalog_path)?),
             config,
             _lock: lock,
+            readers: Mutex::new(readers),
+            access,
         };
         if access == Access::Write {
             repository.backend.clean_temporary().context("cleaning", root.join("tmp"))?;
@@ -252,6 +276,21 @@ impl Repository {
         // with the store, so this is not an error to report.
         let _ = store::lock(&self.catalog).add_snapshot(&id, manifest);
         Ok(Snapshot { id, manifest: manifest.clone() })
+    }
+
+    /// Waits until no other process reads the repository, and keeps new readers out
+    /// until the returned lock is dropped: what prune holds while it deletes packs.
+    /// Only for a repository opened for writing, which keeps writers out too.
+    pub fn exclude_readers(&self, waiting: &mut dyn FnMut(&str)) -> Result<RepositoryLock> {
+        if self.access != Access::Write {
+            return Err(Error::Corrupt {
+                what: "the repository lock".to_owned(),
+                detail: "readers can be excluded only by a writer".to_owned(),
+            });
+        }
+        // Our own shared hold would make the exclusive one wait for ever.
+        store::lock(&self.readers).take();
+        RepositoryLock::acquire_at(&self.root.join(READERS_LOCK), LockKind::Exclusive, waiting)
     }
 
     /// Deletes a snapshot. Its data stays until `prune` frees what no snapshot uses.

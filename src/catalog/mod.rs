@@ -43,6 +43,34 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE INDEX IF NOT EXISTS snapshots_by_env ON snapshots(env, created);
 ";
 
+/// Records a pack and its blobs inside `transaction`; a blob already indexed keeps
+/// its location.
+fn insert_pack(
+    transaction: &rusqlite::Transaction<'_>,
+    name: &str,
+    size: u64,
+    entries: &[PackEntry],
+) -> rusqlite::Result<()> {
+    transaction.execute("INSERT OR IGNORE INTO packs (name, size) VALUES (?1, ?2)", params![name, size])?;
+    let pack: i64 = transaction.query_row("SELECT id FROM packs WHERE name = ?1", [name], |row| row.get(0))?;
+    let mut insert = transaction.prepare_cached(
+        "INSERT OR IGNORE INTO chunks (id, pack, offset, length, raw_length, kind, compression)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for entry in entries {
+        insert.execute(params![
+            entry.id.as_bytes().as_slice(),
+            pack,
+            entry.offset,
+            entry.length,
+            entry.raw_length,
+            entry.kind.code(),
+            entry.compression.code(),
+        ])?;
+    }
+    Ok(())
+}
+
 /// Where a blob is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -123,33 +151,73 @@ impl Catalog {
         let path = self.path.clone();
         let fail = |source| catalog_error(&path, source);
         let transaction = self.connection.transaction().map_err(fail)?;
-        transaction
-            .execute("INSERT OR IGNORE INTO packs (name, size) VALUES (?1, ?2)", params![name, size])
-            .map_err(fail)?;
-        let pack: i64 =
-            transaction.query_row("SELECT id FROM packs WHERE name = ?1", [name], |row| row.get(0)).map_err(fail)?;
-        {
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO chunks (id, pack, offset, length, raw_length, kind, compression)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
+        insert_pack(&transaction, name, size, entries).map_err(fail)?;
+        transaction.commit().map_err(fail)
+    }
+
+    /// Replaces packs in one transaction: forgets `removed` and their blobs, then
+    /// records `added`. What prune does once the packs that replace others are stored,
+    /// so that their blobs take the new locations ([`Catalog::add_pack`] would keep the
+    /// old ones).
+    pub fn replace_packs(&mut self, removed: &[String], added: &[(String, u64, Vec<PackEntry>)]) -> Result<()> {
+        let path = self.path.clone();
+        let fail = |source| catalog_error(&path, source);
+        let transaction = self.connection.transaction().map_err(fail)?;
+        for name in removed {
+            transaction
+                .execute("DELETE FROM chunks WHERE pack = (SELECT id FROM packs WHERE name = ?1)", [name])
                 .map_err(fail)?;
-            for entry in entries {
-                insert
-                    .execute(params![
-                        entry.id.as_bytes().as_slice(),
-                        pack,
-                        entry.offset,
-                        entry.length,
-                        entry.raw_length,
-                        entry.kind.code(),
-                        entry.compression.code(),
-                    ])
-                    .map_err(fail)?;
-            }
+            transaction.execute("DELETE FROM packs WHERE name = ?1", [name]).map_err(fail)?;
+        }
+        for (name, size, entries) in added {
+            insert_pack(&transaction, name, *size, entries).map_err(fail)?;
         }
         transaction.commit().map_err(fail)
+    }
+
+    /// Every indexed pack: its name, its size, and the blobs located in it.
+    pub fn pack_contents(&self) -> Result<Vec<(String, u64, Vec<PackEntry>)>> {
+        let mut packs: Vec<(String, u64, Vec<PackEntry>)> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        let mut statement = self.connection.prepare("SELECT id, name, size FROM packs").map_err(|e| self.error(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.error(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let id: i64 = row.get(0).map_err(|e| self.error(e))?;
+            index.insert(id, packs.len());
+            packs.push((row.get(1).map_err(|e| self.error(e))?, row.get(2).map_err(|e| self.error(e))?, Vec::new()));
+        }
+        let mut statement = self
+            .connection
+            .prepare("SELECT pack, id, offset, length, raw_length, kind, compression FROM chunks")
+            .map_err(|e| self.error(e))?;
+        let mut rows = statement.query([]).map_err(|e| self.error(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.error(e))? {
+            let read = || -> rusqlite::Result<(i64, Vec<u8>, PackEntry)> {
+                let bytes: Vec<u8> = row.get(1)?;
+                let kind: u8 = row.get(5)?;
+                let compression: u8 = row.get(6)?;
+                let entry = PackEntry {
+                    id: ObjectId::from_bytes(<[u8; 32]>::try_from(bytes.as_slice()).unwrap_or([0; 32])),
+                    kind: BlobKind::from_code(kind).unwrap_or(BlobKind::Data),
+                    compression: Compression::from_code(compression).unwrap_or(Compression::None),
+                    offset: row.get(2)?,
+                    length: row.get(3)?,
+                    raw_length: row.get(4)?,
+                };
+                Ok((row.get(0)?, bytes, entry))
+            };
+            let (pack, bytes, entry) = read().map_err(|e| self.error(e))?;
+            if bytes.len() != 32 {
+                return Err(Error::Corrupt {
+                    what: self.path.display().to_string(),
+                    detail: "a blob id is not 32 bytes".to_owned(),
+                });
+            }
+            if let Some(&position) = index.get(&pack) {
+                packs[position].2.push(entry);
+            }
+        }
+        Ok(packs)
     }
 
     /// Forgets a pack and its blobs (the pack is gone from the store).

@@ -13,6 +13,7 @@ mod init;
 mod list;
 mod mount;
 mod progress;
+mod prune;
 mod repair;
 mod restore;
 mod show;
@@ -69,6 +70,8 @@ pub enum Command {
     Check(check::Args),
     /// Delete a snapshot.
     Delete(delete::Args),
+    /// Free the space that no snapshot uses: delete unused packs, repack mostly-empty ones.
+    Prune(prune::Args),
     /// Rebuild the catalog from the store alone.
     Repair(repair::Args),
     /// Install, remove or show the git hooks that snapshot protected branches before merges and pushes.
@@ -94,6 +97,7 @@ impl Cli {
             Command::Export(args) => export::run(&global, &args),
             Command::Check(args) => check::run(&global, &args),
             Command::Delete(args) => delete::run(&global, &args),
+            Command::Prune(args) => prune::run(&global, &args),
             Command::Repair(args) => repair::run(&global, &args),
             Command::Hooks(args) => hooks::run(&global, &args),
             Command::Mount(args) => mount::run(&global, &args),

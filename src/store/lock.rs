@@ -27,10 +27,15 @@ pub enum LockKind {
 }
 
 impl RepositoryLock {
-    /// Takes the lock in `root`, waiting while another process holds it. `waiting` is
-    /// called once, with the holder's description, before the wait begins.
+    /// Takes the writers' lock in `root`, waiting while another process holds it.
+    /// `waiting` is called once, with the holder's description, before the wait begins.
     pub fn acquire(root: &Path, kind: LockKind, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
-        let path = root.join("lock");
+        Self::acquire_at(&root.join("lock"), kind, waiting)
+    }
+
+    /// Takes the lock on the file at `path`, as [`RepositoryLock::acquire`] does.
+    pub fn acquire_at(path: &Path, kind: LockKind, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
+        let path = path.to_owned();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -1,0 +1,40 @@
+//! `envsnap prune`
+
+use anyhow::Result;
+use envsnap::repository::Access;
+
+use super::context::{Context, Global};
+use super::format::{bytes, counted};
+
+/// Options of `envsnap prune`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Say what would be freed, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(global: &Global, args: &Args) -> Result<()> {
+    let context = Context::discover(global)?;
+    let repository = context.open(if args.dry_run { Access::Verify } else { Access::Write })?;
+    let report = envsnap::prune::prune(&repository, args.dry_run, &mut |holder| {
+        eprintln!(
+            "envsnap: waiting for readers of the repository to finish (a restore, an export or `envsnap mount`: \
+             unmount it); {}",
+            if holder.is_empty() { "they hold its readers' lock".to_owned() } else { format!("last: {holder}") }
+        );
+    })?;
+    let verb = if report.dry_run { "would free" } else { "freed" };
+    println!(
+        "{verb} {} of {}: {} deleted, {} repacked into {}; {} kept for {}; {} unused left in packs not worth repacking",
+        bytes(report.bytes_freed),
+        bytes(report.bytes),
+        counted(report.packs_deleted as u64, "pack", "packs"),
+        counted(report.packs_repacked as u64, "pack", "packs"),
+        if report.dry_run { "new ones".to_owned() } else { counted(report.packs_written as u64, "pack", "packs") },
+        counted((report.packs - report.packs_deleted - report.packs_repacked) as u64, "pack", "packs"),
+        counted(report.snapshots as u64, "snapshot", "snapshots"),
+        bytes(report.unused_kept),
+    );
+    Ok(())
+}
