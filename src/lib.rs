@@ -55,7 +55,7 @@
 //! - [`id`], [`store`] (chunking, packs, the storage [`store::backend::Backend`], the lock),
 //!   [`tree`], [`snapshot`], [`catalog`], [`repository`]: the store;
 //! - [`config`], [`git`], [`element`]: what an environment is made of;
-//! - [`backup`], [`restore`], [`diff`], [`check`]: the operations;
+//! - [`backup`], [`restore`], [`diff`], [`check`], [`retention`]: the operations;
 //! - [`progress`], [`error`]: how the library reports.
 
 pub mod backup;
@@ -73,6 +73,7 @@ pub mod progress;
 pub mod prune;
 pub mod repository;
 pub mod restore;
+pub mod retention;
 pub mod snapshot;
 pub mod store;
 pub mod tree;
