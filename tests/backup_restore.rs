@@ -246,7 +246,7 @@ fn ids_are_checked_and_delete_removes_one_snapshot() -> TestResult {
     project.fails(&["restore", &first[..12], "--to", "x"], 1)?;
     assert!(!project.root().join("x").exists(), "a failed lookup writes nothing");
     let check = project.ok(&["check"])?;
-    assert!(check.starts_with("no errors: 1 snapshots"), "{check}");
+    assert!(check.starts_with("no errors: 1 snapshot,"), "{check}");
     Ok(())
 }
 
@@ -324,7 +324,7 @@ fn a_lost_catalog_is_rebuilt_from_the_store() -> TestResult {
     let listed = project.snapshots()?;
     assert_eq!(listed[0]["id"], id.as_str(), "the catalog is rebuilt on open");
     let report = project.ok(&["repair"])?;
-    assert!(report.contains("1 snapshots") && report.contains("1 packs"), "{report}");
+    assert!(report.contains("1 snapshot,") && report.contains("1 pack,"), "{report}");
     let target = project.root().join("restored");
     project.ok(&["restore", &id[..12], "--to", target.to_str().ok_or("utf-8")?])?;
     let expected = project.root().join("expected");

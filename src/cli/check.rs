@@ -5,7 +5,7 @@ use envsnap::check::check;
 use envsnap::repository::Access;
 
 use super::context::{Context, Global};
-use super::format::SHORT_ID;
+use super::format::{SHORT_ID, counted};
 use super::progress::reporter;
 
 /// Options of `envsnap check`.
@@ -35,9 +35,17 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     for (id, problem) in &report.damaged_snapshots {
         println!("snapshot {} cannot be fully restored: {problem}", id.short(SHORT_ID));
     }
-    let scope = if args.read_data { format!(", read {} packs in full", report.packs_read) } else { String::new() };
+    let scope = if args.read_data {
+        format!(", read {} in full", counted(report.packs_read as u64, "pack", "packs"))
+    } else {
+        String::new()
+    };
     if report.is_clean() {
-        println!("no errors: {} snapshots, {} packs{scope}", report.snapshots, report.packs);
+        println!(
+            "no errors: {}, {}{scope}",
+            counted(report.snapshots as u64, "snapshot", "snapshots"),
+            counted(report.packs as u64, "pack", "packs")
+        );
         Ok(())
     } else {
         let restorable = report.snapshots - report.damaged_snapshots.len();

@@ -4,6 +4,7 @@ use anyhow::Result;
 use envsnap::repository::Access;
 
 use super::context::{Context, Global};
+use super::format::counted;
 
 /// Options of `envsnap repair`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +18,10 @@ pub fn run(global: &Global, _args: &Args) -> Result<()> {
         println!("skipped {problem}");
     }
     println!(
-        "rebuilt the catalog from the store: {} snapshots, {} packs, {} blobs",
-        report.snapshots, report.packs, report.blobs
+        "rebuilt the catalog from the store: {}, {}, {}",
+        counted(report.snapshots as u64, "snapshot", "snapshots"),
+        counted(report.packs as u64, "pack", "packs"),
+        counted(report.blobs as u64, "blob", "blobs")
     );
     Ok(())
 }
