@@ -52,13 +52,24 @@ pub struct PruneReport {
     pub bytes_freed: u64,
     /// Unused bytes left in packs that were not worth repacking.
     pub unused_kept: u64,
+    /// Packs no longer used but left on disk because readers stayed longer than prune
+    /// would wait: the next prune removes them.
+    pub packs_left: usize,
     /// Nothing was changed.
     pub dry_run: bool,
 }
 
-/// Frees what no snapshot uses. `waiting` is told who still reads the repository when
-/// prune has to wait for them before it removes packs.
-pub fn prune(repository: &Repository, dry_run: bool, waiting: &mut dyn FnMut(&str)) -> Result<PruneReport> {
+/// Frees what no snapshot uses. Before it removes packs, prune waits up to `patience`
+/// for the processes reading the repository (a mount may read for hours, and prune
+/// holds the writers' lock meanwhile, which would hold back every backup); `waiting`
+/// is told when it has to wait. If readers stay, the packs are left in place, out of
+/// the catalog, for the next prune to remove ([`PruneReport::packs_left`]).
+pub fn prune(
+    repository: &Repository,
+    dry_run: bool,
+    patience: std::time::Duration,
+    waiting: &mut dyn FnMut(&str),
+) -> Result<PruneReport> {
     let (snapshots, used) = used_blobs(repository)?;
     let packs = store::lock(repository.catalog()).pack_contents()?;
     let mut report = PruneReport {
@@ -99,7 +110,10 @@ pub fn prune(repository: &Repository, dry_run: bool, waiting: &mut dyn FnMut(&st
     let written_bytes: u64 = written.iter().map(|(_, size, _)| size).sum();
     let removed_names: Vec<String> = removed.iter().map(|(name, _)| name.clone()).collect();
     store::lock(repository.catalog()).replace_packs(&removed_names, &written)?;
-    let _alone = repository.exclude_readers(waiting)?;
+    let Some(_alone) = repository.exclude_readers(patience, waiting)? else {
+        report.packs_left = removed_names.len();
+        return Ok(report);
+    };
     let backend = repository.backend();
     for name in &removed_names {
         backend.remove(name).context("removing", backend.describe(name))?;

@@ -278,10 +278,15 @@ impl Repository {
         Ok(Snapshot { id, manifest: manifest.clone() })
     }
 
-    /// Waits until no other process reads the repository, and keeps new readers out
-    /// until the returned lock is dropped: what prune holds while it deletes packs.
-    /// Only for a repository opened for writing, which keeps writers out too.
-    pub fn exclude_readers(&self, waiting: &mut dyn FnMut(&str)) -> Result<RepositoryLock> {
+    /// Waits, for `patience` at most, until no other process reads the repository,
+    /// and keeps new readers out until the returned lock is dropped: what prune holds
+    /// while it deletes packs. `None` if readers stayed. Only for a repository opened
+    /// for writing, which keeps writers out too.
+    pub fn exclude_readers(
+        &self,
+        patience: std::time::Duration,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<Option<RepositoryLock>> {
         if self.access != Access::Write {
             return Err(Error::Corrupt {
                 what: "the repository lock".to_owned(),
@@ -290,7 +295,7 @@ impl Repository {
         }
         // Our own shared hold would make the exclusive one wait for ever.
         store::lock(&self.readers).take();
-        RepositoryLock::acquire_at(&self.root.join(READERS_LOCK), LockKind::Exclusive, waiting)
+        RepositoryLock::acquire_within(&self.root.join(READERS_LOCK), LockKind::Exclusive, patience, waiting)
     }
 
     /// Deletes a snapshot. Its data stays until `prune` frees what no snapshot uses.

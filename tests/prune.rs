@@ -206,3 +206,34 @@ fn prune_killed_at_any_moment_loses_nothing() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn readers_that_stay_leave_the_packs_for_the_next_prune() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write_files(&project, "a", 4, 1 << 20)?;
+    let first = project.backup(&[])?;
+    for n in 0..4 {
+        fs::remove_file(project.root().join(format!("data/a{n}")))?;
+    }
+    write_files(&project, "b", 1, 1 << 20)?;
+    let second = project.backup(&[])?;
+    project.ok(&["delete", &first[..12]])?;
+    let packs_before = pack_names(&project)?;
+
+    let reader = File::open(project.repository.join("lock.read"))?;
+    reader.lock_shared()?;
+    let said = project.ok(&["prune", "--wait", "1"])?;
+    assert!(said.contains("freed nothing yet") && said.contains("run `envsnap prune` again"), "{said}");
+    assert!(pack_names(&project)?.is_superset(&packs_before), "no pack is removed while a reader reads");
+    assert_restores(&project, &second)?;
+    reader.unlock()?;
+
+    let before = packs_size(&project)?;
+    let said = project.ok(&["prune"])?;
+    assert!(said.starts_with("freed 4."), "the packs left are freed now: {said}");
+    assert!(packs_size(&project)? < before - (3 << 20));
+    assert!(project.ok(&["check", "--read-data"])?.starts_with("no errors"));
+    assert_restores(&project, &second)?;
+    Ok(())
+}

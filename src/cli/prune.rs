@@ -12,18 +12,32 @@ pub struct Args {
     /// Say what would be freed, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// How long to wait for readers (a restore, an export, `envsnap mount`) before
+    /// leaving the unused packs for the next prune.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait: u64,
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(if args.dry_run { Access::Verify } else { Access::Write })?;
-    let report = envsnap::prune::prune(&repository, args.dry_run, &mut |holder| {
+    let patience = std::time::Duration::from_secs(args.wait);
+    let report = envsnap::prune::prune(&repository, args.dry_run, patience, &mut |holder| {
         eprintln!(
             "envsnap: waiting for readers of the repository to finish (a restore, an export or `envsnap mount`: \
              unmount it); {}",
             if holder.is_empty() { "they hold its readers' lock".to_owned() } else { format!("last: {holder}") }
         );
     })?;
+    if report.packs_left > 0 {
+        println!(
+            "freed nothing yet: {} no longer used, but readers of the repository stayed longer than {} s; \
+             run `envsnap prune` again once they are done (unmount any `envsnap mount`)",
+            counted(report.packs_left as u64, "pack is", "packs are"),
+            args.wait
+        );
+        return Ok(());
+    }
     let verb = if report.dry_run { "would free" } else { "freed" };
     println!(
         "{verb} {} of {}: {} deleted, {} repacked into {}; {} kept for {}; {} unused left in packs not worth repacking",

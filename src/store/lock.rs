@@ -33,6 +33,52 @@ impl RepositoryLock {
         Self::acquire_at(&root.join("lock"), kind, waiting)
     }
 
+    /// Takes the lock on the file at `path` unless others hold it for longer than
+    /// `patience`: `None` then. `waiting` is called once if it has to wait.
+    pub fn acquire_within(
+        path: &Path,
+        kind: LockKind,
+        patience: std::time::Duration,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<Option<Self>> {
+        let deadline = std::time::Instant::now() + patience;
+        let mut told = false;
+        loop {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .context("opening the lock file", path)?;
+            let attempt = match kind {
+                LockKind::Shared => file.try_lock_shared(),
+                LockKind::Exclusive => file.try_lock(),
+            };
+            match attempt {
+                Ok(()) => {
+                    if kind == LockKind::Exclusive {
+                        write_note(&mut file, path)?;
+                    }
+                    return Ok(Some(RepositoryLock { file, path: path.to_owned() }));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        let mut holder = String::new();
+                        let _ = file.read_to_string(&mut holder);
+                        waiting(holder.trim());
+                        told = true;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(TryLockError::Error(error)) => return Err(crate::error::Error::io("locking", path, error)),
+            }
+        }
+    }
+
     /// Takes the lock on the file at `path`, as [`RepositoryLock::acquire`] does.
     pub fn acquire_at(path: &Path, kind: LockKind, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
         let path = path.to_owned();
@@ -65,10 +111,7 @@ impl RepositoryLock {
             }
         }
         if kind == LockKind::Exclusive {
-            let note = format!("process {} ({})\n", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
-            file.set_len(0).context("writing the lock file", &path)?;
-            file.seek(SeekFrom::Start(0)).context("writing the lock file", &path)?;
-            file.write_all(note.as_bytes()).context("writing the lock file", &path)?;
+            write_note(&mut file, &path)?;
         }
         Ok(RepositoryLock { file, path })
     }
@@ -77,6 +120,15 @@ impl RepositoryLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Writes who holds the lock into its file, for the message of whoever waits.
+fn write_note(file: &mut File, path: &Path) -> Result<()> {
+    let note = format!("process {} ({})\n", std::process::id(), std::env::args().collect::<Vec<_>>().join(" "));
+    file.set_len(0).context("writing the lock file", path)?;
+    file.seek(SeekFrom::Start(0)).context("writing the lock file", path)?;
+    file.write_all(note.as_bytes()).context("writing the lock file", path)?;
+    Ok(())
 }
 
 impl Drop for RepositoryLock {
