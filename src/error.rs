@@ -83,6 +83,13 @@ pub enum Error {
         scope: String,
     },
 
+    /// A pinned snapshot was to be deleted.
+    #[error("snapshot {id} is pinned, to be kept until unpinned: run `envsnap unpin {id}` first if it is to go")]
+    Pinned {
+        /// The snapshot's short id.
+        id: String,
+    },
+
     /// An id prefix matches more than one snapshot.
     #[error("`{prefix}` matches {} snapshots ({}): give more characters of the id", candidates.len(), candidates.join(", "))]
     AmbiguousId {

@@ -70,6 +70,11 @@ pub struct Repository {
     access: Access,
 }
 
+/// The name of the object that pins snapshot `id`.
+fn pin_name(id: &ObjectId) -> String {
+    format!("pins/{id}")
+}
+
 /// The file of the readers' lock (see [`Repository::exclude_readers`]).
 const READERS_LOCK: &str = "lock.read";
 
@@ -298,8 +303,36 @@ impl Repository {
         RepositoryLock::acquire_within(&self.root.join(READERS_LOCK), LockKind::Exclusive, patience, waiting)
     }
 
-    /// Deletes a snapshot. Its data stays until `prune` frees what no snapshot uses.
+    /// Pins a snapshot: retention keeps it and `delete` refuses it until it is unpinned.
+    /// A pin is an empty object, `pins/<id>`, in the store rather than in the catalog,
+    /// so that a rebuilt catalog loses none.
+    pub fn pin(&self, id: &ObjectId) -> Result<()> {
+        let name = pin_name(id);
+        self.backend.put(&name, b"").context("writing", self.backend.describe(&name))
+    }
+
+    /// Unpins a snapshot; unpinning one that is not pinned does nothing.
+    pub fn unpin(&self, id: &ObjectId) -> Result<()> {
+        let name = pin_name(id);
+        self.backend.remove(&name).context("removing", self.backend.describe(&name))
+    }
+
+    /// The pinned snapshots.
+    pub fn pinned(&self) -> Result<HashSet<ObjectId>> {
+        Ok(self
+            .list("pins")?
+            .iter()
+            .filter_map(|(name, _)| name.strip_prefix("pins/"))
+            .filter_map(ObjectId::from_hex)
+            .collect())
+    }
+
+    /// Deletes a snapshot, unless it is pinned. Its data stays until `prune` frees
+    /// what no snapshot uses.
     pub fn delete(&self, id: &ObjectId) -> Result<()> {
+        if self.pinned()?.contains(id) {
+            return Err(Error::Pinned { id: id.short(12) });
+        }
         let name = manifest_name(id);
         self.backend.remove(&name).context("removing", self.backend.describe(&name))?;
         store::lock(&self.catalog).remove_snapshot(id)

@@ -335,6 +335,36 @@ fn a_lost_catalog_is_rebuilt_from_the_store() -> TestResult {
 }
 
 #[test]
+fn a_pinned_snapshot_is_refused_by_delete_until_unpinned() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    populate(&uploads(&project))?;
+    project.ok(&["init"])?;
+    let first = project.backup(&[])?;
+    fs::write(uploads(&project).join("later.txt"), "later\n")?;
+    let second = project.backup(&[])?;
+    assert!(project.ok(&["pin", &first[..8]])?.starts_with(&format!("pinned snapshot {}", &first[..12])));
+
+    // Deleting both is refused as a whole: the unpinned one is not deleted either.
+    let said = project.fails(&["delete", &second[..12], &first[..12]], 1)?;
+    assert!(said.contains(&format!("snapshot {} is pinned", &first[..12])), "{said}");
+    assert!(said.contains(&format!("envsnap unpin {}", &first[..12])), "{said}");
+    assert_eq!(project.snapshots()?.len(), 2, "nothing was deleted");
+
+    // The pin lives in the store: a rebuilt catalog keeps it.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(project.repository.join(format!("catalog.sqlite{suffix}")));
+    }
+    project.ok(&["repair"])?;
+    project.fails(&["delete", &first[..12]], 1)?;
+
+    project.ok(&["unpin", &first[..12]])?;
+    project.ok(&["delete", &first[..12]])?;
+    let left: Vec<String> = project.snapshots()?.iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(left, [second]);
+    Ok(())
+}
+
+#[test]
 fn the_demo_runs_from_start_to_end() -> TestResult {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_envsnap")).arg("demo").output()?;
     let stdout = String::from_utf8(output.stdout)?;

@@ -1,6 +1,7 @@
 //! `envsnap delete`
 
 use anyhow::Result;
+use envsnap::Error;
 use envsnap::repository::Access;
 
 use super::context::{Context, Global};
@@ -19,6 +20,10 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let repository = context.open(Access::Write)?;
     // Resolve every id before deleting any, so a typo deletes nothing.
     let snapshots = args.ids.iter().map(|id| repository.resolve(id, None)).collect::<Result<Vec<_>, _>>()?;
+    let pinned = repository.pinned()?;
+    if let Some(snapshot) = snapshots.iter().find(|snapshot| pinned.contains(&snapshot.id)) {
+        return Err(Error::Pinned { id: snapshot.id.short(SHORT_ID) }.into());
+    }
     for snapshot in snapshots {
         repository.delete(&snapshot.id)?;
         println!(

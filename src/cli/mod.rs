@@ -12,6 +12,7 @@ mod hooks;
 mod init;
 mod list;
 mod mount;
+mod pin;
 mod progress;
 mod prune;
 mod repair;
@@ -70,6 +71,10 @@ pub enum Command {
     Check(check::Args),
     /// Delete a snapshot.
     Delete(delete::Args),
+    /// Keep a snapshot until it is unpinned: retention keeps it, delete refuses it.
+    Pin(pin::Args),
+    /// Let a pinned snapshot go again.
+    Unpin(pin::Args),
     /// Free the space that no snapshot uses: delete unused packs, repack mostly-empty ones.
     Prune(prune::Args),
     /// Rebuild the catalog from the store alone.
@@ -97,6 +102,8 @@ impl Cli {
             Command::Export(args) => export::run(&global, &args),
             Command::Check(args) => check::run(&global, &args),
             Command::Delete(args) => delete::run(&global, &args),
+            Command::Pin(args) => pin::run(&global, &args, true),
+            Command::Unpin(args) => pin::run(&global, &args, false),
             Command::Prune(args) => prune::run(&global, &args),
             Command::Repair(args) => repair::run(&global, &args),
             Command::Hooks(args) => hooks::run(&global, &args),
