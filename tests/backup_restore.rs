@@ -360,7 +360,13 @@ fn a_pinned_snapshot_is_refused_by_delete_until_unpinned() -> TestResult {
     project.ok(&["unpin", &first[..12]])?;
     project.ok(&["delete", &first[..12]])?;
     let left: Vec<String> = project.snapshots()?.iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
-    assert_eq!(left, [second]);
+    assert_eq!(left, [second.clone()]);
+
+    // `latest` is the checked-out branch's newest, not the newest of all branches.
+    git(project.root(), &["checkout", "-q", "-b", "feature"])?;
+    project.backup(&[])?;
+    git(project.root(), &["checkout", "-q", "main"])?;
+    assert!(project.ok(&["pin", "latest"])?.starts_with(&format!("pinned snapshot {}", &second[..12])));
     Ok(())
 }
 

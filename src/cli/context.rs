@@ -9,6 +9,7 @@ use envsnap::element::mount::Mount;
 use envsnap::element::service::adapter;
 use envsnap::git::Workspace;
 use envsnap::repository::{Access, Repository};
+use envsnap::snapshot::Snapshot;
 
 /// Options shared by all subcommands.
 #[derive(Debug, Clone)]
@@ -61,6 +62,13 @@ impl Context {
                 if holder.is_empty() { "another process" } else { holder }
             );
         })?)
+    }
+
+    /// The snapshot `id` names: `latest` is the newest of environment `env` (default:
+    /// the checked-out branch); anything else is an id prefix, in any environment.
+    pub fn resolve(&self, repository: &Repository, id: &str, env: Option<&str>) -> Result<Snapshot> {
+        let env = if id == "latest" { Some(self.workspace.environment(env)?) } else { None };
+        Ok(repository.resolve(id, env.as_deref())?)
     }
 
     /// The configuration, or an error saying how to create one.

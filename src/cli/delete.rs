@@ -19,7 +19,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Write)?;
     // Resolve every id before deleting any, so a typo deletes nothing.
-    let snapshots = args.ids.iter().map(|id| repository.resolve(id, None)).collect::<Result<Vec<_>, _>>()?;
+    let snapshots = args.ids.iter().map(|id| context.resolve(&repository, id, None)).collect::<Result<Vec<_>>>()?;
     let pinned = repository.pinned()?;
     if let Some(snapshot) = snapshots.iter().find(|snapshot| pinned.contains(&snapshot.id)) {
         return Err(Error::Pinned { id: snapshot.id.short(SHORT_ID) }.into());

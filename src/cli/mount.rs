@@ -63,13 +63,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let repository = context.open(Access::Read)?;
     let scope = match &args.id {
         None => Scope::All,
-        Some(id) => {
-            let env = match id.as_str() {
-                "latest" => Some(context.workspace.environment(args.env.as_deref())?),
-                _ => None,
-            };
-            Scope::One(Box::new(repository.resolve(id, env.as_deref())?))
-        }
+        Some(id) => Scope::One(Box::new(context.resolve(&repository, id, args.env.as_deref())?)),
     };
     let what = match &scope {
         Scope::All => format!("the snapshots of {}", context.repository_path.display()),

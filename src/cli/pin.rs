@@ -19,7 +19,7 @@ pub fn run(global: &Global, args: &Args, pin: bool) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Write)?;
     // Resolve every id before changing any, so a typo changes nothing.
-    let snapshots = args.ids.iter().map(|id| repository.resolve(id, None)).collect::<Result<Vec<_>, _>>()?;
+    let snapshots = args.ids.iter().map(|id| context.resolve(&repository, id, None)).collect::<Result<Vec<_>>>()?;
     for snapshot in snapshots {
         if pin {
             repository.pin(&snapshot.id)?;

@@ -149,11 +149,7 @@ fn choose(context: &Context, repository: &Repository, args: &Args) -> Result<Sna
             .find(|snapshot| snapshot.manifest.commit.as_deref() == Some(found.as_str()))
             .ok_or_else(|| anyhow::anyhow!("the snapshot at {found} vanished while looking for it"))?
     } else {
-        let env = match args.id.as_str() {
-            "latest" => Some(context.workspace.environment(args.env.as_deref())?),
-            _ => None,
-        };
-        repository.resolve(&args.id, env.as_deref())?
+        context.resolve(repository, &args.id, args.env.as_deref())?
     };
     snapshot.manifest.check_element_names()?;
     Ok(snapshot)

@@ -25,11 +25,7 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Read)?;
-    let env = match args.id.as_str() {
-        "latest" => Some(context.workspace.environment(args.env.as_deref())?),
-        _ => None,
-    };
-    let snapshot = repository.resolve(&args.id, env.as_deref())?;
+    let snapshot = context.resolve(&repository, &args.id, args.env.as_deref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &SnapshotView::of(&snapshot))?;
