@@ -360,7 +360,7 @@ fn a_pinned_snapshot_is_refused_by_delete_until_unpinned() -> TestResult {
     project.ok(&["unpin", &first[..12]])?;
     project.ok(&["delete", &first[..12]])?;
     let left: Vec<String> = project.snapshots()?.iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
-    assert_eq!(left, [second.clone()]);
+    assert_eq!(left, [second.as_str()]);
 
     // `latest` is the checked-out branch's newest, not the newest of all branches.
     git(project.root(), &["checkout", "-q", "-b", "feature"])?;

@@ -42,84 +42,78 @@ impl RepositoryLock {
         waiting: &mut dyn FnMut(&str),
     ) -> Result<Option<Self>> {
         let deadline = std::time::Instant::now() + patience;
+        let mut file = open(path)?;
         let mut told = false;
-        loop {
-            let mut file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .context("opening the lock file", path)?;
-            let attempt = match kind {
-                LockKind::Shared => file.try_lock_shared(),
-                LockKind::Exclusive => file.try_lock(),
-            };
-            match attempt {
-                Ok(()) => {
-                    if kind == LockKind::Exclusive {
-                        write_note(&mut file, path)?;
-                    }
-                    return Ok(Some(RepositoryLock { file, path: path.to_owned() }));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    if !told {
-                        let mut holder = String::new();
-                        let _ = file.read_to_string(&mut holder);
-                        waiting(holder.trim());
-                        told = true;
-                    }
-                    if std::time::Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(TryLockError::Error(error)) => return Err(crate::error::Error::io("locking", path, error)),
+        while !try_take(&file, kind, path)? {
+            if !told {
+                waiting(&holder(&mut file));
+                told = true;
             }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        Self::taken(file, kind, path).map(Some)
     }
 
     /// Takes the lock on the file at `path`, as [`RepositoryLock::acquire`] does.
     pub fn acquire_at(path: &Path, kind: LockKind, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
-        let path = path.to_owned();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .context("opening the lock file", &path)?;
-        let attempt = match kind {
-            LockKind::Shared => file.try_lock_shared(),
-            LockKind::Exclusive => file.try_lock(),
-        };
-        match attempt {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                // The holder's note is only for the message; an unreadable one is shown empty.
-                let _ = file.read_to_string(&mut holder);
-                waiting(holder.trim());
-                match kind {
-                    LockKind::Shared => file.lock_shared(),
-                    LockKind::Exclusive => file.lock(),
-                }
-                .context("waiting for the lock", &path)?;
+        let mut file = open(path)?;
+        if !try_take(&file, kind, path)? {
+            waiting(&holder(&mut file));
+            match kind {
+                LockKind::Shared => file.lock_shared(),
+                LockKind::Exclusive => file.lock(),
             }
-            Err(TryLockError::Error(error)) => {
-                return Err(crate::error::Error::io("locking", &path, error));
-            }
+            .context("waiting for the lock", path)?;
         }
+        Self::taken(file, kind, path)
+    }
+
+    /// The lock held on `file`; an exclusive holder leaves its note for those who wait.
+    fn taken(mut file: File, kind: LockKind, path: &Path) -> Result<Self> {
         if kind == LockKind::Exclusive {
-            write_note(&mut file, &path)?;
+            write_note(&mut file, path)?;
         }
-        Ok(RepositoryLock { file, path })
+        Ok(RepositoryLock { file, path: path.to_owned() })
     }
 
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens (creating it if need be) the lock file at `path`.
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .context("opening the lock file", path)
+}
+
+/// Tries to take the lock on `file` without waiting; `false` if others hold it.
+fn try_take(file: &File, kind: LockKind, path: &Path) -> Result<bool> {
+    let attempt = match kind {
+        LockKind::Shared => file.try_lock_shared(),
+        LockKind::Exclusive => file.try_lock(),
+    };
+    match attempt {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(error)) => Err(crate::error::Error::io("locking", path, error)),
+    }
+}
+
+/// The holder's note, for the message of whoever waits; an unreadable one is empty.
+fn holder(file: &mut File) -> String {
+    let mut note = String::new();
+    let _ = file.read_to_string(&mut note);
+    note.trim().to_owned()
 }
 
 /// Writes who holds the lock into its file, for the message of whoever waits.
