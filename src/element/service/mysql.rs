@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::ConnectionUrl;
 use super::process::{Cancellable, Tool, ToolError, read_ahead};
-use super::sql::{self, Advice, HEADER, stream_error};
+use super::sql::{self, Advice, HEADER, Pieces, Produce, stream_error};
 use super::{DumpSink, DumpSource, Service};
 use crate::error::{Error, Result};
 
@@ -517,10 +517,10 @@ impl<R: Read> TableParts<R> {
     }
 
     /// A reader of the next part.
-    fn part(&mut self) -> Part<'_, R> {
+    fn part(&mut self) -> Pieces<Part<'_, R>> {
         self.at_boundary = false;
         let start = std::mem::take(&mut self.carry);
-        Part { parts: self, out: start, position: 0 }
+        Pieces::new(Part { parts: self }, start)
     }
 
     /// Reads one line, or a piece of one at most [`BATCH_LIMIT`] long, into `line`;
@@ -540,24 +540,20 @@ impl<R: Read> TableParts<R> {
 /// One part of a [`TableParts`]: ends where the next table starts.
 struct Part<'a, R> {
     parts: &'a mut TableParts<R>,
-    out: Vec<u8>,
-    position: usize,
 }
 
-impl<R: Read> Part<'_, R> {
-    /// Produces the next lines of the part into `out`; leaves it empty at the part's end.
-    fn produce(&mut self) -> io::Result<()> {
-        self.out.clear();
-        self.position = 0;
+impl<R: Read> Produce for Part<'_, R> {
+    /// Appends the next lines of the part; none at the part's end.
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         let parts = &mut *self.parts;
         if parts.at_boundary || parts.ended {
-            return Ok(());
+            return Ok(false);
         }
         let mut line = Vec::new();
         let whole = parts.read_line(&mut line)?;
         if !(whole && line == b"--\n") {
-            self.out = line;
-            return Ok(());
+            *out = line;
+            return Ok(!out.is_empty());
         }
         // A `--` line: the start of the next table if the comment follows it.
         let mut next = Vec::new();
@@ -569,26 +565,11 @@ impl<R: Read> Part<'_, R> {
             parts.carry = line;
             parts.carry.extend_from_slice(&next);
             parts.at_boundary = true;
-            return Ok(());
+            return Ok(false);
         }
-        self.out = line;
-        self.out.extend_from_slice(&next);
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for Part<'_, R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.out.len() {
-            self.produce()?;
-            if self.out.is_empty() {
-                return Ok(0);
-            }
-        }
-        let count = buffer.len().min(self.out.len() - self.position);
-        buffer[..count].copy_from_slice(&self.out[self.position..self.position + count]);
-        self.position += count;
-        Ok(count)
+        *out = line;
+        out.extend_from_slice(&next);
+        Ok(true)
     }
 }
 
@@ -632,8 +613,6 @@ const BATCH_LIMIT: usize = 1 << 20;
 /// whatever the rows hold.
 pub struct Rebatch<R> {
     inner: BufReader<R>,
-    out: Vec<u8>,
-    position: usize,
     line: Vec<u8>,
     /// A statement being built, without its final `;\n`.
     pending: Vec<u8>,
@@ -642,51 +621,47 @@ pub struct Rebatch<R> {
     in_data: bool,
     /// The last piece ended inside a line.
     inside_line: bool,
-    done: bool,
 }
 
 impl<R: Read> Rebatch<R> {
     /// Merges the rows of `inner`, a dump written by `mariadb-dump` or `mysqldump`.
-    pub fn new(inner: R) -> Self {
-        Rebatch {
+    pub fn new(inner: R) -> Pieces<Self> {
+        let rebatch = Rebatch {
             inner: BufReader::with_capacity(256 << 10, inner),
-            out: Vec::new(),
-            position: 0,
             line: Vec::new(),
             pending: Vec::new(),
             prefix: 0,
             in_data: false,
             inside_line: false,
-            done: false,
-        }
+        };
+        Pieces::new(rebatch, Vec::new())
     }
 
-    fn flush_pending(&mut self) {
+    fn flush_pending(&mut self, out: &mut Vec<u8>) {
         if !self.pending.is_empty() {
-            self.out.extend_from_slice(&self.pending);
+            out.extend_from_slice(&self.pending);
             // `--no-autocommit` makes each table one transaction, which loads a third
             // slower than a transaction per statement; in autocommit this is a no-op.
-            self.out.extend_from_slice(b";\nCOMMIT;\n");
+            out.extend_from_slice(b";\nCOMMIT;\n");
             self.pending.clear();
         }
     }
+}
 
-    fn produce(&mut self) -> io::Result<()> {
-        self.out.clear();
-        self.position = 0;
+impl<R: Read> Produce for Rebatch<R> {
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         self.line.clear();
         if (&mut self.inner).take(BATCH_LIMIT as u64).read_until(b'\n', &mut self.line)? == 0 {
-            self.flush_pending();
-            self.done = true;
-            return Ok(());
+            self.flush_pending(out);
+            return Ok(false);
         }
         let complete = self.line.ends_with(b"\n");
         let at_start = !self.inside_line;
         self.inside_line = !complete;
         if !(at_start && complete) {
-            self.flush_pending();
-            self.out.extend_from_slice(&self.line);
-            return Ok(());
+            self.flush_pending(out);
+            out.extend_from_slice(&self.line);
+            return Ok(true);
         }
         if self.in_data {
             if let Some(prefix) = insert_prefix(&self.line) {
@@ -696,11 +671,11 @@ impl<R: Read> Rebatch<R> {
                     self.pending.push(b',');
                     self.pending.extend_from_slice(row);
                 } else {
-                    self.flush_pending();
+                    self.flush_pending(out);
                     self.pending.extend_from_slice(&self.line[..self.line.len() - 2]);
                     self.prefix = prefix;
                 }
-                return Ok(());
+                return Ok(true);
             }
             if self.line.starts_with(b"/*!40000 ALTER TABLE ") && self.line.ends_with(b" ENABLE KEYS */;\n") {
                 self.in_data = false;
@@ -708,24 +683,9 @@ impl<R: Read> Rebatch<R> {
         } else if self.line.starts_with(b"/*!40000 ALTER TABLE ") && self.line.ends_with(b" DISABLE KEYS */;\n") {
             self.in_data = true;
         }
-        self.flush_pending();
-        self.out.extend_from_slice(&self.line);
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for Rebatch<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.out.len() {
-            if self.done {
-                return Ok(0);
-            }
-            self.produce()?;
-        }
-        let count = buffer.len().min(self.out.len() - self.position);
-        buffer[..count].copy_from_slice(&self.out[self.position..self.position + count]);
-        self.position += count;
-        Ok(count)
+        self.flush_pending(out);
+        out.extend_from_slice(&self.line);
+        Ok(true)
     }
 }
 

@@ -73,7 +73,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::ConnectionUrl;
 use super::process::{Cancellable, Tool, ToolError, default_workers, read_ahead, run_parallel};
-use super::sql::{self, Advice, HEADER, stream_error};
+use super::sql::{self, Advice, HEADER, Pieces, Produce, stream_error};
 use super::{DumpSink, DumpSource, Service};
 use crate::error::{Error, Result};
 
@@ -890,23 +890,14 @@ struct RestrictFilter<R> {
     inner: BufReader<R>,
     /// `None` while reading the head.
     key: Option<Option<String>>,
-    out: Vec<u8>,
-    position: usize,
     /// The unwritten end of the stream, where the `\unrestrict` line may be.
     tail: Vec<u8>,
-    done: bool,
 }
 
 impl<R: Read> RestrictFilter<R> {
-    fn new(inner: R) -> Self {
-        RestrictFilter {
-            inner: BufReader::with_capacity(256 << 10, inner),
-            key: None,
-            out: Vec::new(),
-            position: 0,
-            tail: Vec::new(),
-            done: false,
-        }
+    fn new(inner: R) -> Pieces<Self> {
+        let filter = RestrictFilter { inner: BufReader::with_capacity(256 << 10, inner), key: None, tail: Vec::new() };
+        Pieces::new(filter, Vec::new())
     }
 
     fn tail_length(&self) -> usize {
@@ -915,16 +906,14 @@ impl<R: Read> RestrictFilter<R> {
             _ => 0,
         }
     }
+}
 
-    /// Produces the next output into `out`.
-    fn produce(&mut self) -> io::Result<()> {
-        self.out.clear();
-        self.position = 0;
+impl<R: Read> Produce for RestrictFilter<R> {
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
         if self.key.is_none() {
             let mut line = Vec::new();
             if self.inner.read_until(b'\n', &mut line)? == 0 {
-                self.done = true;
-                return Ok(());
+                return Ok(false);
             }
             let text = String::from_utf8_lossy(&line);
             let trimmed = text.trim_end();
@@ -934,23 +923,22 @@ impl<R: Read> RestrictFilter<R> {
                 if !(trimmed.is_empty() || trimmed.starts_with("--")) {
                     self.key = Some(None);
                 }
-                self.out = line;
+                *out = line;
             }
-            return Ok(());
+            return Ok(true);
         }
         let block = self.inner.fill_buf()?;
         if block.is_empty() {
-            self.done = true;
-            self.out = std::mem::take(&mut self.tail);
+            *out = std::mem::take(&mut self.tail);
             if let Some(Some(key)) = &self.key {
                 let line = format!("\\unrestrict {key}\n");
-                if let Some(at) = find(&self.out, line.as_bytes())
-                    && (at == 0 || self.out[at - 1] == b'\n')
+                if let Some(at) = find(out, line.as_bytes())
+                    && (at == 0 || out[at - 1] == b'\n')
                 {
-                    self.out.drain(at..at + line.len());
+                    out.drain(at..at + line.len());
                 }
             }
-            return Ok(());
+            return Ok(false);
         }
         let length = block.len();
         self.tail.extend_from_slice(block);
@@ -958,30 +946,15 @@ impl<R: Read> RestrictFilter<R> {
         let keep = self.tail_length();
         if self.tail.len() > keep {
             let split = self.tail.len() - keep;
-            self.out = self.tail[..split].to_vec();
+            out.extend_from_slice(&self.tail[..split]);
             self.tail.drain(..split);
         }
-        Ok(())
+        Ok(true)
     }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).rposition(|window| window == needle)
-}
-
-impl<R: Read> Read for RestrictFilter<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        while self.position == self.out.len() {
-            if self.done {
-                return Ok(0);
-            }
-            self.produce()?;
-        }
-        let count = buffer.len().min(self.out.len() - self.position);
-        buffer[..count].copy_from_slice(&self.out[self.position..self.position + count]);
-        self.position += count;
-        Ok(count)
-    }
 }
 
 #[cfg(test)]

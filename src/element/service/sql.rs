@@ -108,6 +108,48 @@ fn summarize(stderr: &str) -> String {
     lines[keep..].join("; ")
 }
 
+/// A filter that rewrites a stream piece by piece as it passes (rows merged, lines
+/// dropped, a dump cut where tables start). It only makes the next piece; [`Pieces`]
+/// serves the pieces as a reader.
+pub trait Produce {
+    /// Appends the next piece to `out`, which is empty; returns `false` once nothing
+    /// follows what it appended. A piece may be empty when input was taken in and
+    /// nothing is due out yet.
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool>;
+}
+
+/// A [`Produce`]r read as a stream.
+pub struct Pieces<P> {
+    producer: P,
+    out: Vec<u8>,
+    position: usize,
+    done: bool,
+}
+
+impl<P: Produce> Pieces<P> {
+    /// The pieces of `producer`, after `first`.
+    pub fn new(producer: P, first: Vec<u8>) -> Self {
+        Pieces { producer, out: first, position: 0, done: false }
+    }
+}
+
+impl<P: Produce> Read for Pieces<P> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.out.len() {
+            if self.done {
+                return Ok(0);
+            }
+            self.out.clear();
+            self.position = 0;
+            self.done = !self.producer.produce(&mut self.out)?;
+        }
+        let count = buffer.len().min(self.out.len() - self.position);
+        buffer[..count].copy_from_slice(&self.out[self.position..self.position + count]);
+        self.position += count;
+        Ok(count)
+    }
+}
+
 /// Turns an I/O error met reading stream `stream` back into the store error it carries
 /// (so a damaged chunk is reported as such), or names the stream.
 pub fn stream_error(error: io::Error, stream: &str) -> Error {
