@@ -52,6 +52,9 @@ pub struct BackupOptions {
     pub env: String,
     /// Its HEAD commit, if it has one.
     pub commit: Option<String>,
+    /// When it is taken, as recorded in the manifest. The caller's clock, so that
+    /// retention and schedules can be tested, and a history replayed, at any time.
+    pub created: DateTime<Utc>,
     /// Why.
     pub trigger: Trigger,
     /// Consistent or live.
@@ -108,7 +111,8 @@ pub struct BackupReport {
 
 /// Takes a snapshot. The repository must be open for writing.
 pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn Progress) -> Result<BackupReport> {
-    let created = Utc::now();
+    let created = options.created;
+    let began = std::time::Instant::now();
     // Every mount is checked before anything is stored.
     let mut sources = Vec::with_capacity(options.mounts.len());
     for mount in &options.mounts {
@@ -122,13 +126,16 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         sources.push((mount, mount.excludes()?));
     }
     let parent = repository.snapshots(Some(&options.env))?.into_iter().next();
+    // What progress measures against: the element's size in the last snapshot.
+    let expected =
+        |name: &str| parent.as_ref().and_then(|parent| parent.manifest.element(name)).map(|element| element.size);
     let counters = Counters::default();
     let remembered: Mutex<HashMap<ObjectId, Tree>> = Mutex::new(HashMap::new());
     let mut paused = None;
     let mut resume_error = None;
     let (elements, totals) = BlobWriter::pipelined(repository.backend(), repository.catalog(), |writer| {
         let walk = |mount: &Mount, excludes: &Excludes, parent_tree: Option<ObjectId>, remember: bool| {
-            progress.begin(&format!("backing up {}", mount.name), None);
+            progress.begin(&format!("backing up {}", mount.name), expected(&mount.name));
             let walker = Walker {
                 repository,
                 writer,
@@ -179,7 +186,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
                 });
             }
             for source in &options.services {
-                progress.begin(&format!("dumping {}", source.name), None);
+                progress.begin(&format!("dumping {}", source.name), expected(&source.name));
                 let content = Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
                 let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
                 source.service.capture(&sink)?;
@@ -231,6 +238,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         parent: parent.map(|snapshot| snapshot.id),
         stored: totals.stored_bytes,
         paused_ms: paused.map(|duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+        duration_ms: Some(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)),
         elements,
     };
     let snapshot = repository.publish(&manifest)?;

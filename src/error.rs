@@ -83,6 +83,25 @@ pub enum Error {
         scope: String,
     },
 
+    /// A manual snapshot would take an environment past its `manual_limit`.
+    #[error(
+        "{env} ({env_type}) is at its limit of manual snapshots ({limit}): delete one first \
+         (the oldest is {oldest}, taken {oldest_created}: `envsnap delete {oldest}`), or set \
+         `manual_over_limit = \"drop-oldest\"` under [retention] in envsnap.toml"
+    )]
+    ManualLimit {
+        /// The environment.
+        env: String,
+        /// Its type, which sets the limit.
+        env_type: crate::config::EnvironmentType,
+        /// The limit.
+        limit: u32,
+        /// The oldest manual snapshot's short id.
+        oldest: String,
+        /// When that was taken.
+        oldest_created: String,
+    },
+
     /// A pinned snapshot was to be deleted.
     #[error("snapshot {id} is pinned, to be kept until unpinned: run `envsnap unpin {id}` first if it is to go")]
     Pinned {

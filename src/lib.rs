@@ -30,6 +30,7 @@
 //! let options = BackupOptions {
 //!     env: "main".into(),
 //!     commit: None,
+//!     created: chrono::Utc::now(),
 //!     trigger: Trigger::Manual,
 //!     mode: Mode::Live,
 //!     note: None,
@@ -55,9 +56,10 @@
 //! - [`id`], [`store`] (chunking, packs, the storage [`store::backend::Backend`], the lock),
 //!   [`tree`], [`snapshot`], [`catalog`], [`repository`]: the store;
 //! - [`config`], [`git`], [`element`]: what an environment is made of;
-//! - [`backup`], [`restore`], [`diff`], [`check`], [`retention`]: the operations;
+//! - [`backup`], [`restore`], [`diff`], [`check`], [`retention`], [`forget`], [`prune`]: the operations;
 //! - [`progress`], [`error`]: how the library reports.
 
+pub mod activity;
 pub mod backup;
 pub mod catalog;
 pub mod check;
@@ -66,9 +68,11 @@ pub mod diff;
 pub mod element;
 pub mod error;
 pub mod export;
+pub mod forget;
 pub mod fuse;
 pub mod git;
 pub mod id;
+pub mod jobs;
 pub mod progress;
 pub mod prune;
 pub mod repository;

@@ -3,7 +3,9 @@
 /// Receives progress from long operations. Every method has a do-nothing default, so
 /// a reporter implements only what it shows. Calls come from many threads at once.
 pub trait Progress: Sync {
-    /// A phase begins, e.g. "backing up uploads"; `total_bytes` when it is known.
+    /// A phase begins, e.g. "backing up uploads", with the bytes it should process:
+    /// exact when known (a restore), else an estimate (a backup passes the size the
+    /// element had in the environment's last snapshot), and `None` when there is none.
     fn begin(&self, _phase: &str, _total_bytes: Option<u64>) {}
 
     /// `bytes` more bytes were processed.

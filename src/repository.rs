@@ -5,16 +5,19 @@
 //!   config.json        format version and chunker sizes; checked on open
 //!   packs/<xx>/<id>.pack
 //!   snapshots/<id>.json
+//!   pins/<id>          empty: the snapshot is pinned
+//!   gone/<hex name>    when envsnap first saw that branch deleted (RFC 3339)
 //!   catalog.sqlite     the index; rebuilt from packs and snapshots by `repair`
 //!   lock               held by writers
 //!   tmp/               objects being written
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
@@ -73,6 +76,12 @@ pub struct Repository {
 /// The name of the object that pins snapshot `id`.
 fn pin_name(id: &ObjectId) -> String {
     format!("pins/{id}")
+}
+
+/// The object that records when `branch` was first seen deleted. Branch names hold
+/// slashes and other characters a file name should not, hence hex.
+fn gone_name(branch: &str) -> String {
+    format!("gone/{}", hex::encode(branch))
 }
 
 /// The file of the readers' lock (see [`Repository::exclude_readers`]).
@@ -327,6 +336,46 @@ impl Repository {
             .collect())
     }
 
+    /// The deleted branches and when envsnap first saw each gone, as recorded by
+    /// [`Repository::mark_gone`]. Retention keeps a deleted branch's snapshots for a
+    /// while counted from that time: counting from its newest snapshot would drop a
+    /// branch that was idle for a month the moment it was deleted.
+    pub fn branches_gone(&self) -> Result<HashMap<String, DateTime<Utc>>> {
+        let mut gone = HashMap::new();
+        for (name, _) in self.list("gone")? {
+            let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { continue };
+            let Ok(branch) = String::from_utf8(branch) else { continue };
+            let bytes = self.backend.get(&name).context("reading", self.backend.describe(&name))?;
+            let since = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+                .ok_or_else(|| Error::Corrupt {
+                    what: format!(
+                        "the record of branch `{branch}` being deleted ({})",
+                        self.backend.describe(&name).display()
+                    ),
+                    detail: "it holds no RFC 3339 time; remove the file, and the branch counts as deleted from now"
+                        .to_owned(),
+                })?;
+            gone.insert(branch, since.with_timezone(&Utc));
+        }
+        Ok(gone)
+    }
+
+    /// Records that `branch` was seen deleted at `since`; a branch already recorded
+    /// keeps its first time.
+    pub fn mark_gone(&self, branch: &str, since: DateTime<Utc>) -> Result<()> {
+        let name = gone_name(branch);
+        let time = since.to_rfc3339_opts(SecondsFormat::Secs, true);
+        self.backend.put(&name, time.as_bytes()).context("writing", self.backend.describe(&name))
+    }
+
+    /// Forgets that `branch` was deleted: it exists again.
+    pub fn unmark_gone(&self, branch: &str) -> Result<()> {
+        let name = gone_name(branch);
+        self.backend.remove(&name).context("removing", self.backend.describe(&name))
+    }
+
     /// Deletes a snapshot, unless it is pinned. Its data stays until `prune` frees
     /// what no snapshot uses.
     pub fn delete(&self, id: &ObjectId) -> Result<()> {
@@ -336,6 +385,27 @@ impl Repository {
         let name = manifest_name(id);
         self.backend.remove(&name).context("removing", self.backend.describe(&name))?;
         store::lock(&self.catalog).remove_snapshot(id)
+    }
+
+    /// The backup jobs, newest first; only those of `env` when given. Jobs whose
+    /// process died are marked failed first (see [`crate::jobs::reap`]); on storage
+    /// that cannot be written, they are shown as they are.
+    pub fn jobs(&self, env: Option<&str>) -> Result<Vec<crate::jobs::Job>> {
+        let catalog = store::lock(&self.catalog);
+        let _ = crate::jobs::reap(&self.root, &catalog);
+        catalog.jobs(env)
+    }
+
+    /// The jobs whose id starts with `prefix`.
+    pub fn jobs_with_prefix(&self, prefix: &str) -> Result<Vec<crate::jobs::Job>> {
+        let catalog = store::lock(&self.catalog);
+        let _ = crate::jobs::reap(&self.root, &catalog);
+        catalog.jobs_with_prefix(prefix)
+    }
+
+    /// The activity log, newest first (see [`crate::catalog::Catalog::activities`]).
+    pub fn activities(&self, env: Option<&str>, limit: Option<usize>) -> Result<Vec<crate::activity::Activity>> {
+        store::lock(&self.catalog).activities(env, limit)
     }
 
     /// Reads one blob, verified against its id.
@@ -425,6 +495,14 @@ impl Repository {
             }
         }
         let mut catalog = store::lock(&self.catalog);
+        // The activity log is the one thing the store cannot give back: keep what of
+        // it the old catalog still yields.
+        if let Ok(log) = catalog.activities(None, None) {
+            let rebuilt = Catalog::open(&partial)?;
+            for activity in log.iter().rev() {
+                rebuilt.record(activity)?;
+            }
+        }
         // Close the old catalog before its files are replaced.
         *catalog = Catalog::in_memory()?;
         let target = self.root.join(CATALOG);

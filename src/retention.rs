@@ -96,6 +96,18 @@ pub struct KeepRules {
 }
 
 impl KeepRules {
+    /// The automated rules of a preset. The counts add up to the platforms' 2, 21 and
+    /// 44 automated backups. One snapshot can fill places in several rules, so fewer
+    /// distinct snapshots are kept (docs/RETENTION.md gives the ranges, which the
+    /// tests check).
+    pub fn preset(preset: RetentionPreset) -> Self {
+        match preset {
+            RetentionPreset::Essential => KeepRules { daily: 2, ..KeepRules::default() },
+            RetentionPreset::Advanced => KeepRules { daily: 7, weekly: 4, monthly: 10, ..KeepRules::default() },
+            RetentionPreset::Premium => KeepRules { six_hourly: 4, daily: 30, monthly: 10, ..KeepRules::default() },
+        }
+    }
+
     /// The calendar rules, finest first, with their counts.
     fn calendar(&self) -> [(Granularity, u32); 6] {
         [
@@ -132,14 +144,7 @@ impl Policy {
     /// The rules of a preset, modelled on hosting platforms' backup schedules.
     /// `docs/RETENTION.md` lists the numbers and how they were chosen.
     pub fn preset(preset: RetentionPreset) -> Self {
-        // The counts add up to the platforms' 2, 21 and 44 automated backups. One
-        // snapshot can fill places in several rules, so fewer distinct snapshots are
-        // kept (docs/RETENTION.md gives the ranges, which the tests check).
-        let automated = match preset {
-            RetentionPreset::Essential => KeepRules { daily: 2, ..KeepRules::default() },
-            RetentionPreset::Advanced => KeepRules { daily: 7, weekly: 4, monthly: 10, ..KeepRules::default() },
-            RetentionPreset::Premium => KeepRules { six_hourly: 4, daily: 30, monthly: 10, ..KeepRules::default() },
-        };
+        let automated = KeepRules::preset(preset);
         let production_manual = match preset {
             RetentionPreset::Essential => 2,
             RetentionPreset::Advanced | RetentionPreset::Premium => 4,

@@ -153,6 +153,10 @@ pub struct Manifest {
     /// with a `pause` command).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_ms: Option<u64>,
+    /// How long taking it took, in milliseconds (absent in snapshots taken before
+    /// this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// What it captured.
     pub elements: Vec<Element>,
 }

@@ -1331,6 +1331,7 @@ mod tests {
             let options = BackupOptions {
                 env: env.into(),
                 commit: commit.map(str::to_owned),
+                created: Utc::now(),
                 trigger: Trigger::Manual,
                 mode: Mode::Live,
                 note: None,
@@ -1545,6 +1546,7 @@ mod tests {
             parent: None,
             stored: 0,
             paused_ms: None,
+            duration_ms: None,
             elements: vec![Element {
                 name: "data".into(),
                 kind: ElementKind::Mount,

@@ -124,6 +124,18 @@ fn a_merge_commit_into_main_takes_one_pre_merge_snapshot() -> TestResult {
     assert_eq!(snapshot["trigger"], "pre-merge");
     assert_eq!(snapshot["commit"], before.as_str(), "the commit main was at before the merge");
     assert_eq!(snapshot["note"], "git merge feature");
+    // The activity log names the hook run that took it.
+    let log: serde_json::Value = serde_json::from_str(&project.ok(&["activity", "--json"])?)?;
+    let taken: Vec<&serde_json::Value> = log
+        .as_array()
+        .ok_or("the log is an array")?
+        .iter()
+        .filter(|entry| entry["snapshots"].get(0) == Some(&snapshot["id"]))
+        .collect();
+    assert_eq!(taken.len(), 1, "{log}");
+    assert!(taken[0]["action"].as_str().is_some_and(|action| action.starts_with("hook ")), "{log}");
+    assert_eq!(taken[0]["env"], "main");
+    assert_eq!(taken[0]["result"], "success");
     Ok(())
 }
 

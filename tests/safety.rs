@@ -697,7 +697,8 @@ impl Workspace {
             .spawn()?)
     }
 
-    /// The ids `list --json` shows.
+    /// The ids of the complete snapshots `list --json` shows (a killed or failed
+    /// backup is listed too, as a `failed` job).
     fn snapshot_ids(&self) -> TestResult<Vec<String>> {
         let output = self.run(&["list", "--json"])?;
         expect_exit(&output, 0, "envsnap list --json")?;
@@ -706,6 +707,7 @@ impl Workspace {
             .as_array()
             .ok_or("list --json did not print an array")?
             .iter()
+            .filter(|entry| entry["state"] == "complete")
             .map(|snapshot| {
                 snapshot["id"]
                     .as_str()
@@ -964,12 +966,17 @@ fn list_tree(root: &Path) -> TestResult<BTreeSet<PathBuf>> {
     Ok(found)
 }
 
-/// Files (not directories) under `dir`, recursively; 0 if it does not exist.
+/// Files (not directories) under `dir`, recursively; 0 if it does not exist. A file
+/// that goes between the listing and the look at it (a pack the backup still running
+/// renames from `tmp/` into `packs/`) is not counted: it is counted where it went.
 fn count_files(dir: &Path) -> TestResult<usize> {
     let mut count = 0;
     for path in list_tree(dir)? {
-        if fs::symlink_metadata(dir.join(path))?.is_file() {
-            count += 1;
+        match fs::symlink_metadata(dir.join(path)) {
+            Ok(metadata) if metadata.is_file() => count += 1,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(count)
@@ -1055,6 +1062,7 @@ impl<'a> Forger<'a> {
             parent: None,
             stored: 0,
             paused_ms: None,
+            duration_ms: None,
             elements: elements
                 .iter()
                 .map(|(name, tree)| Element {

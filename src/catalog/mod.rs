@@ -10,9 +10,13 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use chrono::{DateTime, Utc};
+
+use crate::activity::{Activity, Outcome};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::snapshot::{Manifest, Snapshot};
+use crate::jobs::{Job, JobState};
+use crate::snapshot::{Manifest, Mode, Snapshot, Trigger};
 use crate::store::pack::{BlobKind, Compression, PackEntry};
 
 /// The schema version this build writes (SQLite's `user_version`).
@@ -41,6 +45,33 @@ CREATE TABLE IF NOT EXISTS snapshots (
     manifest  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_env ON snapshots(env, created);
+CREATE TABLE IF NOT EXISTS jobs (
+    id        TEXT PRIMARY KEY,
+    env       TEXT NOT NULL,
+    commit_id TEXT,
+    trigger   TEXT NOT NULL,
+    mode      TEXT NOT NULL,
+    created   TEXT NOT NULL,
+    state     TEXT NOT NULL,
+    progress  INTEGER NOT NULL,
+    request   TEXT NOT NULL,
+    started   TEXT,
+    finished  TEXT,
+    snapshot  TEXT,
+    error     TEXT
+);
+CREATE TABLE IF NOT EXISTS activity (
+    id          INTEGER PRIMARY KEY,
+    started     TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    user        TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    env         TEXT,
+    snapshots   TEXT NOT NULL,
+    result      TEXT NOT NULL,
+    detail      TEXT
+);
 ";
 
 /// Records a pack and its blobs inside `transaction`; a blob already indexed keeps
@@ -357,6 +388,187 @@ impl Catalog {
             .collect()
     }
 
+    /// Records a new job.
+    pub fn add_job(&self, job: &Job) -> Result<()> {
+        self.connection
+            .execute(
+                "INSERT INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, request)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    job.id,
+                    job.env,
+                    job.commit,
+                    job.trigger.as_str(),
+                    job.mode.as_str(),
+                    time(job.created),
+                    job.state.as_str(),
+                    job.progress,
+                    job.request
+                ],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A job starts running.
+    pub fn start_job(&self, id: &str, started: DateTime<Utc>) -> Result<()> {
+        self.connection
+            .execute(
+                "UPDATE jobs SET state = 'running', started = ?2 WHERE id = ?1 AND state = 'queued'",
+                params![id, time(started)],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A running job's progress, 0–99.
+    pub fn set_job_progress(&self, id: &str, progress: u8) -> Result<()> {
+        self.connection
+            .execute("UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'running'", params![id, progress])
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// A job ends: complete with its snapshot, or failed with `error`.
+    pub fn finish_job(
+        &self,
+        id: &str,
+        finished: DateTime<Utc>,
+        snapshot: Option<&ObjectId>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let (state, progress) = if snapshot.is_some() { ("complete", 100) } else { ("failed", 0) };
+        self.connection
+            .execute(
+                "UPDATE jobs SET state = ?2, progress = CASE WHEN ?3 = 100 THEN 100 ELSE progress END,
+                 finished = ?4, snapshot = ?5, error = ?6 WHERE id = ?1",
+                params![id, state, progress, time(finished), snapshot.map(ObjectId::to_hex), error],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Marks a job whose process died `failed`, unless it ended meanwhile: a job that
+    /// completed between being listed and its lock being tried keeps its snapshot.
+    pub fn fail_dead_job(&self, id: &str, finished: DateTime<Utc>, error: &str) -> Result<bool> {
+        let changed = self
+            .connection
+            .execute(
+                "UPDATE jobs SET state = 'failed', finished = ?2, error = ?3
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![id, time(finished), error],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(changed > 0)
+    }
+
+    /// Removes a job's record.
+    pub fn remove_job(&self, id: &str) -> Result<()> {
+        self.connection.execute("DELETE FROM jobs WHERE id = ?1", [id]).map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The jobs, newest first; only those of `env` when given.
+    pub fn jobs(&self, env: Option<&str>) -> Result<Vec<Job>> {
+        self.select_jobs("WHERE ?1 IS NULL OR env = ?1", env)
+    }
+
+    /// The jobs whose id starts with `prefix`.
+    pub fn jobs_with_prefix(&self, prefix: &str) -> Result<Vec<Job>> {
+        self.select_jobs("WHERE substr(id, 1, length(?1)) = ?1", Some(prefix))
+    }
+
+    fn select_jobs(&self, filter: &str, value: Option<&str>) -> Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT id, env, commit_id, trigger, mode, created, state, progress, request, started, finished,
+             snapshot, error FROM jobs {filter} ORDER BY created DESC, id DESC"
+        );
+        let mut statement = self.connection.prepare(&sql).map_err(|e| self.error(e))?;
+        let parse_time = |text: Option<String>| {
+            text.and_then(|text| DateTime::parse_from_rfc3339(&text).ok()).map(|time| time.with_timezone(&Utc))
+        };
+        statement
+            .query_map([value], |row| {
+                let trigger: String = row.get(3)?;
+                let mode: String = row.get(4)?;
+                let state: String = row.get(6)?;
+                Ok(Job {
+                    id: row.get(0)?,
+                    env: row.get(1)?,
+                    commit: row.get(2)?,
+                    trigger: trigger.parse().unwrap_or(Trigger::Manual),
+                    mode: if mode == Mode::Live.as_str() { Mode::Live } else { Mode::Consistent },
+                    created: parse_time(row.get(5)?).unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                    state: JobState::parse(&state),
+                    progress: row.get(7)?,
+                    request: row.get(8)?,
+                    started: parse_time(row.get(9)?),
+                    finished: parse_time(row.get(10)?),
+                    snapshot: row.get(11)?,
+                    error: row.get(12)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Appends an entry to the activity log.
+    pub fn record(&self, activity: &Activity) -> Result<()> {
+        self.connection
+            .execute(
+                "INSERT INTO activity (started, duration_ms, user, host, action, env, snapshots, result, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    activity.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    i64::try_from(activity.duration_ms).unwrap_or(i64::MAX),
+                    activity.user,
+                    activity.host,
+                    activity.action,
+                    activity.env,
+                    activity.snapshots.join(" "),
+                    activity.result.as_str(),
+                    activity.detail,
+                ],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// The activity log, newest first: the newest `limit` entries (all when `None`),
+    /// only those of `env` when given.
+    pub fn activities(&self, env: Option<&str>, limit: Option<usize>) -> Result<Vec<Activity>> {
+        let limit = limit.map_or(-1, |limit| i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT started, duration_ms, user, host, action, env, snapshots, result, detail FROM activity
+                 WHERE ?1 IS NULL OR env = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_map(params![env, limit], |row| {
+                let started: String = row.get(0)?;
+                let duration: i64 = row.get(1)?;
+                let snapshots: String = row.get(6)?;
+                let result: String = row.get(7)?;
+                Ok(Activity {
+                    started: DateTime::parse_from_rfc3339(&started)
+                        .map(|time| time.with_timezone(&Utc))
+                        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+                    duration_ms: u64::try_from(duration).unwrap_or(0),
+                    user: row.get(2)?,
+                    host: row.get(3)?,
+                    action: row.get(4)?,
+                    env: row.get(5)?,
+                    snapshots: snapshots.split_whitespace().map(str::to_owned).collect(),
+                    result: if result == Outcome::Success.as_str() { Outcome::Success } else { Outcome::Failure },
+                    detail: row.get(8)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))
+    }
+
     /// The ids that start with `prefix` (lowercase hex).
     pub fn snapshots_with_prefix(&self, prefix: &str) -> Result<Vec<ObjectId>> {
         let mut statement = self
@@ -367,6 +579,11 @@ impl Catalog {
             statement.query_map([prefix], |row| row.get(0)).and_then(Iterator::collect).map_err(|e| self.error(e))?;
         Ok(ids.iter().filter_map(|id| ObjectId::from_hex(id)).collect())
     }
+}
+
+/// A time as the catalog stores it.
+fn time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn catalog_error(path: &Path, source: rusqlite::Error) -> Error {

@@ -2,14 +2,27 @@
 
 use std::io::Write;
 
-use anyhow::Result;
-use chrono::{Duration, Utc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::{Context as _, Result};
 use envsnap::Error;
-use envsnap::repository::Access;
+use envsnap::backup::{BackupReport, ServiceSource};
+use envsnap::catalog::Catalog;
+use envsnap::config::OverLimit;
+use envsnap::element::mount::Mount;
+use envsnap::forget;
+use envsnap::id::ObjectId;
+use envsnap::jobs::{self, Job};
+use envsnap::progress::Progress;
+use envsnap::repository::{Access, Repository};
 use envsnap::snapshot::{ElementKind, Mode, Trigger};
 
+use super::activity;
+use super::clock;
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView, bytes, counted};
+use super::output::{self, detail, note};
+use super::progress::reporter;
 use super::take::{Request, take};
 
 /// Options of `envsnap backup`.
@@ -36,48 +49,70 @@ pub struct Args {
     /// Why the snapshot is taken (used by hooks and schedules).
     #[arg(long, default_value = "manual", hide = true)]
     pub trigger: String,
+    /// Return at once, printing the job's id, while the snapshot is taken by a process
+    /// of its own; `envsnap wait ID` waits for it.
+    #[arg(long, conflicts_with = "json")]
+    pub no_wait: bool,
+    /// Run the queued job ID (the process `--no-wait` starts).
+    #[arg(long, hide = true, value_name = "ID")]
+    pub job: Option<String>,
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
+    let started = std::time::Instant::now();
     let context = Context::discover(global)?;
     let env = context.workspace.environment(args.env.as_deref())?;
-    let mut mounts = context.mounts(&env)?;
-    let mut services = context.services(&env)?;
-    if !args.elements.is_empty() {
-        let known: Vec<String> =
-            mounts.iter().map(|mount| mount.name.clone()).chain(services.iter().map(|s| s.name.clone())).collect();
-        for name in &args.elements {
-            if !known.contains(name) {
-                return Err(
-                    Error::UnknownElement { name: name.clone(), context: " in envsnap.toml".into(), known }.into()
+    activity::env(&env);
+    // Everything that can be checked is checked before the job is queued.
+    let (mounts, services) = elements(&context, &env, context.work_tree(), &args.elements)?;
+    let trigger: Trigger = args.trigger.parse().map_err(anyhow::Error::msg)?;
+    let commit = commit_of(&context, &env)?;
+    let mode = if args.live { Mode::Live } else { Mode::Consistent };
+    let catalog = jobs_catalog(&context)?;
+    jobs::reap(&context.repository_path, &catalog)?;
+
+    // The job, and the lock that says it is alive: held here, or handed to the
+    // process that runs it in the background.
+    let (job, _alive) = match &args.job {
+        Some(id) => {
+            let job = catalog.jobs_with_prefix(id)?.into_iter().find(|job| &job.id == id && !job.state.ended());
+            let job = job.with_context(|| format!("no queued job {id} in {}", context.repository_path.display()))?;
+            ignore_hangup()?;
+            (job, None)
+        }
+        None => {
+            let job = Job::new(&env, commit.clone(), trigger, mode, clock::now()?);
+            let alive = jobs::hold(&context.repository_path, &job.id)?;
+            catalog.add_job(&job)?;
+            if args.no_wait {
+                return start_in_background(&context, &job, alive);
+            }
+            (job, Some(alive))
+        }
+    };
+    let outcome =
+        run_job(&context, &catalog, &job, args, Capture { env: &env, commit, mounts, services, trigger, mode });
+    let report = match outcome {
+        Ok(report) => {
+            // The snapshot is published: a job record that cannot be written (a full
+            // disk, say) must not make it look failed.
+            if let Err(error) = catalog.finish_job(&job.id, chrono::Utc::now(), Some(&report.snapshot.id), None) {
+                eprintln!(
+                    "envsnap: warning: snapshot {} is complete, but its job record is not: {error}",
+                    report.snapshot.id
                 );
             }
+            report
         }
-        mounts.retain(|mount| args.elements.contains(&mount.name));
-        services.retain(|service| args.elements.contains(&service.name));
-    }
-    if mounts.is_empty() && services.is_empty() {
-        return Err(Error::NoElements.into());
-    }
-    let trigger: Trigger = args.trigger.parse().map_err(anyhow::Error::msg)?;
-    // The commit is that of the environment's branch, which need not be checked out.
-    let commit = if args.env.is_none() || context.workspace.branch.as_deref() == Some(env.as_str()) {
-        context.workspace.commit.clone()
-    } else {
-        envsnap::git::branch_commit(&context.workspace.work_tree, &env)?
+        Err(error) => {
+            // A refused job was removed, and this changes nothing. The backup's own
+            // error is the one to report, even if its record cannot be written.
+            if let Err(record) = catalog.finish_job(&job.id, chrono::Utc::now(), None, Some(&format!("{error:#}"))) {
+                eprintln!("envsnap: warning: could not record the failure of job {}: {record}", job.id);
+            }
+            return Err(error);
+        }
     };
-    let repository = context.open(Access::Write)?;
-    let request = Request {
-        env: &env,
-        commit,
-        mounts,
-        services,
-        trigger,
-        mode: if args.live { Mode::Live } else { Mode::Consistent },
-        note: args.note.clone(),
-        expires: args.keep_for.map(|days| Utc::now() + Duration::days(i64::from(days))),
-    };
-    let report = take(&context, &repository, request)?;
     let snapshot = &report.snapshot;
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -86,6 +121,270 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     } else {
         writeln!(out, "{}", snapshot.id)?;
     }
+    if output::says(output::Level::Normal) {
+        eprint!("{}", summary(&report));
+    }
+    for element in &report.snapshot.manifest.elements {
+        detail!("  {} ({}): {}", element.name, element.kind.as_str(), bytes(element.size));
+    }
+    if let Some(paused) = report.paused {
+        detail!("the environment was paused for {:.2} s", paused.as_secs_f64());
+    }
+    detail!("took {:.2} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// What a backup job captures.
+struct Capture<'a> {
+    env: &'a str,
+    commit: Option<String>,
+    mounts: Vec<Mount>,
+    services: Vec<ServiceSource>,
+    trigger: Trigger,
+    mode: Mode,
+}
+
+/// Runs a queued job: waits for the repository (the job stays `queued`), checks the
+/// manual limit, then captures (`running`, with progress) and publishes.
+fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture: Capture<'_>) -> Result<BackupReport> {
+    let Capture { env, commit, mounts, services, trigger, mode } = capture;
+    let repository = context.open(Access::Write)?;
+    let retention = context.config.as_ref().and_then(|config| config.retention());
+    let limit = match (trigger, retention, context.config.as_ref()) {
+        (Trigger::Manual, Some(retention), Some(config)) => {
+            let env_type = config.environment_type(env);
+            retention.policy.manual_limit.get(&env_type).map(|&limit| (limit, env_type, retention.over_limit))
+        }
+        _ => None,
+    };
+    if let Some((limit, env_type, OverLimit::Refuse)) = limit {
+        let manual = forget::manual_snapshots(&repository, env)?;
+        if let Some(oldest) = manual.last().filter(|_| manual.len() >= limit as usize) {
+            // Refused before it began: no job to show, unless it ran in the background,
+            // where the job's record is the only place `wait` finds the reason.
+            if args.job.is_none() {
+                catalog.remove_job(&job.id)?;
+            }
+            return Err(Error::ManualLimit {
+                env: env.to_owned(),
+                env_type,
+                limit,
+                oldest: oldest.id.short(SHORT_ID),
+                oldest_created: oldest.manifest.created.format("%Y-%m-%d %H:%M UTC").to_string(),
+            }
+            .into());
+        }
+    }
+    catalog.start_job(&job.id, chrono::Utc::now())?;
+    // Progress is measured against the size of the environment's last snapshot.
+    let expected = repository.snapshots(Some(env))?.first().map(|last| last.manifest.size());
+    let bar = reporter();
+    let progress = JobProgress::new(context, &job.id, expected, bar.as_ref())?;
+    // The configured keep_for is for what people ask for, not for automated snapshots.
+    let keep_for = args.keep_for.or(retention.filter(|_| trigger == Trigger::Manual).and_then(|r| r.keep_for));
+    let request = Request {
+        env,
+        commit,
+        mounts,
+        services,
+        trigger,
+        mode,
+        note: args.note.clone(),
+        keep_for,
+        progress: Some(&progress),
+    };
+    let report = take(context, &repository, request)?;
+    activity::snapshot(&report.snapshot.id);
+    if let Some((limit, _, OverLimit::DropOldest)) = limit
+        && let Err(error) = drop_oldest_manual(&repository, env, limit, &report.snapshot.id)
+    {
+        // The snapshot is published: failing to drop an older one is not its failure.
+        eprintln!("envsnap: warning: snapshot {} is complete, but: {error:#}", report.snapshot.id);
+    }
+    Ok(report)
+}
+
+/// The catalog of the repository, opened on its own for the jobs table: the job is
+/// recorded before the repository is opened for writing, which may wait.
+fn jobs_catalog(context: &Context) -> Result<Catalog> {
+    let root = &context.repository_path;
+    if !root.join("config.json").is_file() {
+        return Err(Error::RepositoryMissing { path: root.clone() }.into());
+    }
+    Ok(Catalog::open(&root.join("catalog.sqlite"))?)
+}
+
+/// Starts this same command again as a process of its own that runs job `job`,
+/// handing it the job's lock as its standard input, and returns.
+fn start_in_background(context: &Context, job: &Job, alive: std::fs::File) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log_path = context.repository_path.join("jobs").join(format!("{}.log", job.id));
+    let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let arguments: Vec<std::ffi::OsString> =
+        std::env::args_os().skip(1).filter(|argument| argument != "--no-wait").collect();
+    std::process::Command::new(std::env::current_exe().context("finding the envsnap binary")?)
+        .args(arguments)
+        .args(["--job", &job.id])
+        .stdin(alive)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        // Out of the terminal's process group: closing the terminal or Ctrl-C there
+        // does not reach it.
+        .process_group(0)
+        .spawn()
+        .context("starting the background backup")?;
+    println!("{}", job.id);
+    note!(
+        "backup of {} queued as {}; `envsnap wait {}` waits for it, `envsnap list` shows its progress",
+        job.env,
+        job.id.get(..SHORT_ID).unwrap_or(&job.id),
+        job.id.get(..SHORT_ID).unwrap_or(&job.id)
+    );
+    Ok(())
+}
+
+/// A background job outlives the terminal that started it: a hangup is ignored.
+fn ignore_hangup() -> Result<()> {
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, std::sync::Arc::new(AtomicBool::new(false)))
+        .context("ignoring SIGHUP")?;
+    Ok(())
+}
+
+/// Progress of a running job: into the catalog (at most twice a second) for `list`
+/// and `wait`, and on to the terminal's bar.
+struct JobProgress<'a> {
+    id: &'a str,
+    expected: Option<u64>,
+    done: AtomicU64,
+    /// A connection of its own, the last write's time and figure.
+    written: std::sync::Mutex<(Catalog, std::time::Instant, u8)>,
+    bar: &'a dyn Progress,
+}
+
+impl<'a> JobProgress<'a> {
+    fn new(context: &Context, id: &'a str, expected: Option<u64>, bar: &'a dyn Progress) -> Result<Self> {
+        let long_ago = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(1));
+        Ok(JobProgress {
+            id,
+            expected,
+            done: AtomicU64::new(0),
+            written: std::sync::Mutex::new((
+                jobs_catalog(context)?,
+                long_ago.unwrap_or_else(std::time::Instant::now),
+                0,
+            )),
+            bar,
+        })
+    }
+}
+
+impl Progress for JobProgress<'_> {
+    fn begin(&self, phase: &str, total_bytes: Option<u64>) {
+        self.bar.begin(phase, total_bytes);
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        self.bar.add_bytes(bytes);
+        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let Some(expected) = self.expected.filter(|&expected| expected > 0) else { return };
+        // Never 100 before the snapshot is published.
+        let percent = u8::try_from((done.saturating_mul(100) / expected).min(99)).unwrap_or(99);
+        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (catalog, last, figure) = &mut *written;
+        if percent > *figure && last.elapsed() >= std::time::Duration::from_millis(500) {
+            // Progress is a courtesy: a busy catalog must not fail the backup.
+            let _ = catalog.set_job_progress(self.id, percent);
+            (*last, *figure) = (std::time::Instant::now(), percent);
+        }
+    }
+
+    fn add_file(&self) {
+        self.bar.add_file();
+    }
+
+    fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+/// Deletes the oldest manual snapshots of `env` past `limit`, sparing those that are
+/// pinned or whose `--keep-for` date is ahead: they were asked to stay.
+fn drop_oldest_manual(repository: &Repository, env: &str, limit: u32, taken: &ObjectId) -> Result<()> {
+    let manual = forget::manual_snapshots(repository, env)?;
+    let pinned = repository.pinned()?;
+    let now = clock::now()?;
+    let mut excess = manual.len().saturating_sub(limit as usize);
+    for snapshot in manual.iter().rev() {
+        if excess == 0 {
+            break;
+        }
+        // The snapshot just taken is never the one to go.
+        if &snapshot.id == taken
+            || pinned.contains(&snapshot.id)
+            || snapshot.manifest.expires.is_some_and(|until| until > now)
+        {
+            continue;
+        }
+        repository.delete(&snapshot.id)?;
+        activity::detail(format!("dropped the oldest manual snapshot, {}", snapshot.id.short(SHORT_ID)));
+        excess -= 1;
+        eprintln!(
+            "dropped manual snapshot {} of {env} taken {}, the oldest past the limit of {limit} \
+             (manual_over_limit = \"drop-oldest\")",
+            snapshot.id.short(SHORT_ID),
+            snapshot.manifest.created.format("%Y-%m-%d %H:%M UTC"),
+        );
+    }
+    if excess > 0 {
+        eprintln!(
+            "envsnap: {env} keeps {} past its limit of {limit}: they are pinned or kept by --keep-for",
+            counted(excess as u64, "manual snapshot", "manual snapshots")
+        );
+    }
+    Ok(())
+}
+
+/// The elements of environment `env` to capture, relative mount paths taken from
+/// `root`: all of them, or those `only` names.
+pub fn elements(
+    context: &Context,
+    env: &str,
+    root: &std::path::Path,
+    only: &[String],
+) -> Result<(Vec<Mount>, Vec<ServiceSource>)> {
+    let mut mounts = context.mounts_in(env, root)?;
+    let mut services = context.services(env)?;
+    if !only.is_empty() {
+        let known: Vec<String> =
+            mounts.iter().map(|mount| mount.name.clone()).chain(services.iter().map(|s| s.name.clone())).collect();
+        for name in only {
+            if !known.contains(name) {
+                return Err(
+                    Error::UnknownElement { name: name.clone(), context: " in envsnap.toml".into(), known }.into()
+                );
+            }
+        }
+        mounts.retain(|mount| only.contains(&mount.name));
+        services.retain(|service| only.contains(&service.name));
+    }
+    if mounts.is_empty() && services.is_empty() {
+        return Err(Error::NoElements.into());
+    }
+    Ok((mounts, services))
+}
+
+/// The commit of environment `env`'s branch, which need not be checked out.
+pub fn commit_of(context: &Context, env: &str) -> Result<Option<String>> {
+    if context.workspace.branch.as_deref() == Some(env) {
+        Ok(context.workspace.commit.clone())
+    } else {
+        Ok(envsnap::git::branch_commit(&context.workspace.work_tree, env)?)
+    }
+}
+
+/// What a backup captured, in a line or two for the user.
+pub fn summary(report: &BackupReport) -> String {
+    let snapshot = &report.snapshot;
     let services = snapshot.manifest.elements.iter().filter(|element| element.kind == ElementKind::Service).count();
     let mut parts = Vec::new();
     if services < snapshot.manifest.elements.len() {
@@ -99,15 +398,16 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     if services > 0 {
         parts.push(counted(services as u64, "service", "services"));
     }
-    eprintln!(
-        "snapshot {} of {env}: {} in {}, {} new in the repository",
+    let mut text = format!(
+        "snapshot {} of {}: {} in {}, {} new in the repository\n",
         snapshot.id.short(SHORT_ID),
+        snapshot.manifest.env,
         bytes(snapshot.manifest.size()),
         parts.join(" and "),
         bytes(snapshot.manifest.stored),
     );
     if report.skipped > 0 {
-        eprintln!("left out {} special files (sockets, fifos, devices)", report.skipped);
+        text.push_str(&format!("left out {} special files (sockets, fifos, devices)\n", report.skipped));
     }
-    Ok(())
+    text
 }

@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
+use super::output::note;
 use anyhow::Result;
 use envsnap::backup::ServiceSource;
 use envsnap::config::{self, Config, ConfigError};
 use envsnap::element::mount::Mount;
 use envsnap::element::service::adapter;
 use envsnap::git::Workspace;
+use envsnap::jobs::JobState;
 use envsnap::repository::{Access, Repository};
 use envsnap::snapshot::Snapshot;
 
@@ -51,13 +53,14 @@ impl Context {
             .map(|path| if path.is_absolute() { path } else { start.join(path) })
             .or_else(|| config.as_ref().and_then(|config| config.repository_in(&workspace.work_tree)))
             .unwrap_or_else(|| workspace.common_dir.join("envsnap"));
+        super::activity::context(&repository_path, &workspace.work_tree);
         Ok(Context { workspace, config, repository_path })
     }
 
     /// Opens the repository, telling the user when it waits for another writer.
     pub fn open(&self, access: Access) -> Result<Repository> {
         Ok(Repository::open(&self.repository_path, access, &mut |holder| {
-            eprintln!(
+            note!(
                 "envsnap: waiting for the repository lock held by {}",
                 if holder.is_empty() { "another process" } else { holder }
             );
@@ -66,9 +69,32 @@ impl Context {
 
     /// The snapshot `id` names: `latest` is the newest of environment `env` (default:
     /// the checked-out branch); anything else is an id prefix, in any environment.
+    /// A backup job's id names the snapshot it made, once it is complete.
     pub fn resolve(&self, repository: &Repository, id: &str, env: Option<&str>) -> Result<Snapshot> {
         let env = if id == "latest" { Some(self.workspace.environment(env)?) } else { None };
-        Ok(repository.resolve(id, env.as_deref())?)
+        match repository.resolve(id, env.as_deref()) {
+            Ok(snapshot) => Ok(snapshot),
+            Err(error @ envsnap::Error::SnapshotNotFound { .. }) if id != "latest" => {
+                let jobs = repository.jobs_with_prefix(&id.to_ascii_lowercase())?;
+                let [job] = jobs.as_slice() else { return Err(error.into()) };
+                let short = job.id.get(..super::format::SHORT_ID).unwrap_or(&job.id);
+                match (&job.snapshot, job.state) {
+                    (Some(snapshot), _) => Ok(repository.resolve(snapshot, None)?),
+                    (None, JobState::Failed) => anyhow::bail!(
+                        "the backup {short} of {} failed, so there is no snapshot: {}",
+                        job.env,
+                        job.error.as_deref().unwrap_or("no reason was recorded")
+                    ),
+                    (None, state) => anyhow::bail!(
+                        "the backup {short} of {} is {} ({}%): `envsnap wait {short}` waits for its snapshot",
+                        job.env,
+                        state.as_str(),
+                        job.progress
+                    ),
+                }
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The configuration, or an error saying how to create one.
@@ -80,7 +106,13 @@ impl Context {
 
     /// The mounts of environment `env`, resolved to absolute paths.
     pub fn mounts(&self, env: &str) -> Result<Vec<Mount>> {
-        let resolved = self.config()?.mounts_for(env, &self.workspace.work_tree, &config::process_environment)?;
+        self.mounts_in(env, &self.workspace.work_tree)
+    }
+
+    /// The mounts of environment `env`, relative paths taken from `root`: the work tree
+    /// where that branch is checked out.
+    pub fn mounts_in(&self, env: &str, root: &Path) -> Result<Vec<Mount>> {
+        let resolved = self.config()?.mounts_for(env, root, &config::process_environment)?;
         Ok(resolved
             .into_iter()
             .map(|mount| Mount { name: mount.name, path: mount.path, exclude: mount.exclude })

@@ -4,6 +4,7 @@ use anyhow::Result;
 use envsnap::Error;
 use envsnap::repository::Access;
 
+use super::activity;
 use super::context::{Context, Global};
 use super::format::SHORT_ID;
 
@@ -25,6 +26,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         return Err(Error::Pinned { id: snapshot.id.short(SHORT_ID) }.into());
     }
     for snapshot in snapshots {
+        activity::env(&snapshot.manifest.env);
+        activity::snapshot(&snapshot.id);
         repository.delete(&snapshot.id)?;
         println!(
             "deleted snapshot {} of {} taken {}",

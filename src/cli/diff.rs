@@ -8,6 +8,7 @@ use envsnap::repository::Access;
 
 use super::context::{Context, Global};
 use super::format::SHORT_ID;
+use super::output::note;
 
 /// Options of `envsnap diff`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +33,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         writeln!(out, "{}  {}{slash}", change.kind.mark(), change.path.display())?;
         counts[change.kind as usize] += 1;
     }
-    eprintln!(
+    note!(
         "{} → {}: {} added, {} removed, {} modified, {} metadata only, {} changed type",
         old.id.short(SHORT_ID),
         new.id.short(SHORT_ID),

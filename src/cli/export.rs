@@ -8,6 +8,7 @@ use envsnap::repository::Access;
 
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, bytes};
+use super::output::note;
 use super::progress::reporter;
 
 /// Options of `envsnap export`.
@@ -36,7 +37,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let snapshot = context.resolve(&repository, &args.id, args.env.as_deref())?;
     let export = Export::new(&repository, &snapshot, &args.element)?;
     let report = export.to_file(&args.to, reporter().as_ref())?;
-    eprintln!(
+    note!(
         "exported {} of snapshot {} to {} ({}, {} of data)",
         args.element,
         snapshot.id.short(SHORT_ID),

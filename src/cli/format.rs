@@ -1,6 +1,7 @@
 //! How snapshots are shown: sizes, times, tables and the stable `--json` object.
 
 use chrono::SecondsFormat;
+use envsnap::jobs::{Job, JobState};
 use envsnap::snapshot::Snapshot;
 use serde::Serialize;
 
@@ -68,8 +69,13 @@ pub struct SnapshotView {
     pub expires: Option<String>,
     /// How long the environment was paused for it, in milliseconds, when it was.
     pub paused_ms: Option<u64>,
+    /// How long taking it took, in milliseconds, when recorded.
+    pub duration_ms: Option<u64>,
     /// What it holds.
     pub elements: Vec<ElementView>,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl SnapshotView {
@@ -92,6 +98,7 @@ impl SnapshotView {
             note: manifest.note.clone(),
             expires: manifest.expires.map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true)),
             paused_ms: manifest.paused_ms,
+            duration_ms: manifest.duration_ms,
             elements: manifest
                 .elements
                 .iter()
@@ -101,6 +108,35 @@ impl SnapshotView {
                     size: element.size,
                 })
                 .collect(),
+            error: None,
+        }
+    }
+
+    /// The view of a backup job that has no snapshot (yet): queued, running or failed.
+    pub fn of_job(job: &Job) -> Self {
+        SnapshotView {
+            id: job.id.clone(),
+            env: job.env.clone(),
+            commit: job.commit.clone(),
+            created: job.created.to_rfc3339_opts(SecondsFormat::Secs, true),
+            trigger: job.trigger.as_str(),
+            mode: job.mode.as_str(),
+            state: job.state.as_str(),
+            result: match job.state {
+                JobState::Complete => Some("success"),
+                JobState::Failed => Some("failure"),
+                JobState::Queued | JobState::Running => None,
+            },
+            progress: job.progress,
+            restorable: false,
+            size: 0,
+            stored: 0,
+            note: None,
+            expires: None,
+            paused_ms: None,
+            duration_ms: None,
+            elements: Vec::new(),
+            error: job.error.clone(),
         }
     }
 }

@@ -21,8 +21,10 @@ use envsnap::git::hooks::{
 use envsnap::repository::{Access, Repository};
 use envsnap::snapshot::Mode;
 
+use super::activity;
 use super::context::{Context, Global};
 use super::format::SHORT_ID;
+use super::output::note;
 use super::take::{Request, take};
 
 /// The variable that skips every envsnap hook, deliberately.
@@ -265,10 +267,13 @@ fn take_due(context: &Context, repository: &mut Option<Repository>, due: &DueSna
         // Hooks never pause the environment: a merge must not take the application down.
         mode: Mode::Live,
         note: Some(due.note.clone()),
-        expires: None,
+        keep_for: None,
+        progress: None,
     };
+    activity::env(&due.branch);
     let report = take(context, repository, request)?;
-    eprintln!(
+    activity::snapshot(&report.snapshot.id);
+    note!(
         "envsnap: snapshot {} of {} before {} ({:.2} s)",
         report.snapshot.id.short(SHORT_ID),
         due.branch,

@@ -3,10 +3,13 @@
 use std::io::Write;
 
 use anyhow::Result;
+use envsnap::jobs::{Job, JobState};
 use envsnap::repository::Access;
 
+use super::clock;
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView, bytes, table};
+use super::output::note;
 
 /// Options of `envsnap list`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +42,9 @@ pub enum Format {
     Tsv,
 }
 
+/// Days a failed job stays in the listing.
+const FAILED_SHOWN_DAYS: i64 = 7;
+
 const COLUMNS: [(&str, &str); 10] = [
     ("created", "Created"),
     ("id", "Snapshot ID"),
@@ -57,9 +63,23 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let env = if args.all { None } else { Some(context.workspace.environment(args.env.as_deref())?) };
     let repository = context.open(Access::Read)?;
     let snapshots = repository.snapshots(env.as_deref())?;
+    // Jobs that have no snapshot: waiting, running, or failed in the last week.
+    let recent = clock::now()? - chrono::Duration::days(FAILED_SHOWN_DAYS);
+    let jobs: Vec<Job> = repository
+        .jobs(env.as_deref())?
+        .into_iter()
+        .filter(|job| match job.state {
+            JobState::Queued | JobState::Running => true,
+            JobState::Failed => job.created >= recent,
+            JobState::Complete => false,
+        })
+        .collect();
+    let mut views: Vec<SnapshotView> =
+        jobs.iter().map(SnapshotView::of_job).chain(snapshots.iter().map(SnapshotView::of)).collect();
+    // RFC 3339 in UTC with whole seconds sorts as text; newest first.
+    views.sort_by(|a, b| b.created.cmp(&a.created));
     let mut out = std::io::stdout().lock();
     if args.json {
-        let views: Vec<SnapshotView> = snapshots.iter().map(SnapshotView::of).collect();
         serde_json::to_writer_pretty(&mut out, &views)?;
         writeln!(out)?;
         return Ok(());
@@ -77,13 +97,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let rows: Vec<Vec<String>> = snapshots
-        .iter()
-        .map(|snapshot| {
-            let view = SnapshotView::of(snapshot);
+    let rows: Vec<Vec<String>> = views
+        .into_iter()
+        .map(|view| {
             let cells = [
-                snapshot.manifest.created.format("%Y-%m-%d %H:%M:%S").to_string(),
-                snapshot.id.short(SHORT_ID),
+                view.created.replace('T', " ").trim_end_matches('Z').to_owned(),
+                view.id.get(..SHORT_ID).unwrap_or(&view.id).to_owned(),
                 view.env,
                 view.commit.map(|commit| commit.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
                 view.trigger.to_owned(),
@@ -101,7 +120,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         Format::Table => {
             if rows.is_empty() {
                 let scope = env.map(|env| format!(" of environment {env}")).unwrap_or_default();
-                eprintln!("no snapshots{scope} yet: take one with `envsnap backup`");
+                note!("no snapshots{scope} yet: take one with `envsnap backup`");
                 return Ok(());
             }
             write!(out, "{}", table(&header, &rows))?;

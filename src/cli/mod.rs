@@ -1,25 +1,34 @@
 //! The command line: clap definitions here, one file per subcommand.
 
+mod activity;
 mod backup;
 mod check;
+mod clock;
+mod completions;
 mod context;
 mod delete;
 mod demo;
 mod diff;
 mod export;
+mod forget;
 mod format;
 mod hooks;
 mod init;
 mod list;
+mod man;
 mod mount;
+mod output;
 mod pin;
 mod progress;
 mod prune;
 mod repair;
 mod restore;
+mod schedule;
 mod show;
+mod status;
 mod take;
 mod undo;
+mod wait;
 
 use std::path::PathBuf;
 
@@ -37,6 +46,14 @@ pub struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+
+    /// Say nothing but results and errors: no progress bars, no summaries.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: each element captured, how long it took.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 
     /// The subcommand.
     #[command(subcommand)]
@@ -75,8 +92,19 @@ pub enum Command {
     Pin(pin::Args),
     /// Let a pinned snapshot go again.
     Unpin(pin::Args),
+    /// Apply the retention rules of envsnap.toml: delete the snapshots they no longer keep,
+    /// saying for each snapshot why it stays or goes.
+    Forget(forget::Args),
     /// Free the space that no snapshot uses: delete unused packs, repack mostly-empty ones.
     Prune(prune::Args),
+    /// Wait for a backup started with --no-wait to end; print its snapshot's id.
+    Wait(wait::Args),
+    /// What was done to the repository: by whom, when, on which environment, with what result.
+    Activity(activity::Args),
+    /// The current environment: its elements, its newest snapshot, what is running.
+    Status(status::Args),
+    /// Take the automated snapshots that are due (`run`), from cron or a systemd timer (`install`).
+    Schedule(schedule::Args),
     /// Rebuild the catalog from the store alone.
     Repair(repair::Args),
     /// Install, remove or show the git hooks that snapshot protected branches before merges and pushes.
@@ -85,13 +113,62 @@ pub enum Command {
     Mount(mount::Args),
     /// Walk through envsnap in a throw-away repository: snapshot, change, list, diff, restore.
     Demo(demo::Args),
+    /// Print the completion script for a shell, generated from these definitions.
+    Completions(completions::Args),
+    /// Print envsnap's man page, or write one page per command into a directory with --dir.
+    Man(man::Args),
 }
 
 impl Cli {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<()> {
         let global = context::Global { repository: self.repository, directory: self.directory };
-        match self.command {
+        output::set(match (self.quiet, self.verbose) {
+            (true, _) => output::Level::Quiet,
+            (false, true) => output::Level::Verbose,
+            (false, false) => output::Level::Normal,
+        });
+        let recorded = self.command.activity();
+        let started = activity::now();
+        let result = self.command.run(&global);
+        if let Some(action) = recorded {
+            activity::finish(&action, started, &result);
+        }
+        result
+    }
+}
+
+impl Command {
+    /// The name the activity log gives this command, if it records it: those that
+    /// change the repository or an environment, not their dry runs.
+    fn activity(&self) -> Option<String> {
+        let name = match self {
+            // The process that runs a --no-wait job records it.
+            Command::Backup(args) if !args.no_wait => "backup",
+            Command::Restore(args) if !args.dry_run => "restore",
+            Command::Undo(args) if !args.dry_run => "undo",
+            Command::Delete(_) => "delete",
+            Command::Pin(_) => "pin",
+            Command::Unpin(_) => "unpin",
+            Command::Forget(args) if !args.dry_run => "forget",
+            Command::Prune(args) if !args.dry_run => "prune",
+            Command::Repair(_) => "repair",
+            Command::Schedule(args) => match &args.command {
+                schedule::Action::Run(run) if !run.dry_run => "schedule run",
+                _ => return None,
+            },
+            Command::Hooks(args) => match &args.action {
+                hooks::Action::Run(run) => return Some(format!("hook {}", run.hook.name())),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some(name.to_owned())
+    }
+
+    fn run(self, global: &context::Global) -> anyhow::Result<()> {
+        let global = global.clone();
+        match self {
             Command::Init(args) => init::run(&global, &args),
             Command::Backup(args) => backup::run(&global, &args),
             Command::List(args) => list::run(&global, &args),
@@ -104,11 +181,18 @@ impl Cli {
             Command::Delete(args) => delete::run(&global, &args),
             Command::Pin(args) => pin::run(&global, &args, true),
             Command::Unpin(args) => pin::run(&global, &args, false),
+            Command::Forget(args) => forget::run(&global, &args),
             Command::Prune(args) => prune::run(&global, &args),
+            Command::Wait(args) => wait::run(&global, &args),
+            Command::Activity(args) => activity::run(&global, &args),
+            Command::Status(args) => status::run(&global, &args),
+            Command::Schedule(args) => schedule::run(&global, &args),
             Command::Repair(args) => repair::run(&global, &args),
             Command::Hooks(args) => hooks::run(&global, &args),
             Command::Mount(args) => mount::run(&global, &args),
             Command::Demo(args) => demo::run(&args),
+            Command::Completions(args) => completions::run(&args),
+            Command::Man(args) => man::run(&args),
         }
     }
 }

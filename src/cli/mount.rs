@@ -15,6 +15,7 @@ use signal_hook::iterator::Signals;
 
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView};
+use super::output::note;
 
 /// Options of `envsnap mount`.
 #[derive(Debug, clap::Args)]
@@ -85,7 +86,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         let _ = sender.send(Event::Ended(outcome));
     })?;
     let shown = mounted.mount_point().display().to_string();
-    eprintln!("{what} mounted read-only at {shown}; Ctrl-C (or `fusermount3 -u {shown}`) unmounts");
+    note!("{what} mounted read-only at {shown}; Ctrl-C (or `fusermount3 -u {shown}`) unmounts");
     let _ = std::io::stderr().flush();
 
     let outcome = match events.recv() {
@@ -102,6 +103,6 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     };
     signal_handle.close();
     outcome.with_context(|| format!("serving the mount at {shown}"))?;
-    eprintln!("unmounted {shown}");
+    note!("unmounted {shown}");
     Ok(())
 }

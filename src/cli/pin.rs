@@ -3,6 +3,7 @@
 use anyhow::Result;
 use envsnap::repository::Access;
 
+use super::activity;
 use super::context::{Context, Global};
 use super::format::SHORT_ID;
 
@@ -21,6 +22,8 @@ pub fn run(global: &Global, args: &Args, pin: bool) -> Result<()> {
     // Resolve every id before changing any, so a typo changes nothing.
     let snapshots = args.ids.iter().map(|id| context.resolve(&repository, id, None)).collect::<Result<Vec<_>>>()?;
     for snapshot in snapshots {
+        activity::env(&snapshot.manifest.env);
+        activity::snapshot(&snapshot.id);
         if pin {
             repository.pin(&snapshot.id)?;
         } else {

@@ -11,13 +11,19 @@ pub struct Bar {
     bar: ProgressBar,
 }
 
-/// A bar when stderr is a terminal, else silence.
+/// A bar when stderr is a terminal (and not `--quiet`), else silence.
 pub fn reporter() -> Box<dyn Progress> {
-    if std::io::stderr().is_terminal() { Box::new(Bar { bar: ProgressBar::hidden() }) } else { Box::new(NoProgress) }
+    if std::io::stderr().is_terminal() && super::output::says(super::output::Level::Normal) {
+        Box::new(Bar { bar: ProgressBar::hidden() })
+    } else {
+        Box::new(NoProgress)
+    }
 }
 
 impl Progress for Bar {
     fn begin(&self, phase: &str, total_bytes: Option<u64>) {
+        // The phase's name first, so that no draw shows its size under the last name.
+        self.bar.set_message(phase.to_owned());
         self.bar.reset();
         let style = match total_bytes {
             Some(total) => {
@@ -31,7 +37,6 @@ impl Progress for Bar {
         };
         let style = style.map(|style| style.progress_chars("=> ")).unwrap_or_else(|_| ProgressStyle::default_bar());
         self.bar.set_style(style);
-        self.bar.set_message(phase.to_owned());
         // Drawn only once styled, so no default bar flashes first.
         self.bar.set_draw_target(ProgressDrawTarget::stderr());
         self.bar.enable_steady_tick(Duration::from_millis(120));

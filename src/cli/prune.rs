@@ -1,10 +1,16 @@
 //! `envsnap prune`
 
 use anyhow::Result;
-use envsnap::repository::Access;
+use envsnap::repository::{Access, Repository};
 
+use super::activity;
 use super::context::{Context, Global};
 use super::format::{bytes, counted};
+use super::output::note;
+
+/// Seconds prune waits for readers by default: long enough for a restore or an
+/// export to finish, short enough not to hold back the backups queued behind it.
+pub const DEFAULT_WAIT: u64 = 60;
 
 /// Options of `envsnap prune`.
 #[derive(Debug, clap::Args)]
@@ -14,16 +20,22 @@ pub struct Args {
     pub dry_run: bool,
     /// How long to wait for readers (a restore, an export, `envsnap mount`) before
     /// leaving the unused packs for the next prune.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_WAIT)]
     pub wait: u64,
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(if args.dry_run { Access::Verify } else { Access::Write })?;
+    prune(&repository, args)
+}
+
+/// Prunes an open repository and says what was freed; shared with `forget --prune`
+/// and `schedule run`.
+pub fn prune(repository: &Repository, args: &Args) -> Result<()> {
     let patience = std::time::Duration::from_secs(args.wait);
-    let report = envsnap::prune::prune(&repository, args.dry_run, patience, &mut |holder| {
-        eprintln!(
+    let report = envsnap::prune::prune(repository, args.dry_run, patience, &mut |holder| {
+        note!(
             "envsnap: waiting for readers of the repository to finish (a restore, an export or `envsnap mount`: \
              unmount it); {}",
             if holder.is_empty() { "they hold its readers' lock".to_owned() } else { format!("last: {holder}") }
@@ -39,6 +51,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         return Ok(());
     }
     let verb = if report.dry_run { "would free" } else { "freed" };
+    activity::detail(format!("{verb} {} of {}", bytes(report.bytes_freed), bytes(report.bytes)));
     println!(
         "{verb} {} of {}: {} deleted, {} repacked into {}; {} kept for {}; {} unused left in packs not worth repacking",
         bytes(report.bytes_freed),

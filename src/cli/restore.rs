@@ -12,8 +12,10 @@ use envsnap::repository::{Access, Repository};
 use envsnap::restore::{RestoreTarget, preview, restore, restore_service};
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
+use super::activity;
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, bytes, counted};
+use super::output::note;
 use super::progress::reporter;
 use super::take::{Request, take};
 
@@ -76,8 +78,10 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             }
             return Ok(());
         }
+        activity::snapshot(&snapshot.id);
+        activity::detail(format!("into {}", directory.display()));
         let report = restore(&repository, &targets, reporter().as_ref())?;
-        eprintln!(
+        note!(
             "restored snapshot {} into {}: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),
             directory.display(),
@@ -167,6 +171,8 @@ pub fn into_environment(
     create_from: Option<&str>,
     options: Options,
 ) -> Result<()> {
+    activity::env(env);
+    activity::snapshot(&snapshot.id);
     let config = context.config()?;
     if env == config.production() && !config.admins().is_empty() {
         let identities = branch::user_identities(context.work_tree());
@@ -229,7 +235,7 @@ pub fn into_environment(
         if let Some(parent) = create_from {
             writeln!(out, "would create branch `{env}` from `{parent}`")?;
         }
-        eprintln!(
+        note!(
             "restoring snapshot {} would overwrite {} and remove {} paths, and create {}; nothing was changed",
             snapshot.id.short(SHORT_ID),
             counts[ChangeKind::Modified as usize]
@@ -283,10 +289,12 @@ pub fn into_environment(
                 trigger: Trigger::Safety,
                 mode: Mode::Live,
                 note: Some(format!("taken before restoring snapshot {}", snapshot.id.short(SHORT_ID))),
-                expires: None,
+                keep_for: None,
+                progress: None,
             };
             let safety = take(context, repository, request)?.snapshot;
-            eprintln!(
+            activity::detail(format!("safety snapshot {} taken first", safety.id.short(SHORT_ID)));
+            note!(
                 "safety snapshot {} taken; to go back: envsnap undo (or envsnap restore {} --target {env})",
                 safety.id.short(SHORT_ID),
                 safety.id.short(SHORT_ID)
@@ -295,14 +303,14 @@ pub fn into_environment(
     }
     if let Some(parent) = create_from {
         let commit = branch::create_branch(context.work_tree(), env, parent)?;
-        eprintln!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
+        note!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
     }
     let undo_hint = |error: Error| {
         anyhow::anyhow!("{error}\nthe restore did not finish; `envsnap undo` puts back what was there before")
     };
     if !targets.is_empty() {
         let report = restore(repository, &targets, reporter().as_ref()).map_err(undo_hint)?;
-        eprintln!(
+        note!(
             "restored the files of snapshot {} into `{env}`: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),
             counted(report.files, "file", "files"),
@@ -313,7 +321,7 @@ pub fn into_environment(
     }
     for (element, source) in &service_pairs {
         restore_service(repository, &element.tree, source.service.as_ref()).map_err(undo_hint)?;
-        eprintln!(
+        note!(
             "restored service {} of snapshot {} into {}",
             element.name,
             snapshot.id.short(SHORT_ID),

@@ -45,6 +45,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         ("Size", bytes(manifest.size())),
         ("Stored", format!("{} new in the repository", bytes(manifest.stored))),
     ];
+    if let Some(paused) = manifest.paused_ms {
+        fields.push(("Paused", format!("{:.2} s", paused as f64 / 1000.0)));
+    }
+    if let Some(duration) = manifest.duration_ms {
+        fields.push(("Duration", format!("{:.2} s", duration as f64 / 1000.0)));
+    }
     if let Some(note) = &manifest.note {
         fields.push(("Note", note.clone()));
     }

@@ -5,9 +5,11 @@ use anyhow::Result;
 use envsnap::backup::{BackupOptions, BackupReport, PauseControl, ServiceSource, backup};
 use envsnap::element::mount::Mount;
 use envsnap::git::notes;
+use envsnap::progress::Progress;
 use envsnap::repository::Repository;
 use envsnap::snapshot::{Mode, Snapshot, Trigger};
 
+use super::clock;
 use super::context::Context;
 use super::progress::reporter;
 
@@ -27,8 +29,10 @@ pub struct Request<'a> {
     pub mode: Mode,
     /// A note.
     pub note: Option<String>,
-    /// When retention may remove it.
-    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    /// Days retention must keep it, whatever the rules say.
+    pub keep_for: Option<u32>,
+    /// Where progress goes; `None`: a bar on a terminal.
+    pub progress: Option<&'a dyn Progress>,
 }
 
 /// Takes the snapshot and notes its id on its commit (`refs/notes/envsnap`). A note
@@ -41,20 +45,25 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         }
         _ => None,
     };
+    let created = clock::now()?;
     let options = BackupOptions {
         env: request.env.to_owned(),
         commit: request.commit,
+        created,
         trigger: request.trigger,
         mode: request.mode,
         note: request.note,
-        expires: request.expires,
-        user: whoami(),
+        expires: request.keep_for.map(|days| created + chrono::Duration::days(i64::from(days))),
+        user: envsnap::git::branch::user_email(context.work_tree()).unwrap_or_else(whoami),
         host: hostname(),
         mounts: request.mounts,
         services: request.services,
         pause: pause.map(|pause| Box::new(pause) as Box<dyn PauseControl>),
     };
-    let report = backup(repository, &options, reporter().as_ref())?;
+    // A bar only when the caller brings no progress of its own.
+    let bar = request.progress.is_none().then(reporter);
+    let progress = request.progress.or(bar.as_deref()).unwrap_or(&envsnap::progress::NoProgress);
+    let report = backup(repository, &options, progress)?;
     if let Some(error) = &report.resume_error {
         eprintln!("envsnap: {error}; the snapshot is complete, but the environment may still be paused");
     }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
-use super::{EnvironmentType, RetentionPreset, ServiceKind};
+use super::{EnvironmentType, OverLimit, RetentionPreset, ServiceKind};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,12 +66,39 @@ pub(super) struct RetentionTable {
     pub(super) preset: Option<RetentionPreset>,
     pub(super) keep_last: Option<u32>,
     pub(super) keep_hourly: Option<u32>,
+    pub(super) keep_six_hourly: Option<u32>,
     pub(super) keep_daily: Option<u32>,
     pub(super) keep_weekly: Option<u32>,
     pub(super) keep_monthly: Option<u32>,
+    pub(super) keep_yearly: Option<u32>,
+    pub(super) keep_within: Option<String>,
     #[serde(default)]
     pub(super) manual_limit: BTreeMap<EnvironmentType, u32>,
+    pub(super) manual_over_limit: Option<OverLimit>,
     pub(super) keep_for: Option<u32>,
+    pub(super) safety_days: Option<u32>,
+    pub(super) deleted_branch_days: Option<u32>,
+    pub(super) production: Option<RulesTable>,
+    pub(super) staging: Option<RulesTable>,
+    pub(super) development: Option<RulesTable>,
+}
+
+/// The automated keep rules: at the top of `[retention]`, or in a table of their own
+/// for one environment type (`[retention.staging]`). `RetentionTable` repeats these
+/// fields rather than flatten this struct in, because serde's `flatten` disables
+/// `deny_unknown_fields`, and a misspelt key must be an error that names its line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RulesTable {
+    pub(super) preset: Option<RetentionPreset>,
+    pub(super) keep_last: Option<u32>,
+    pub(super) keep_hourly: Option<u32>,
+    pub(super) keep_six_hourly: Option<u32>,
+    pub(super) keep_daily: Option<u32>,
+    pub(super) keep_weekly: Option<u32>,
+    pub(super) keep_monthly: Option<u32>,
+    pub(super) keep_yearly: Option<u32>,
+    pub(super) keep_within: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +106,7 @@ pub(super) struct RetentionTable {
 pub(super) struct ScheduleTable {
     pub(super) cron: String,
     pub(super) branches: Option<Vec<String>>,
+    pub(super) live: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

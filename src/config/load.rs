@@ -186,6 +186,7 @@ fn assemble(layer: Layer, sources: Vec<Source>) -> Result<Config, ConfigError> {
     let schedule = layer.schedule.map(|schedule| Schedule {
         cron: schedule.cron,
         branches: schedule.branches.unwrap_or_else(|| vec![Glob::exact(&production)]),
+        live: schedule.live.unwrap_or(true),
     });
     let (mounts, mount_origins) = layer.mounts.into_iter().unzip();
     let (services, service_origins) = layer.services.into_iter().unzip();
@@ -197,7 +198,7 @@ fn assemble(layer: Layer, sources: Vec<Source>) -> Result<Config, ConfigError> {
         pause: layer.pause,
         resume: layer.resume,
         environments: layer.environments.unwrap_or_default(),
-        retention: layer.retention.unwrap_or_default(),
+        retention: layer.retention,
         schedule,
         mounts,
         mount_origins,

@@ -58,12 +58,13 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use cron::Cron;
 pub use error::ConfigError;
 pub use glob::{Glob, GlobError};
 pub use interpolate::{branch_slug, process_environment};
 pub use model::{
-    EnvironmentRule, EnvironmentType, KeepPolicy, KeepRules, Mount, ResolvedMount, ResolvedService, Retention,
-    RetentionPreset, Schedule, Service, ServiceAccess, ServiceKind,
+    EnvironmentRule, EnvironmentType, Mount, OverLimit, ResolvedMount, ResolvedService, Retention, RetentionPreset,
+    Schedule, Service, ServiceAccess, ServiceKind,
 };
 pub use starter::STARTER;
 
@@ -90,7 +91,7 @@ pub struct Config {
     pause: Option<(String, Origin)>,
     resume: Option<(String, Origin)>,
     environments: Vec<EnvironmentRule>,
-    retention: Retention,
+    retention: Option<Retention>,
     schedule: Option<Schedule>,
     mounts: Vec<Mount>,
     /// Where each of `mounts` was written, index for index.
@@ -133,9 +134,10 @@ impl Config {
         &self.environments
     }
 
-    /// `[retention]`; all empty when the file has none.
-    pub fn retention(&self) -> &Retention {
-        &self.retention
+    /// `[retention]`, if the file has one. Without it nothing expires: `forget`
+    /// refuses to guess a policy, and `backup` sets no limit.
+    pub fn retention(&self) -> Option<&Retention> {
+        self.retention.as_ref()
     }
 
     /// `[schedule]`, if any.

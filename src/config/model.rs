@@ -1,13 +1,14 @@
 //! The checked configuration's parts: elements, environment types, retention,
 //! schedule, and the resolved views handed to the code that captures data.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::Glob;
+use super::cron::Cron;
+use crate::retention::Policy;
 
 /// What kind of environment a branch is; decides manual-snapshot limits and, with
 /// `admins`, who may overwrite it.
@@ -180,52 +181,44 @@ impl fmt::Display for RetentionPreset {
     }
 }
 
-/// Explicit keep rules: how many snapshots to keep in each period. Field names are
-/// the keys of `[retention]`. A rule left out keeps nothing by itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KeepRules {
-    /// The newest N snapshots.
-    pub keep_last: Option<u32>,
-    /// The newest snapshot of each of the last N hours that have one.
-    pub keep_hourly: Option<u32>,
-    /// The newest snapshot of each of the last N days that have one.
-    pub keep_daily: Option<u32>,
-    /// The newest snapshot of each of the last N weeks that have one.
-    pub keep_weekly: Option<u32>,
-    /// The newest snapshot of each of the last N months that have one.
-    pub keep_monthly: Option<u32>,
+/// What `backup` does when a manual snapshot would take an environment past its
+/// `manual_limit`: `[retention] manual_over_limit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverLimit {
+    /// Take no snapshot, and say which snapshots to delete (the default: nothing a
+    /// user asked to keep goes without being asked).
+    #[default]
+    Refuse,
+    /// Take the snapshot, then delete the oldest manual snapshots that are neither
+    /// pinned nor kept by `--keep-for`, down to the limit.
+    DropOldest,
 }
 
-/// Which snapshots `forget` keeps: a preset or explicit rules, never both (the
-/// loader rejects a file that gives both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeepPolicy {
-    /// `preset = "…"`.
-    Preset(RetentionPreset),
-    /// `keep_last`, `keep_daily`, … given explicitly.
-    Rules(KeepRules),
-}
-
-/// The `[retention]` table.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `[retention]` table, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
-    /// The keep rules; `None` when the file gives neither a preset nor a rule, and
-    /// the retention code applies its default.
-    pub keep: Option<KeepPolicy>,
-    /// The most manual snapshots an environment of each type may hold.
-    pub manual_limit: BTreeMap<EnvironmentType, u32>,
-    /// Days a snapshot is kept when `backup --keep-for` is not given (at least 1).
+    /// Which snapshots `forget` keeps: the preset's rules (`essential` when the table
+    /// names neither a preset nor a `keep_*` rule), or the explicit rules, with the
+    /// limits and days the table gives.
+    pub policy: Policy,
+    /// What a manual snapshot over the limit does.
+    pub over_limit: OverLimit,
+    /// Days a manual snapshot is kept when `backup --keep-for` is not given (at least 1).
     pub keep_for: Option<u32>,
 }
 
 /// The `[schedule]` table: when automated snapshots are due, and of which branches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
-    /// A five-field cron expression (minute hour day-of-month month day-of-week),
-    /// checked for syntax only.
-    pub cron: String,
+    /// When snapshots are due: a five-field cron expression (minute hour
+    /// day-of-month month day-of-week), in the machine's local time as cron reads it.
+    pub cron: Cron,
     /// The branches to snapshot; default: the production branch.
     pub branches: Vec<Glob>,
+    /// Whether automated snapshots are live (default), as on hosting platforms: a
+    /// schedule at 3 a.m. should not pause the application every night.
+    pub live: bool,
 }
 
 impl Schedule {

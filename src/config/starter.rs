@@ -78,6 +78,7 @@ protected = ["main"]
 
 # ---- Retention: which snapshots `envsnap forget` keeps ----
 
+# Without this table nothing expires. docs/RETENTION.md says what each rule keeps.
 # [retention]
 # preset = "essential"            # or "advanced", "premium"; or explicit rules:
 # keep_last = 10
@@ -85,13 +86,20 @@ protected = ["main"]
 # keep_daily = 7
 # keep_weekly = 4
 # keep_monthly = 6
+# keep_yearly = 2
+# keep_within = "3d"              # hours (h), days (d) or weeks (w)
 # manual_limit = { production = 20, staging = 10, development = 5 }
-# keep_for = 30                   # days, when `backup --keep-for` is not given
+# manual_over_limit = "refuse"    # or "drop-oldest"
+# keep_for = 30                   # days a manual snapshot is kept when `backup --keep-for` is not given
+# safety_days = 7                 # days a safety snapshot (taken before a restore) is kept
+# deleted_branch_days = 30        # days a deleted branch's snapshots are kept
 
 
 # ---- Schedule: automated snapshots, taken by `envsnap schedule run` ----
 
+# `envsnap schedule install --cron` (or --systemd) runs `envsnap schedule run`.
 # [schedule]
-# cron = "0 3 * * *"              # minute hour day-of-month month day-of-week
+# cron = "0 3 * * *"              # minute hour day-of-month month day-of-week, local time
 # branches = ["main"]
+# live = true                     # false: pause the environment as `backup` does
 "#;

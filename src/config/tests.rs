@@ -6,6 +6,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::retention::{KeepRules, Policy};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -81,7 +82,7 @@ fn the_product_minimal_file_parses_as_written() -> TestResult {
     assert_eq!(config.repository(), None);
     assert!(config.admins().is_empty());
     assert!(config.environments().is_empty());
-    assert_eq!(config.retention(), &Retention::default());
+    assert_eq!(config.retention(), None);
     assert_eq!(config.schedule(), None);
     Ok(())
 }
@@ -137,8 +138,16 @@ production = ["hotfix/*"]
 [retention]
 keep_last = 3
 keep_daily = 7
+keep_within = "36h"
 manual_limit = { production = 20, development = 5 }
+manual_over_limit = "drop-oldest"
 keep_for = 30
+safety_days = 3
+deleted_branch_days = 60
+
+[retention.staging]
+keep_six_hourly = 4
+keep_yearly = 2
 
 [schedule]
 cron = "0 3 * * 1-5"
@@ -171,20 +180,21 @@ restore = "solr-restore {branch}"
             EnvironmentRule { environment: EnvironmentType::Production, branches: globs(&["hotfix/*"])? },
         ]
     );
-    assert_eq!(
-        config.retention(),
-        &Retention {
-            keep: Some(KeepPolicy::Rules(KeepRules {
-                keep_last: Some(3),
-                keep_daily: Some(7),
-                ..KeepRules::default()
-            })),
-            manual_limit: BTreeMap::from([(EnvironmentType::Production, 20), (EnvironmentType::Development, 5)]),
-            keep_for: Some(30),
-        }
-    );
+    let policy = Policy {
+        automated: KeepRules { last: 3, daily: 7, within: Some(chrono::Duration::hours(36)), ..KeepRules::default() },
+        per_type: BTreeMap::from([(
+            EnvironmentType::Staging,
+            KeepRules { six_hourly: 4, yearly: 2, ..KeepRules::default() },
+        )]),
+        manual_limit: BTreeMap::from([(EnvironmentType::Production, 20), (EnvironmentType::Development, 5)]),
+        safety_days: 3,
+        gone_branch_days: 60,
+        ..Policy::default()
+    };
+    assert_eq!(config.retention(), Some(&Retention { policy, over_limit: OverLimit::DropOldest, keep_for: Some(30) }));
     let schedule = config.schedule().ok_or("no schedule")?;
-    assert_eq!(schedule.cron, "0 3 * * 1-5");
+    assert_eq!(schedule.cron.as_str(), "0 3 * * 1-5");
+    assert!(schedule.live);
     assert!(schedule.applies_to("staging") && !schedule.applies_to("feature/x"));
 
     let work_tree = Path::new("/w");
@@ -217,8 +227,15 @@ restore = "solr-restore {branch}"
 
 #[test]
 fn a_preset_is_read() -> TestResult {
-    let config = parse("[retention]\npreset = \"premium\"\n")?;
-    assert_eq!(config.retention().keep, Some(KeepPolicy::Preset(RetentionPreset::Premium)));
+    let config = parse("[retention]\npreset = \"premium\"\nmanual_limit = { staging = 5 }\n")?;
+    let retention = config.retention().ok_or("no retention")?;
+    let mut premium = Policy::preset(RetentionPreset::Premium);
+    premium.manual_limit.insert(EnvironmentType::Staging, 5);
+    assert_eq!(retention.policy, premium);
+    assert_eq!(retention.over_limit, OverLimit::Refuse);
+    // A table without rules gets essential's.
+    let config = parse("[retention]\nkeep_for = 10\n")?;
+    assert_eq!(config.retention().map(|retention| &retention.policy), Some(&Policy::default()));
     Ok(())
 }
 
@@ -264,8 +281,8 @@ fn an_unknown_key_lists_the_expected_ones() {
         "envsnap.toml:1: prodution: unknown key; expected one of production, protected, repository, admins, pause, resume, environments, retention, schedule, mount, service"
     );
     assert_eq!(
-        error("[retention]\npreset = \"essential\"\nkeep_yearly = 2\n"),
-        "envsnap.toml:3: retention.keep_yearly: unknown key; expected one of preset, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, manual_limit, keep_for"
+        error("[retention]\npreset = \"essential\"\nkeep_decadely = 2\n"),
+        "envsnap.toml:3: retention.keep_decadely: unknown key; expected one of preset, keep_last, keep_hourly, keep_six_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within, manual_limit, manual_over_limit, keep_for, safety_days, deleted_branch_days, production, staging, development"
     );
 }
 
@@ -418,6 +435,22 @@ fn retention_and_schedule_are_checked() {
     assert_eq!(
         error("[retention]\npreset = \"advanced\"\nkeep_daily = 7\n"),
         "envsnap.toml:2: retention.preset: a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys"
+    );
+    assert_eq!(
+        error("[retention]\nkeep_within = \"3 months\"\n"),
+        "envsnap.toml:2: retention.keep_within: ` months` in `3 months` is not a unit envsnap knows; write a number of hours, days or weeks, e.g. \"36h\", \"7d\" or \"2w\""
+    );
+    assert_eq!(
+        error("[retention]\nkeep_daily = 3\n[retention.staging]\nkeep_for = 3\n"),
+        "envsnap.toml:4: retention.staging.keep_for: unknown key; expected one of preset, keep_last, keep_hourly, keep_six_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within"
+    );
+    assert_eq!(
+        error("[retention.development]\n"),
+        "envsnap.toml:1: retention.development: names no rule; give a `preset` or `keep_*` keys, or remove the table"
+    );
+    assert_eq!(
+        error("[retention]\nmanual_over_limit = \"drop\"\n"),
+        "envsnap.toml:2: retention.manual_over_limit: unknown value `drop`; expected refuse or drop-oldest"
     );
     assert_eq!(
         error("[schedule]\ncron = \"0 3 * *\"\n"),

@@ -1,15 +1,19 @@
 //! The checks one file must pass on its own, turning a [`Document`] into a
 //! [`Layer`] of typed values that each remember where they were written.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use super::document::{Document, EnvironmentsTable, MountTable, RetentionTable, ScheduleTable, ServiceTable};
+use super::cron::Cron;
+use super::document::{
+    Document, EnvironmentsTable, MountTable, RetentionTable, RulesTable, ScheduleTable, ServiceTable,
+};
 use super::source::{KeyPath, Origin, Source};
 use super::{
-    ConfigError, EnvironmentRule, Glob, KeepPolicy, KeepRules, Mount, Retention, Service, ServiceAccess, ServiceKind,
-    cron, interpolate,
+    ConfigError, EnvironmentRule, EnvironmentType, Glob, Mount, Retention, RetentionPreset, Service, ServiceAccess,
+    ServiceKind, interpolate,
 };
+use crate::retention::{KeepRules, Policy};
 
 /// What one file says, checked. Keys the file leaves out are `None`, so that an
 /// override changes only what it names.
@@ -32,8 +36,9 @@ pub(super) struct Layer {
 /// which only the merged configuration knows.
 #[derive(Debug)]
 pub(super) struct ScheduleLayer {
-    pub(super) cron: String,
+    pub(super) cron: Cron,
     pub(super) branches: Option<Vec<Glob>>,
+    pub(super) live: Option<bool>,
 }
 
 /// The extension of a command service's dump when none is given.
@@ -180,38 +185,122 @@ impl Checker<'_> {
             preset,
             keep_last,
             keep_hourly,
+            keep_six_hourly,
             keep_daily,
             keep_weekly,
             keep_monthly,
+            keep_yearly,
+            keep_within,
             manual_limit,
+            manual_over_limit,
             keep_for,
+            safety_days,
+            deleted_branch_days,
+            production,
+            staging,
+            development,
         } = table;
-        let rules = KeepRules { keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly };
-        let keep = match (preset, rules == KeepRules::default()) {
-            (Some(_), false) => {
-                return Err(self.fail(
-                    &key.key("preset"),
-                    "a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys",
-                ));
-            }
-            (Some(preset), true) => Some(KeepPolicy::Preset(preset)),
-            (None, false) => Some(KeepPolicy::Rules(rules)),
-            (None, true) => None,
+        let top = RulesTable {
+            preset,
+            keep_last,
+            keep_hourly,
+            keep_six_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
         };
+        // Explicit rules keep the preset's hook rules and days, but set no manual
+        // limit the file does not give.
+        let mut policy = match self.rules(&key, top)? {
+            Some(Chosen::Preset(preset)) => Policy::preset(preset),
+            Some(Chosen::Rules(rules)) => {
+                Policy { automated: rules, manual_limit: BTreeMap::new(), ..Policy::default() }
+            }
+            None => Policy::default(),
+        };
+        if let Some((environment, _)) = manual_limit.iter().find(|(_, limit)| **limit == 0) {
+            return Err(self.fail(
+                &key.key("manual_limit").key(environment.as_str()),
+                "must be at least 1; remove it to let this type keep every manual snapshot",
+            ));
+        }
+        policy.manual_limit.extend(manual_limit);
+        for (environment, table) in [
+            (EnvironmentType::Production, production),
+            (EnvironmentType::Staging, staging),
+            (EnvironmentType::Development, development),
+        ] {
+            let Some(table) = table else { continue };
+            let key = key.key(environment.as_str());
+            let rules = match self.rules(&key, table)? {
+                Some(Chosen::Preset(preset)) => KeepRules::preset(preset),
+                Some(Chosen::Rules(rules)) => rules,
+                None => {
+                    return Err(self.fail(&key, "names no rule; give a `preset` or `keep_*` keys, or remove the table"));
+                }
+            };
+            policy.per_type.insert(environment, rules);
+        }
+        if let Some(days) = safety_days {
+            policy.safety_days = days;
+        }
+        if let Some(days) = deleted_branch_days {
+            policy.gone_branch_days = days;
+        }
         if keep_for == Some(0) {
             return Err(self.fail(
                 &key.key("keep_for"),
                 "must be at least 1 (day); remove it to keep snapshots until retention rules drop them",
             ));
         }
-        Ok(Retention { keep, manual_limit, keep_for })
+        Ok(Retention { policy, over_limit: manual_over_limit.unwrap_or_default(), keep_for })
+    }
+
+    /// A preset or explicit automated rules, never both; `None` when `table` gives neither.
+    fn rules(&self, key: &KeyPath, table: RulesTable) -> Result<Option<Chosen>, ConfigError> {
+        let RulesTable {
+            preset,
+            keep_last,
+            keep_hourly,
+            keep_six_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
+        } = table;
+        let within = keep_within
+            .map(|text| parse_within(&text).map_err(|problem| self.fail(&key.key("keep_within"), problem)))
+            .transpose()?;
+        let count = Option::unwrap_or_default;
+        let rules = KeepRules {
+            last: count(keep_last),
+            hourly: count(keep_hourly),
+            six_hourly: count(keep_six_hourly),
+            daily: count(keep_daily),
+            weekly: count(keep_weekly),
+            monthly: count(keep_monthly),
+            yearly: count(keep_yearly),
+            within,
+        };
+        match (preset, rules == KeepRules::default()) {
+            (Some(_), false) => Err(self.fail(
+                &key.key("preset"),
+                "a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys",
+            )),
+            (Some(preset), true) => Ok(Some(Chosen::Preset(preset))),
+            (None, false) => Ok(Some(Chosen::Rules(rules))),
+            (None, true) => Ok(None),
+        }
     }
 
     fn schedule(&self, table: ScheduleTable) -> Result<ScheduleLayer, ConfigError> {
         let key = KeyPath::top("schedule");
-        cron::check(&table.cron).map_err(|problem| self.fail(&key.key("cron"), problem))?;
+        let cron = Cron::parse(&table.cron).map_err(|problem| self.fail(&key.key("cron"), problem))?;
         let branches = table.branches.map(|patterns| self.globs(&key.key("branches"), &patterns)).transpose()?;
-        Ok(ScheduleLayer { cron: table.cron, branches })
+        Ok(ScheduleLayer { cron, branches, live: table.live })
     }
 
     /// Checks an element's name and that no earlier element in this file has it.
@@ -362,5 +451,30 @@ impl Checker<'_> {
                 format!("`{extension}` is not a file extension; write letters and digits without a leading dot, e.g. \"archive\" or \"json.gz\""),
             ))
         }
+    }
+}
+
+/// What a `[retention]` table (or one environment type's) chose for automated snapshots.
+enum Chosen {
+    Preset(RetentionPreset),
+    Rules(KeepRules),
+}
+
+/// `keep_within`: a whole number of hours, days or weeks, such as `36h`, `7d`, `2w`.
+fn parse_within(text: &str) -> Result<chrono::Duration, String> {
+    const HINT: &str = "write a number of hours, days or weeks, e.g. \"36h\", \"7d\" or \"2w\"";
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| format!("`{text}` does not start with a number; {HINT}"))?;
+    let duration = match unit {
+        "h" => chrono::Duration::try_hours(number),
+        "d" => chrono::Duration::try_days(number),
+        "w" => chrono::Duration::try_weeks(number),
+        _ => return Err(format!("`{unit}` in `{text}` is not a unit envsnap knows; {HINT}")),
+    };
+    match duration {
+        Some(duration) if number > 0 => Ok(duration),
+        _ => Err(format!("`{text}` is out of range; {HINT}")),
     }
 }

@@ -79,6 +79,19 @@ impl RepositoryLock {
         Ok(RepositoryLock { file, path: path.to_owned() })
     }
 
+    /// Who holds the writers' lock of the repository in `root` right now, by its note;
+    /// `None` when no writer does. Takes nothing: the probe's own shared hold is
+    /// released at once.
+    pub fn writer(root: &Path) -> Result<Option<String>> {
+        let path = root.join("lock");
+        let mut file = open(&path)?;
+        if try_take(&file, LockKind::Shared, &path)? {
+            let _ = file.unlock();
+            return Ok(None);
+        }
+        Ok(Some(holder(&mut file)))
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path

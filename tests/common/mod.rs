@@ -104,10 +104,12 @@ impl Project {
         Ok(self.ok(&args)?.trim().to_owned())
     }
 
-    /// `list --json` (all environments), parsed.
+    /// The complete snapshots of `list --all --json`, parsed. (`list` also shows
+    /// backups that failed, as `failed`, and those still queued or running.)
     pub fn snapshots(&self) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
         let text = self.ok(&["list", "--all", "--json"])?;
-        Ok(serde_json::from_str(&text)?)
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+        Ok(listed.into_iter().filter(|entry| entry["state"] == "complete").collect())
     }
 }
 

@@ -1,0 +1,245 @@
+//! Backups as jobs, with the real binary: `--no-wait` then `wait`, a queue of
+//! backups started together, a job whose process is killed, and the `--json` fields.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Project, TestResult};
+
+type Failure = Box<dyn std::error::Error>;
+
+/// A command service whose dump runs `script` (in the work tree) and then prints
+/// `data`; restoring it writes the dump to `restored.txt`.
+fn project_with_dump(script: &str) -> Result<Project, Failure> {
+    let project = Project::new(&format!(
+        r#"
+[[service]]
+name = "slow"
+type = "command"
+dump = "{script}; printf data"
+restore = "cat > restored.txt"
+"#
+    ))?;
+    project.ok(&["init"])?;
+    Ok(project)
+}
+
+/// `list --json`, parsed.
+fn listed(project: &Project) -> Result<Vec<serde_json::Value>, Failure> {
+    Ok(serde_json::from_str(&project.ok(&["list", "--json"])?)?)
+}
+
+/// The listed entry with this id.
+fn entry(project: &Project, id: &str) -> Result<Option<serde_json::Value>, Failure> {
+    Ok(listed(project)?.into_iter().find(|entry| entry["id"] == id))
+}
+
+/// Polls `list --json` until `done` holds of the entry `id`, for at most `limit`.
+fn until(
+    project: &Project,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<serde_json::Value, Failure> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(entry) = entry(project, id)?
+            && done(&entry)
+        {
+            return Ok(entry);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("job {id} never reached the state awaited: {:?}", entry(project, id)?).into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn no_wait_returns_at_once_and_wait_ends_with_the_snapshot() -> TestResult {
+    let project = project_with_dump("sleep 2")?;
+    let started = Instant::now();
+    let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    assert!(started.elapsed() < Duration::from_secs(1), "--no-wait took {:?}", started.elapsed());
+    assert_eq!(id.len(), 64, "{id}");
+
+    let running = until(&project, &id, Duration::from_secs(5), |entry| entry["state"] != "queued")?;
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["result"], serde_json::Value::Null);
+    assert_eq!(running["restorable"], false);
+    // Commands given the job's id say it is not done yet.
+    let stderr = project.fails(&["restore", &id[..12], "--to", "out"], 1)?;
+    assert!(stderr.contains("is running") && stderr.contains(&format!("envsnap wait {}", &id[..12])), "{stderr}");
+
+    let snapshot = project.ok(&["wait", &id[..8]])?.trim().to_owned();
+    assert_eq!(snapshot.len(), 64);
+    let complete = entry(&project, &snapshot)?.ok_or("the snapshot is listed")?;
+    assert_eq!(complete["state"], "complete");
+    assert_eq!(complete["result"], "success");
+    assert_eq!(complete["progress"], 100);
+    assert!(entry(&project, &id)?.is_none(), "the job gives way to its snapshot");
+    // The job's id now names the snapshot.
+    project.ok(&["restore", &id[..12], "--yes"])?;
+    assert_eq!(fs::read_to_string(project.root().join("restored.txt"))?, "data");
+    // Waiting for a finished job returns at once.
+    assert_eq!(project.ok(&["wait", &id])?.trim(), snapshot);
+    Ok(())
+}
+
+#[test]
+fn backups_started_together_queue_and_run_one_at_a_time() -> TestResult {
+    let project =
+        project_with_dump("echo start $(date +%s%N) >> runs.txt; sleep 1; echo end $(date +%s%N) >> runs.txt")?;
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_envsnap"))
+                .arg("backup")
+                .current_dir(project.root())
+                .env("ENVSNAP_REPOSITORY", &project.repository)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    // While they run, the listing shows the waiting ones as queued.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = BTreeSet::new();
+    while Instant::now() < deadline && !(seen.contains("queued") && seen.contains("running")) {
+        for entry in listed(&project)? {
+            if let Some(state) = entry["state"].as_str() {
+                seen.insert(state.to_owned());
+            }
+        }
+    }
+    assert!(seen.contains("queued") && seen.contains("running"), "{seen:?}");
+    let mut ids = BTreeSet::new();
+    for child in children {
+        let output = child.wait_with_output()?;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        ids.insert(String::from_utf8(output.stdout)?.trim().to_owned());
+    }
+    assert_eq!(ids.len(), 3);
+    let listed = listed(&project)?;
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|entry| entry["state"] == "complete"), "{listed:?}");
+
+    // One at a time: each dump starts after the previous one ended.
+    let runs = fs::read_to_string(project.root().join("runs.txt"))?;
+    let marks: Vec<(&str, u128)> = runs
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(mark, time)| Ok((mark, time.parse()?)))
+        .collect::<Result<_, std::num::ParseIntError>>()?;
+    assert_eq!(marks.len(), 6, "{runs}");
+    for pair in marks.chunks(2) {
+        assert_eq!((pair[0].0, pair[1].0), ("start", "end"), "the runs did not overlap: {runs}");
+    }
+    assert!(marks.windows(2).all(|pair| pair[0].1 <= pair[1].1), "{runs}");
+    Ok(())
+}
+
+#[test]
+fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
+    let project = project_with_dump("echo $PPID > worker.pid; sleep 30")?;
+    let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    until(&project, &id, Duration::from_secs(5), |entry| entry["state"] == "running")?;
+    let pid_file = project.root().join("worker.pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pid_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = fs::read_to_string(&pid_file)?.trim().to_owned();
+    // The worker leads its own process group: kill it and its dump with it.
+    let killed = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status()?;
+    assert!(killed.success());
+
+    let failed = until(&project, &id, Duration::from_secs(5), |entry| entry["state"] != "running")?;
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["result"], "failure");
+    assert!(
+        failed["error"].as_str().is_some_and(|error| error.contains("ended before the snapshot was complete")),
+        "{failed}"
+    );
+    let stderr = project.fails(&["wait", &id], 1)?;
+    assert!(stderr.contains("failed") && stderr.contains("take the snapshot again"), "{stderr}");
+    let status = project.ok(&["status"])?;
+    assert!(!status.contains("running      backup"), "{status}");
+    // Nothing was published, and the next backup works.
+    assert!(listed(&project)?.iter().all(|entry| entry["state"] == "failed"));
+    fs::write(
+        project.root().join("envsnap.toml"),
+        fs::read_to_string(project.root().join("envsnap.toml"))?.replace("sleep 30", "true"),
+    )?;
+    project.backup(&[])?;
+    Ok(())
+}
+
+#[test]
+fn json_carries_every_documented_field_for_jobs_and_snapshots() -> TestResult {
+    let project = project_with_dump("sleep 1")?;
+    let done = project.backup(&[])?;
+    let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    let fields = [
+        "id",
+        "env",
+        "commit",
+        "created",
+        "trigger",
+        "mode",
+        "state",
+        "result",
+        "progress",
+        "restorable",
+        "size",
+        "stored",
+        "note",
+        "expires",
+        "elements",
+    ];
+    let entries = listed(&project)?;
+    for wanted in [&id, &done] {
+        let entry = entries.iter().find(|entry| &entry["id"] == wanted).ok_or("listed")?;
+        for field in fields {
+            assert!(entry.get(field).is_some(), "{field} missing in {entry}");
+        }
+    }
+    let complete = entries.iter().find(|entry| entry["id"] == done.as_str()).ok_or("listed")?;
+    assert_eq!(complete["elements"][0]["name"], "slow");
+    assert_eq!(complete["size"], 4);
+    // `latest` waits for the newest job of the checked-out branch.
+    let snapshot = project.ok(&["wait", "latest"])?.trim().to_owned();
+    assert_eq!(entry(&project, &snapshot)?.ok_or("listed")?["state"], "complete");
+    assert_eq!(project.ok(&["wait", &id])?.trim(), snapshot);
+    Ok(())
+}
+
+#[test]
+fn a_background_job_outlives_the_terminal_that_started_it() -> TestResult {
+    let project = project_with_dump("echo $PPID > worker.pid; sleep 1")?;
+    let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    let pid_file = project.root().join("worker.pid");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_to_string(&pid_file).map_or(true, |pid| pid.trim().is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = fs::read_to_string(&pid_file)?.trim().to_owned();
+    // What a closing terminal sends.
+    assert!(Command::new("kill").args(["-HUP", &pid]).status()?.success());
+    let snapshot = project.ok(&["wait", &id])?.trim().to_owned();
+    let shown: serde_json::Value = serde_json::from_str(&project.ok(&["show", &snapshot, "--json"])?)?;
+    assert_eq!(shown["state"], "complete");
+    assert!(shown["duration_ms"].as_u64().is_some_and(|ms| ms >= 1000), "{shown}");
+    let text = project.ok(&["show", &snapshot])?;
+    assert!(text.contains("Duration "), "{text}");
+    // The activity log has the backup once, recorded by the process that took it.
+    let log: serde_json::Value = serde_json::from_str(&project.ok(&["activity", "--json"])?)?;
+    let backups: Vec<&serde_json::Value> =
+        log.as_array().ok_or("an array")?.iter().filter(|entry| entry["action"] == "backup").collect();
+    assert_eq!(backups.len(), 1, "{log}");
+    assert_eq!(backups[0]["snapshots"][0], snapshot.as_str());
+    Ok(())
+}
