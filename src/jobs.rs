@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::activity::{Activity, Outcome};
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::id::ObjectId;
@@ -83,8 +84,10 @@ pub struct Job {
     /// 0–100: bytes captured against the size of the environment's last snapshot
     /// (never 100 before it is complete).
     pub progress: u8,
-    /// What the process that runs it needs to know, as the binary wrote it.
-    pub request: String,
+    /// Who asked for it: git's `user.email`, else the login name.
+    pub user: String,
+    /// The machine it was asked for on.
+    pub host: String,
     /// When it started running.
     pub started: Option<DateTime<Utc>>,
     /// When it ended.
@@ -96,8 +99,9 @@ pub struct Job {
 }
 
 impl Job {
-    /// A new queued job of `env`, asked for at `created`.
-    pub fn new(env: &str, commit: Option<String>, trigger: Trigger, mode: Mode, created: DateTime<Utc>) -> Self {
+    /// A new queued job of `env`, asked for at `created` by `user` on `host`.
+    pub fn new(request: JobRequest<'_>, created: DateTime<Utc>) -> Self {
+        let JobRequest { env, commit, trigger, mode, user, host } = request;
         let seed = format!(
             "{env}\0{}\0{}\0{:?}",
             created.timestamp_nanos_opt().unwrap_or_default(),
@@ -113,13 +117,31 @@ impl Job {
             created,
             state: JobState::Queued,
             progress: 0,
-            request: String::new(),
+            user: user.to_owned(),
+            host: host.to_owned(),
             started: None,
             finished: None,
             snapshot: None,
             error: None,
         }
     }
+}
+
+/// What a new job is asked to do, and by whom.
+#[derive(Debug, Clone)]
+pub struct JobRequest<'a> {
+    /// The environment.
+    pub env: &'a str,
+    /// The environment's commit.
+    pub commit: Option<String>,
+    /// Why it runs.
+    pub trigger: Trigger,
+    /// Consistent or live.
+    pub mode: Mode,
+    /// Who asks.
+    pub user: &'a str,
+    /// The machine asked on.
+    pub host: &'a str,
 }
 
 /// The lock file of job `id` in the repository at `root`.
@@ -151,8 +173,9 @@ pub fn hold(root: &Path, id: &str) -> Result<std::fs::File> {
 pub const DIED: &str = "the process running it ended before the snapshot was complete (killed, crashed, \
                         or the machine stopped); nothing of it was published: take the snapshot again";
 
-/// Marks `failed` every job left `queued` or `running` whose process is gone, and
-/// removes the lock files of ended jobs. Returns how many it marked.
+/// Marks `failed` every job left `queued` or `running` whose process is gone, records
+/// each in the activity log as the failed backup it was, and removes the lock files of
+/// ended jobs. Returns how many it marked.
 pub fn reap(root: &Path, catalog: &Catalog) -> Result<usize> {
     let mut reaped = 0;
     for job in catalog.jobs(None)? {
@@ -165,16 +188,56 @@ pub fn reap(root: &Path, catalog: &Catalog) -> Result<usize> {
             }
             continue;
         }
-        // Taking the lock proves nobody holds it. A job whose file is gone never had
-        // a process that took it, or lost it to this cleanup after it ended.
-        let alive = match std::fs::metadata(&path) {
-            Ok(_) => RepositoryLock::acquire_within(&path, LockKind::Exclusive, Duration::ZERO, &mut |_| {})?.is_none(),
-            Err(_) => false,
-        };
-        if !alive && catalog.fail_dead_job(&job.id, Utc::now(), DIED)? {
+        if alive(root, &job.id)? {
+            continue;
+        }
+        let now = Utc::now();
+        if catalog.fail_dead_job(&job.id, now, DIED)? {
             let _ = std::fs::remove_file(&path);
+            // The process that died could not say so itself.
+            catalog.record(&Activity {
+                started: job.created,
+                duration_ms: u64::try_from((now - job.created).num_milliseconds()).unwrap_or(0),
+                user: job.user.clone(),
+                host: job.host.clone(),
+                action: "backup".to_owned(),
+                env: Some(job.env.clone()),
+                snapshots: Vec::new(),
+                result: Outcome::Failure,
+                detail: Some(DIED.to_owned()),
+            })?;
             reaped += 1;
         }
     }
     Ok(reaped)
+}
+
+/// Whether the process of job `id` still holds its lock. Taking the lock proves
+/// nobody holds it. A job whose file is gone never had a process that took it, or lost
+/// it to [`reap`] after it ended.
+fn alive(root: &Path, id: &str) -> Result<bool> {
+    let path = lock_path(root, id);
+    if std::fs::metadata(&path).is_err() {
+        return Ok(false);
+    }
+    Ok(RepositoryLock::acquire_within(&path, LockKind::Exclusive, Duration::ZERO, &mut |_| {})?.is_none())
+}
+
+/// Waits until job `id` is first in line: until no job queued before it, of any
+/// environment, is still queued or running. Writers take the repository one at a time
+/// and the lock wakes its waiters in no particular order, so without this a backup
+/// asked for later could go first. Jobs whose process died are reaped as it waits, so
+/// a killed job holds up nobody. `waiting` is called once, with the job ahead, if it
+/// has to wait.
+pub fn wait_for_turn(root: &Path, catalog: &Catalog, id: &str, waiting: &mut dyn FnMut(&Job)) -> Result<()> {
+    let mut told = false;
+    loop {
+        reap(root, catalog)?;
+        let Some(ahead) = catalog.job_ahead_of(id)? else { return Ok(()) };
+        if !told {
+            waiting(&ahead);
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

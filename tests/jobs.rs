@@ -143,6 +143,25 @@ fn backups_started_together_queue_and_run_one_at_a_time() -> TestResult {
 }
 
 #[test]
+fn queued_backups_run_in_the_order_they_were_asked_for() -> TestResult {
+    // Each dump prints the time it ran: the snapshots' data says in which order they went.
+    let project = project_with_dump("sleep 0.5; date +%s%N")?;
+    let jobs: Vec<String> =
+        (0..4).map(|_| Ok(project.ok(&["backup", "--no-wait"])?.trim().to_owned())).collect::<Result<_, Failure>>()?;
+    let mut ran = Vec::new();
+    for job in &jobs {
+        let snapshot = project.ok(&["wait", job])?.trim().to_owned();
+        let dump = project.root().join(format!("dump-{}.dump", &job[..8]));
+        project.ok(&["export", &snapshot, "--element", "slow", "--to", &dump.display().to_string()])?;
+        let text = fs::read_to_string(&dump)?;
+        let time: u128 = text.trim_end_matches("data").trim().parse()?;
+        ran.push(time);
+    }
+    assert!(ran.windows(2).all(|pair| pair[0] < pair[1]), "the jobs ran out of order: {ran:?}");
+    Ok(())
+}
+
+#[test]
 fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
     let project = project_with_dump("echo $PPID > worker.pid; sleep 30")?;
     let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
@@ -168,6 +187,14 @@ fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
     assert!(stderr.contains("failed") && stderr.contains("take the snapshot again"), "{stderr}");
     let status = project.ok(&["status"])?;
     assert!(!status.contains("running      backup"), "{status}");
+    // The process could not log its own end; the next command logged it for it.
+    let log: serde_json::Value = serde_json::from_str(&project.ok(&["activity", "--json"])?)?;
+    let failures: Vec<&serde_json::Value> =
+        log.as_array().ok_or("an array")?.iter().filter(|entry| entry["result"] == "failure").collect();
+    assert_eq!(failures.len(), 1, "{log}");
+    assert_eq!(failures[0]["action"], "backup");
+    assert_eq!(failures[0]["env"], "main");
+    assert!(failures[0]["detail"].as_str().is_some_and(|detail| detail.contains("ended before")), "{log}");
     // Nothing was published, and the next backup works.
     assert!(listed(&project)?.iter().all(|entry| entry["state"] == "failed"));
     fs::write(

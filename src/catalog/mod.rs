@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created   TEXT NOT NULL,
     state     TEXT NOT NULL,
     progress  INTEGER NOT NULL,
-    request   TEXT NOT NULL,
+    user      TEXT NOT NULL,
+    host      TEXT NOT NULL,
     started   TEXT,
     finished  TEXT,
     snapshot  TEXT,
@@ -392,8 +393,8 @@ impl Catalog {
     pub fn add_job(&self, job: &Job) -> Result<()> {
         self.connection
             .execute(
-                "INSERT INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, request)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, user, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     job.id,
                     job.env,
@@ -403,7 +404,8 @@ impl Catalog {
                     time(job.created),
                     job.state.as_str(),
                     job.progress,
-                    job.request
+                    job.user,
+                    job.host
                 ],
             )
             .map_err(|e| self.error(e))?;
@@ -473,6 +475,17 @@ impl Catalog {
         self.select_jobs("WHERE ?1 IS NULL OR env = ?1", env)
     }
 
+    /// The oldest job recorded before job `id` that has not ended, if any: the one
+    /// that goes first.
+    pub fn job_ahead_of(&self, id: &str) -> Result<Option<Job>> {
+        Ok(self
+            .select_jobs(
+                "WHERE state IN ('queued', 'running') AND rowid < (SELECT rowid FROM jobs WHERE id = ?1)",
+                Some(id),
+            )?
+            .pop())
+    }
+
     /// The jobs whose id starts with `prefix`.
     pub fn jobs_with_prefix(&self, prefix: &str) -> Result<Vec<Job>> {
         self.select_jobs("WHERE substr(id, 1, length(?1)) = ?1", Some(prefix))
@@ -480,8 +493,8 @@ impl Catalog {
 
     fn select_jobs(&self, filter: &str, value: Option<&str>) -> Result<Vec<Job>> {
         let sql = format!(
-            "SELECT id, env, commit_id, trigger, mode, created, state, progress, request, started, finished,
-             snapshot, error FROM jobs {filter} ORDER BY created DESC, id DESC"
+            "SELECT id, env, commit_id, trigger, mode, created, state, progress, user, host, started, finished,
+             snapshot, error FROM jobs {filter} ORDER BY rowid DESC"
         );
         let mut statement = self.connection.prepare(&sql).map_err(|e| self.error(e))?;
         let parse_time = |text: Option<String>| {
@@ -501,11 +514,12 @@ impl Catalog {
                     created: parse_time(row.get(5)?).unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
                     state: JobState::parse(&state),
                     progress: row.get(7)?,
-                    request: row.get(8)?,
-                    started: parse_time(row.get(9)?),
-                    finished: parse_time(row.get(10)?),
-                    snapshot: row.get(11)?,
-                    error: row.get(12)?,
+                    user: row.get(8)?,
+                    host: row.get(9)?,
+                    started: parse_time(row.get(10)?),
+                    finished: parse_time(row.get(11)?),
+                    snapshot: row.get(12)?,
+                    error: row.get(13)?,
                 })
             })
             .and_then(Iterator::collect)

@@ -12,7 +12,7 @@ use envsnap::config::OverLimit;
 use envsnap::element::mount::Mount;
 use envsnap::forget;
 use envsnap::id::ObjectId;
-use envsnap::jobs::{self, Job};
+use envsnap::jobs::{self, Job, JobRequest};
 use envsnap::progress::Progress;
 use envsnap::repository::{Access, Repository};
 use envsnap::snapshot::{ElementKind, Mode, Trigger};
@@ -23,7 +23,7 @@ use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView, bytes, counted};
 use super::output::{self, detail, note};
 use super::progress::reporter;
-use super::take::{Request, take};
+use super::take::{Request, hostname, take, whoami};
 
 /// Options of `envsnap backup`.
 #[derive(Debug, clap::Args)]
@@ -81,7 +81,10 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             (job, None)
         }
         None => {
-            let job = Job::new(&env, commit.clone(), trigger, mode, clock::now()?);
+            let user = envsnap::git::branch::user_email(context.work_tree()).unwrap_or_else(whoami);
+            let request =
+                JobRequest { env: &env, commit: commit.clone(), trigger, mode, user: &user, host: &hostname() };
+            let job = Job::new(request, clock::now()?);
             let alive = jobs::hold(&context.repository_path, &job.id)?;
             catalog.add_job(&job)?;
             if args.no_wait {
@@ -148,6 +151,16 @@ struct Capture<'a> {
 /// manual limit, then captures (`running`, with progress) and publishes.
 fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture: Capture<'_>) -> Result<BackupReport> {
     let Capture { env, commit, mounts, services, trigger, mode } = capture;
+    // First come, first served: the job waits in line, then for any other writer.
+    jobs::wait_for_turn(&context.repository_path, catalog, &job.id, &mut |ahead| {
+        note!(
+            "envsnap: backup of {} queued behind the backup {} of {} ({})",
+            env,
+            ahead.id.get(..SHORT_ID).unwrap_or(&ahead.id),
+            ahead.env,
+            ahead.state.as_str()
+        );
+    })?;
     let repository = context.open(Access::Write)?;
     let retention = context.config.as_ref().and_then(|config| config.retention());
     let limit = match (trigger, retention, context.config.as_ref()) {
