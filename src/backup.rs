@@ -12,14 +12,14 @@ use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use crate::element::mount::{Excludes, Mount};
+use crate::element::mount::{Excludes, Mount, scan_size};
 use crate::element::service::{DumpSink, Service};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
@@ -135,7 +135,8 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
     let mut resume_error = None;
     let (elements, totals) = BlobWriter::pipelined(repository.backend(), repository.catalog(), |writer| {
         let walk = |mount: &Mount, excludes: &Excludes, parent_tree: Option<ObjectId>, remember: bool| {
-            progress.begin(&format!("backing up {}", mount.name), expected(&mount.name));
+            let estimate = expected(&mount.name);
+            progress.begin(&format!("backing up {}", mount.name), estimate);
             let walker = Walker {
                 repository,
                 writer,
@@ -146,7 +147,22 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
                 remembered: &remembered,
                 remember,
             };
-            let summary = walker.directory(&mount.path, Path::new(""), parent_tree);
+            // With nothing to measure against, a second thread counts the mount's bytes
+            // while the walk reads them, so that even a first backup shows how far it
+            // is (a stat of every file: seconds for a tree whose reading takes minutes).
+            let stop = AtomicBool::new(false);
+            let summary = std::thread::scope(|scope| {
+                if estimate.is_none() {
+                    scope.spawn(|| {
+                        if let Some(total) = scan_size(&mount.path, excludes, &stop) {
+                            progress.estimate(total);
+                        }
+                    });
+                }
+                let summary = walker.directory(&mount.path, Path::new(""), parent_tree);
+                stop.store(true, Ordering::Relaxed);
+                summary
+            });
             progress.finish();
             summary
         };

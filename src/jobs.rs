@@ -81,8 +81,9 @@ pub struct Job {
     pub created: DateTime<Utc>,
     /// Where it is.
     pub state: JobState,
-    /// 0–100: bytes captured against the size of the environment's last snapshot
-    /// (never 100 before it is complete).
+    /// 0–100: bytes captured against the size of the environment's last snapshot, or
+    /// without one against a count of the mounts' bytes (never 100 before it is
+    /// complete).
     pub progress: u8,
     /// Who asked for it: git's `user.email`, else the login name.
     pub user: String,

@@ -8,6 +8,11 @@ pub trait Progress: Sync {
     /// element had in the environment's last snapshot), and `None` when there is none.
     fn begin(&self, _phase: &str, _total_bytes: Option<u64>) {}
 
+    /// The bytes the current phase should process, learned after it began: a backup
+    /// of a mount that no earlier snapshot measured counts its files while it reads
+    /// them, and tells the count here once it has it.
+    fn estimate(&self, _total_bytes: u64) {}
+
     /// `bytes` more bytes were processed.
     fn add_bytes(&self, _bytes: u64) {}
 

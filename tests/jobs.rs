@@ -143,6 +143,38 @@ fn backups_started_together_queue_and_run_one_at_a_time() -> TestResult {
 }
 
 #[test]
+fn a_first_backup_shows_progress_though_nothing_was_measured_before() -> TestResult {
+    // A mount of 4 MiB, read first, then a dump that takes its time: while it runs, the
+    // job has read the mount, and with no earlier snapshot to measure against, the
+    // mount's own count says how far that is.
+    let project = Project::new(
+        r#"
+[[mount]]
+name = "data"
+path = "data"
+
+[[service]]
+name = "slow"
+type = "command"
+dump = "sleep 3; printf data"
+restore = "cat > restored.txt"
+"#,
+    )?;
+    fs::create_dir_all(project.root().join("data"))?;
+    for index in 0..4 {
+        fs::write(project.root().join(format!("data/{index}.bin")), common::noise(index, 1 << 20))?;
+    }
+    project.ok(&["init"])?;
+    let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    let running =
+        until(&project, &id, Duration::from_secs(5), |entry| entry["progress"].as_u64().is_some_and(|p| p > 0))?;
+    assert_eq!(running["state"], "running", "{running}");
+    assert!(running["progress"].as_u64().is_some_and(|progress| progress < 100), "{running}");
+    project.ok(&["wait", &id])?;
+    Ok(())
+}
+
+#[test]
 fn queued_backups_run_in_the_order_they_were_asked_for() -> TestResult {
     // Each dump prints the time it ran: the snapshots' data says in which order they went.
     let project = project_with_dump("sleep 0.5; date +%s%N")?;

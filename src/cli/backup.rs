@@ -267,7 +267,10 @@ fn ignore_hangup() -> Result<()> {
 /// and `wait`, and on to the terminal's bar.
 struct JobProgress<'a> {
     id: &'a str,
+    /// The size of the environment's last snapshot.
     expected: Option<u64>,
+    /// Without a last snapshot: the sum of the estimates of the mounts counted so far.
+    estimated: AtomicU64,
     done: AtomicU64,
     /// A connection of its own, the last write's time and figure.
     written: std::sync::Mutex<(Catalog, std::time::Instant, u8)>,
@@ -280,6 +283,7 @@ impl<'a> JobProgress<'a> {
         Ok(JobProgress {
             id,
             expected,
+            estimated: AtomicU64::new(0),
             done: AtomicU64::new(0),
             written: std::sync::Mutex::new((
                 jobs_catalog(context)?,
@@ -296,10 +300,34 @@ impl Progress for JobProgress<'_> {
         self.bar.begin(phase, total_bytes);
     }
 
+    fn estimate(&self, total_bytes: u64) {
+        self.bar.estimate(total_bytes);
+        self.estimated.fetch_add(total_bytes, Ordering::Relaxed);
+        // What was read while the count ran may already be a figure worth writing.
+        self.report(self.done.load(Ordering::Relaxed));
+    }
+
     fn add_bytes(&self, bytes: u64) {
         self.bar.add_bytes(bytes);
-        let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let Some(expected) = self.expected.filter(|&expected| expected > 0) else { return };
+        self.report(self.done.fetch_add(bytes, Ordering::Relaxed) + bytes);
+    }
+
+    fn add_file(&self) {
+        self.bar.add_file();
+    }
+
+    fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+impl JobProgress<'_> {
+    /// Writes the figure `done` bytes make, if it grew and the last write is old enough.
+    fn report(&self, done: u64) {
+        let expected = self.expected.unwrap_or_else(|| self.estimated.load(Ordering::Relaxed));
+        if expected == 0 {
+            return;
+        }
         // Never 100 before the snapshot is published.
         let percent = u8::try_from((done.saturating_mul(100) / expected).min(99)).unwrap_or(99);
         let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -309,14 +337,6 @@ impl Progress for JobProgress<'_> {
             let _ = catalog.set_job_progress(self.id, percent);
             (*last, *figure) = (std::time::Instant::now(), percent);
         }
-    }
-
-    fn add_file(&self) {
-        self.bar.add_file();
-    }
-
-    fn finish(&self) {
-        self.bar.finish();
     }
 }
 

@@ -20,11 +20,10 @@ pub fn reporter() -> Box<dyn Progress> {
     }
 }
 
-impl Progress for Bar {
-    fn begin(&self, phase: &str, total_bytes: Option<u64>) {
-        // The phase's name first, so that no draw shows its size under the last name.
-        self.bar.set_message(phase.to_owned());
-        self.bar.reset();
+impl Bar {
+    /// A bar against `total` bytes with the rate and time left, or a spinner with the
+    /// rate alone when the total is not known.
+    fn style(&self, total_bytes: Option<u64>) {
         let style = match total_bytes {
             Some(total) => {
                 self.bar.set_length(total);
@@ -37,9 +36,23 @@ impl Progress for Bar {
         };
         let style = style.map(|style| style.progress_chars("=> ")).unwrap_or_else(|_| ProgressStyle::default_bar());
         self.bar.set_style(style);
+    }
+}
+
+impl Progress for Bar {
+    fn begin(&self, phase: &str, total_bytes: Option<u64>) {
+        // The phase's name first, so that no draw shows its size under the last name.
+        self.bar.set_message(phase.to_owned());
+        self.bar.reset();
+        self.style(total_bytes);
         // Drawn only once styled, so no default bar flashes first.
         self.bar.set_draw_target(ProgressDrawTarget::stderr());
         self.bar.enable_steady_tick(Duration::from_millis(120));
+    }
+
+    fn estimate(&self, total_bytes: u64) {
+        // What was read while the count ran may already pass it (files that grew).
+        self.style(Some(total_bytes.max(self.bar.position())));
     }
 
     fn add_bytes(&self, bytes: u64) {
