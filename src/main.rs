@@ -39,8 +39,12 @@ fn message(error: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// Whether the error is output that found its reader gone (`envsnap list | head`): not
+/// a failure. A write of `--json` output reports it inside serde_json's error.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == ErrorKind::BrokenPipe))
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
+            || cause.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+                == Some(ErrorKind::BrokenPipe)
+    })
 }

@@ -131,6 +131,24 @@ fn snapshot_records_branch_commit_and_json_fields() -> TestResult {
     assert!(table.contains(&id[..12]));
     let csv = project.ok(&["backups", "--format", "csv", "--columns", "id,env"])?;
     assert_eq!(csv, format!("Snapshot ID,Environment\n{},main\n", &id[..12]));
+    // A column that does not exist is a usage error, and the message lists those that do.
+    let stderr = project.fails(&["list", "--columns", "id,colour"], 2)?;
+    assert!(stderr.contains("colour") && stderr.contains("restorable"), "{stderr}");
+
+    // Output whose reader has gone (`envsnap list --json | head -1`) is not a failure.
+    for args in [&["list", "--json"][..], &["show", "latest", "--json"], &["list"]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_envsnap"))
+            .args(args)
+            .current_dir(project.root())
+            .env("ENVSNAP_REPOSITORY", &project.repository)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        drop(child.stdout.take());
+        let output = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && !stderr.contains("pipe"), "{args:?}: {:?} {stderr}", output.status);
+    }
     Ok(())
 }
 

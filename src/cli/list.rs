@@ -26,9 +26,66 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Only these columns, comma-separated, by name (e.g. `created,id,size`).
-    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
-    pub columns: Vec<String>,
+    /// Only these columns, comma-separated, in this order (e.g. `created,id,size`).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "COLUMNS", ignore_case = true)]
+    pub columns: Vec<Column>,
+}
+
+/// A column of the listing, by the name `--columns` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Column {
+    /// When it was taken (or asked for, while it waits).
+    Created,
+    /// The snapshot's id (a job's, until it has a snapshot).
+    Id,
+    /// The environment.
+    Env,
+    /// The commit, abbreviated.
+    Commit,
+    /// Why it was taken.
+    Trigger,
+    /// % Complete.
+    Progress,
+    /// queued, running, complete or failed.
+    State,
+    /// success, failure, or `-` while it runs.
+    Result,
+    /// Whether it can be restored.
+    Restorable,
+    /// The bytes captured.
+    Size,
+}
+
+impl Column {
+    /// Every column, in the default order.
+    const ALL: [Column; 10] = [
+        Column::Created,
+        Column::Id,
+        Column::Env,
+        Column::Commit,
+        Column::Trigger,
+        Column::Progress,
+        Column::State,
+        Column::Result,
+        Column::Restorable,
+        Column::Size,
+    ];
+
+    /// Its heading.
+    const fn title(self) -> &'static str {
+        match self {
+            Column::Created => "Created",
+            Column::Id => "Snapshot ID",
+            Column::Env => "Environment",
+            Column::Commit => "Commit",
+            Column::Trigger => "Trigger",
+            Column::Progress => "% Complete",
+            Column::State => "State",
+            Column::Result => "Result",
+            Column::Restorable => "Restorable",
+            Column::Size => "Size",
+        }
+    }
 }
 
 /// How rows are laid out.
@@ -44,19 +101,6 @@ pub enum Format {
 
 /// Days a failed job stays in the listing.
 const FAILED_SHOWN_DAYS: i64 = 7;
-
-const COLUMNS: [(&str, &str); 10] = [
-    ("created", "Created"),
-    ("id", "Snapshot ID"),
-    ("env", "Environment"),
-    ("commit", "Commit"),
-    ("trigger", "Trigger"),
-    ("progress", "% Complete"),
-    ("state", "State"),
-    ("result", "Result"),
-    ("restorable", "Restorable"),
-    ("size", "Size"),
-];
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
@@ -84,38 +128,28 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let chosen: Vec<usize> = if args.columns.is_empty() {
-        (0..COLUMNS.len()).collect()
-    } else {
-        args.columns
-            .iter()
-            .map(|name| {
-                COLUMNS.iter().position(|(key, _)| key.eq_ignore_ascii_case(name.trim())).ok_or_else(|| {
-                    let known: Vec<&str> = COLUMNS.iter().map(|(key, _)| *key).collect();
-                    anyhow::anyhow!("unknown column `{name}`; columns: {}", known.join(", "))
-                })
-            })
-            .collect::<Result<_>>()?
-    };
+    let chosen: &[Column] = if args.columns.is_empty() { &Column::ALL } else { &args.columns };
     let rows: Vec<Vec<String>> = views
         .into_iter()
         .map(|view| {
-            let cells = [
-                view.created.replace('T', " ").trim_end_matches('Z').to_owned(),
-                view.id.get(..SHORT_ID).unwrap_or(&view.id).to_owned(),
-                view.env,
-                view.commit.map(|commit| commit.chars().take(10).collect()).unwrap_or_else(|| "-".into()),
-                view.trigger.to_owned(),
-                view.progress.to_string(),
-                view.state.to_owned(),
-                view.result.unwrap_or("-").to_owned(),
-                if view.restorable { "true" } else { "false" }.to_owned(),
-                bytes(view.size),
-            ];
-            chosen.iter().map(|index| cells[*index].clone()).collect()
+            let cell = |column: &Column| match column {
+                Column::Created => view.created.replace('T', " ").trim_end_matches('Z').to_owned(),
+                Column::Id => view.id.get(..SHORT_ID).unwrap_or(&view.id).to_owned(),
+                Column::Env => view.env.clone(),
+                Column::Commit => {
+                    view.commit.as_ref().map(|commit| commit.chars().take(10).collect()).unwrap_or_else(|| "-".into())
+                }
+                Column::Trigger => view.trigger.to_owned(),
+                Column::Progress => view.progress.to_string(),
+                Column::State => view.state.to_owned(),
+                Column::Result => view.result.unwrap_or("-").to_owned(),
+                Column::Restorable => if view.restorable { "true" } else { "false" }.to_owned(),
+                Column::Size => bytes(view.size),
+            };
+            chosen.iter().map(cell).collect()
         })
         .collect();
-    let header: Vec<&str> = chosen.iter().map(|index| COLUMNS[*index].1).collect();
+    let header: Vec<&str> = chosen.iter().map(|column| column.title()).collect();
     match args.format {
         Format::Table => {
             if rows.is_empty() {
