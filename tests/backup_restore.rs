@@ -361,6 +361,9 @@ fn a_pinned_snapshot_is_refused_by_delete_until_unpinned() -> TestResult {
     fs::write(uploads(&project).join("later.txt"), "later\n")?;
     let second = project.backup(&[])?;
     assert!(project.ok(&["pin", &first[..8]])?.starts_with(&format!("pinned snapshot {}", &first[..12])));
+    let shown = project.ok(&["show", &first[..8]])?;
+    assert!(shown.contains(&format!("Pinned       kept until `envsnap unpin {}`", &first[..12])), "{shown}");
+    assert!(!project.ok(&["show", &second[..8]])?.contains("Pinned"));
 
     // Deleting both is refused as a whole: the unpinned one is not deleted either.
     let said = project.fails(&["delete", &second[..12], &first[..12]], 1)?;

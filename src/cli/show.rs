@@ -41,7 +41,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         ("Trigger", manifest.trigger.to_string()),
         ("Mode", manifest.mode.as_str().to_owned()),
         ("State", "complete".into()),
-        ("Taken by", format!("{}@{}", manifest.user, manifest.host)),
+        ("Taken by", format!("{} on {}", manifest.user, manifest.host)),
         ("Size", bytes(manifest.size())),
         ("Stored", format!("{} new in the repository", bytes(manifest.stored))),
     ];
@@ -56,6 +56,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     }
     if let Some(expires) = manifest.expires {
         fields.push(("Expires", expires.to_rfc3339_opts(SecondsFormat::Secs, true)));
+    }
+    if repository.pinned()?.contains(&snapshot.id) {
+        fields.push(("Pinned", format!("kept until `envsnap unpin {}`", snapshot.id.short(12))));
     }
     if let Some(parent) = manifest.parent {
         fields.push(("Parent", parent.short(12)));
