@@ -175,6 +175,53 @@ restore = "cat > restored.txt"
 }
 
 #[test]
+fn snapshots_taken_by_schedules_and_restores_are_jobs_too() -> TestResult {
+    let project = Project::new(
+        r#"
+[[service]]
+name = "slow"
+type = "command"
+dump = "sleep 1; printf data"
+restore = "cat > restored.txt"
+
+[schedule]
+cron = "* * * * *"
+"#,
+    )?;
+    project.ok(&["init"])?;
+    let mut run = Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .args(["schedule", "run"])
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let running = loop {
+        let found = listed(&project)?.into_iter().find(|entry| entry["state"] == "running");
+        if found.is_some() || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let running = running.ok_or("the scheduled snapshot was never listed as running")?;
+    assert_eq!(running["trigger"], "schedule", "{running}");
+    assert!(run.wait()?.success());
+    let complete = listed(&project)?;
+    assert_eq!(complete.len(), 1, "the job gave way to its snapshot: {complete:?}");
+    assert_eq!((complete[0]["trigger"].as_str(), complete[0]["state"].as_str()), (Some("schedule"), Some("complete")));
+
+    // A restore's safety snapshot, the same way; its job ends with the restore.
+    project.ok(&["restore", "--yes"])?;
+    let triggers: Vec<String> = listed(&project)?
+        .iter()
+        .map(|entry| format!("{} {}", entry["trigger"].as_str().unwrap_or("?"), entry["state"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(triggers, ["safety complete", "schedule complete"]);
+    Ok(())
+}
+
+#[test]
 fn queued_backups_run_in_the_order_they_were_asked_for() -> TestResult {
     // Each dump prints the time it ran: the snapshots' data says in which order they went.
     let project = project_with_dump("sleep 0.5; date +%s%N")?;

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context as _, Result};
 use envsnap::Error;
@@ -13,7 +13,6 @@ use envsnap::element::mount::Mount;
 use envsnap::forget;
 use envsnap::id::ObjectId;
 use envsnap::jobs::{self, Job, JobRequest};
-use envsnap::progress::Progress;
 use envsnap::repository::{Access, Repository};
 use envsnap::snapshot::{ElementKind, Mode, Trigger};
 
@@ -22,8 +21,7 @@ use super::clock;
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, SnapshotView, bytes, counted};
 use super::output::{self, detail, note};
-use super::progress::reporter;
-use super::take::{Request, hostname, take, whoami};
+use super::take::{Request, hostname, jobs_catalog, take, whoami};
 
 /// Options of `envsnap backup`.
 #[derive(Debug, clap::Args)]
@@ -189,23 +187,10 @@ fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture
         }
     }
     catalog.start_job(&job.id, chrono::Utc::now())?;
-    // Progress is measured against the size of the environment's last snapshot.
-    let expected = repository.snapshots(Some(env))?.first().map(|last| last.manifest.size());
-    let bar = reporter();
-    let progress = JobProgress::new(context, &job.id, expected, bar.as_ref())?;
     // The configured keep_for is for what people ask for, not for automated snapshots.
     let keep_for = args.keep_for.or(retention.filter(|_| trigger == Trigger::Manual).and_then(|r| r.keep_for));
-    let request = Request {
-        env,
-        commit,
-        mounts,
-        services,
-        trigger,
-        mode,
-        note: args.note.clone(),
-        keep_for,
-        progress: Some(&progress),
-    };
+    let request =
+        Request { env, commit, mounts, services, trigger, mode, note: args.note.clone(), keep_for, job: Some(job) };
     let report = take(context, &repository, request)?;
     activity::snapshot(&report.snapshot.id);
     if let Some((limit, _, OverLimit::DropOldest)) = limit
@@ -215,16 +200,6 @@ fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture
         eprintln!("envsnap: warning: snapshot {} is complete, but: {error:#}", report.snapshot.id);
     }
     Ok(report)
-}
-
-/// The catalog of the repository, opened on its own for the jobs table: the job is
-/// recorded before the repository is opened for writing, which may wait.
-fn jobs_catalog(context: &Context) -> Result<Catalog> {
-    let root = &context.repository_path;
-    if !root.join("config.json").is_file() {
-        return Err(Error::RepositoryMissing { path: root.clone() }.into());
-    }
-    Ok(Catalog::open(&root.join("catalog.sqlite"))?)
 }
 
 /// Starts this same command again as a process of its own that runs job `job`,
@@ -261,83 +236,6 @@ fn ignore_hangup() -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGHUP, std::sync::Arc::new(AtomicBool::new(false)))
         .context("ignoring SIGHUP")?;
     Ok(())
-}
-
-/// Progress of a running job: into the catalog (at most twice a second) for `list`
-/// and `wait`, and on to the terminal's bar.
-struct JobProgress<'a> {
-    id: &'a str,
-    /// The size of the environment's last snapshot.
-    expected: Option<u64>,
-    /// Without a last snapshot: the sum of the estimates of the mounts counted so far.
-    estimated: AtomicU64,
-    done: AtomicU64,
-    /// A connection of its own, the last write's time and figure.
-    written: std::sync::Mutex<(Catalog, std::time::Instant, u8)>,
-    bar: &'a dyn Progress,
-}
-
-impl<'a> JobProgress<'a> {
-    fn new(context: &Context, id: &'a str, expected: Option<u64>, bar: &'a dyn Progress) -> Result<Self> {
-        let long_ago = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(1));
-        Ok(JobProgress {
-            id,
-            expected,
-            estimated: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-            written: std::sync::Mutex::new((
-                jobs_catalog(context)?,
-                long_ago.unwrap_or_else(std::time::Instant::now),
-                0,
-            )),
-            bar,
-        })
-    }
-}
-
-impl Progress for JobProgress<'_> {
-    fn begin(&self, phase: &str, total_bytes: Option<u64>) {
-        self.bar.begin(phase, total_bytes);
-    }
-
-    fn estimate(&self, total_bytes: u64) {
-        self.bar.estimate(total_bytes);
-        self.estimated.fetch_add(total_bytes, Ordering::Relaxed);
-        // What was read while the count ran may already be a figure worth writing.
-        self.report(self.done.load(Ordering::Relaxed));
-    }
-
-    fn add_bytes(&self, bytes: u64) {
-        self.bar.add_bytes(bytes);
-        self.report(self.done.fetch_add(bytes, Ordering::Relaxed) + bytes);
-    }
-
-    fn add_file(&self) {
-        self.bar.add_file();
-    }
-
-    fn finish(&self) {
-        self.bar.finish();
-    }
-}
-
-impl JobProgress<'_> {
-    /// Writes the figure `done` bytes make, if it grew and the last write is old enough.
-    fn report(&self, done: u64) {
-        let expected = self.expected.unwrap_or_else(|| self.estimated.load(Ordering::Relaxed));
-        if expected == 0 {
-            return;
-        }
-        // Never 100 before the snapshot is published.
-        let percent = u8::try_from((done.saturating_mul(100) / expected).min(99)).unwrap_or(99);
-        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (catalog, last, figure) = &mut *written;
-        if percent > *figure && last.elapsed() >= std::time::Duration::from_millis(500) {
-            // Progress is a courtesy: a busy catalog must not fail the backup.
-            let _ = catalog.set_job_progress(self.id, percent);
-            (*last, *figure) = (std::time::Instant::now(), percent);
-        }
-    }
 }
 
 /// Deletes the oldest manual snapshots of `env` past `limit`, sparing those that are

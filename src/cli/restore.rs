@@ -290,7 +290,7 @@ pub fn into_environment(
                 mode: Mode::Live,
                 note: Some(format!("taken before restoring snapshot {}", snapshot.id.short(SHORT_ID))),
                 keep_for: None,
-                progress: None,
+                job: None,
             };
             let safety = take(context, repository, request)?.snapshot;
             activity::detail(format!("safety snapshot {} taken first", safety.id.short(SHORT_ID)));

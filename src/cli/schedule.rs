@@ -219,7 +219,7 @@ fn snapshot(
         mode: if schedule.live { Mode::Live } else { Mode::Consistent },
         note: None,
         keep_for: None,
-        progress: None,
+        job: None,
     };
     take(context, repository, request)
 }

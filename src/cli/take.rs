@@ -1,10 +1,16 @@
-//! Taking a snapshot from the command line: the backup itself, then its git note.
-//! Shared by `backup`, the safety snapshot of `restore`, and the git hooks.
+//! Taking a snapshot from the command line: the backup itself as a job, then its git
+//! note. Shared by `backup`, the safety snapshot of `restore`, the git hooks and
+//! `schedule run`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
+use envsnap::Error;
 use envsnap::backup::{BackupOptions, BackupReport, PauseControl, ServiceSource, backup};
+use envsnap::catalog::Catalog;
 use envsnap::element::mount::Mount;
 use envsnap::git::notes;
+use envsnap::jobs::{self, Job, JobRequest};
 use envsnap::progress::Progress;
 use envsnap::repository::Repository;
 use envsnap::snapshot::{Mode, Snapshot, Trigger};
@@ -31,8 +37,11 @@ pub struct Request<'a> {
     pub note: Option<String>,
     /// Days retention must keep it, whatever the rules say.
     pub keep_for: Option<u32>,
-    /// Where progress goes; `None`: a bar on a terminal.
-    pub progress: Option<&'a dyn Progress>,
+    /// The job this snapshot is, recorded and started by `backup`. `None`: the
+    /// snapshot is recorded as a job of its own, running from the start (its caller
+    /// holds the writers' lock), so that `list` and `status` show the snapshots of
+    /// hooks, schedules and restores at work too, and a killed one is marked failed.
+    pub job: Option<&'a Job>,
 }
 
 /// Takes the snapshot and notes its id on its commit (`refs/notes/envsnap`). A note
@@ -46,6 +55,16 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         _ => None,
     };
     let created = clock::now()?;
+    let user = envsnap::git::branch::user_email(context.work_tree()).unwrap_or_else(whoami);
+    let record = match request.job {
+        Some(job) => JobRecord::Given(job),
+        None => JobRecord::Own(Box::new(OwnJob::start(context, &request, &user, created)?)),
+    };
+    let job = record.job();
+    // Progress is measured against the size of the environment's last snapshot.
+    let expected = repository.snapshots(Some(request.env))?.first().map(|last| last.manifest.size());
+    let bar = reporter();
+    let progress = JobProgress::new(context, &job.id, expected, bar.as_ref())?;
     let options = BackupOptions {
         env: request.env.to_owned(),
         commit: request.commit,
@@ -54,16 +73,17 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         mode: request.mode,
         note: request.note,
         expires: request.keep_for.map(|days| created + chrono::Duration::days(i64::from(days))),
-        user: envsnap::git::branch::user_email(context.work_tree()).unwrap_or_else(whoami),
+        user,
         host: hostname(),
         mounts: request.mounts,
         services: request.services,
         pause: pause.map(|pause| Box::new(pause) as Box<dyn PauseControl>),
     };
-    // A bar only when the caller brings no progress of its own.
-    let bar = request.progress.is_none().then(reporter);
-    let progress = request.progress.or(bar.as_deref()).unwrap_or(&envsnap::progress::NoProgress);
-    let report = backup(repository, &options, progress)?;
+    let outcome = backup(repository, &options, &progress);
+    if let JobRecord::Own(own) = &record {
+        own.finish(&outcome);
+    }
+    let report = outcome?;
     if let Some(error) = &report.resume_error {
         eprintln!("envsnap: {error}; the snapshot is complete, but the environment may still be paused");
     }
@@ -73,6 +93,156 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         eprintln!("envsnap: warning: could not note snapshot {} on commit {commit}: {error}", report.snapshot.id);
     }
     Ok(report)
+}
+
+/// The job a snapshot is: its caller's, or one of its own.
+enum JobRecord<'a> {
+    /// Recorded, started and finished by the caller (`backup`).
+    Given(&'a Job),
+    /// Recorded here; finished here too.
+    Own(Box<OwnJob>),
+}
+
+impl JobRecord<'_> {
+    fn job(&self) -> &Job {
+        match self {
+            JobRecord::Given(job) => job,
+            JobRecord::Own(own) => &own.job,
+        }
+    }
+}
+
+/// The job a snapshot taken without one is recorded as, and the lock that says it is
+/// alive.
+struct OwnJob {
+    job: Job,
+    catalog: Catalog,
+    _alive: std::fs::File,
+}
+
+impl OwnJob {
+    /// Records the job of `request`, running from now.
+    fn start(
+        context: &Context,
+        request: &Request<'_>,
+        user: &str,
+        created: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Self> {
+        let asked = JobRequest {
+            env: request.env,
+            commit: request.commit.clone(),
+            trigger: request.trigger,
+            mode: request.mode,
+            user,
+            host: &hostname(),
+        };
+        let job = Job::new(asked, created);
+        let alive = jobs::hold(&context.repository_path, &job.id)?;
+        let catalog = jobs_catalog(context)?;
+        catalog.add_job(&job)?;
+        catalog.start_job(&job.id, chrono::Utc::now())?;
+        Ok(OwnJob { job, catalog, _alive: alive })
+    }
+
+    /// Records how the backup ended. The backup's own outcome is what counts: a record
+    /// that cannot be written is a warning.
+    fn finish(&self, outcome: &envsnap::Result<BackupReport>) {
+        let now = chrono::Utc::now();
+        let recorded = match outcome {
+            Ok(report) => self.catalog.finish_job(&self.job.id, now, Some(&report.snapshot.id), None),
+            Err(error) => self.catalog.finish_job(&self.job.id, now, None, Some(&error.to_string())),
+        };
+        if let Err(error) = recorded {
+            eprintln!("envsnap: warning: could not record the end of job {}: {error}", self.job.id);
+        }
+    }
+}
+
+/// The catalog of the repository, opened on its own for the jobs table: the job is
+/// recorded before the repository is opened for writing, which may wait.
+pub fn jobs_catalog(context: &Context) -> Result<Catalog> {
+    let root = &context.repository_path;
+    if !root.join("config.json").is_file() {
+        return Err(Error::RepositoryMissing { path: root.clone() }.into());
+    }
+    Ok(Catalog::open(&root.join("catalog.sqlite"))?)
+}
+
+/// Progress of a running job: into the catalog (at most twice a second) for `list`
+/// and `wait`, and on to the terminal's bar.
+struct JobProgress<'a> {
+    id: &'a str,
+    /// The size of the environment's last snapshot.
+    expected: Option<u64>,
+    /// Without a last snapshot: the sum of the estimates of the mounts counted so far.
+    estimated: AtomicU64,
+    done: AtomicU64,
+    /// A connection of its own, the last write's time and figure.
+    written: std::sync::Mutex<(Catalog, std::time::Instant, u8)>,
+    bar: &'a dyn Progress,
+}
+
+impl<'a> JobProgress<'a> {
+    fn new(context: &Context, id: &'a str, expected: Option<u64>, bar: &'a dyn Progress) -> Result<Self> {
+        let long_ago = std::time::Instant::now().checked_sub(std::time::Duration::from_secs(1));
+        Ok(JobProgress {
+            id,
+            expected,
+            estimated: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            written: std::sync::Mutex::new((
+                jobs_catalog(context)?,
+                long_ago.unwrap_or_else(std::time::Instant::now),
+                0,
+            )),
+            bar,
+        })
+    }
+}
+
+impl Progress for JobProgress<'_> {
+    fn begin(&self, phase: &str, total_bytes: Option<u64>) {
+        self.bar.begin(phase, total_bytes);
+    }
+
+    fn estimate(&self, total_bytes: u64) {
+        self.bar.estimate(total_bytes);
+        self.estimated.fetch_add(total_bytes, Ordering::Relaxed);
+        // What was read while the count ran may already be a figure worth writing.
+        self.report(self.done.load(Ordering::Relaxed));
+    }
+
+    fn add_bytes(&self, bytes: u64) {
+        self.bar.add_bytes(bytes);
+        self.report(self.done.fetch_add(bytes, Ordering::Relaxed) + bytes);
+    }
+
+    fn add_file(&self) {
+        self.bar.add_file();
+    }
+
+    fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+impl JobProgress<'_> {
+    /// Writes the figure `done` bytes make, if it grew and the last write is old enough.
+    fn report(&self, done: u64) {
+        let expected = self.expected.unwrap_or_else(|| self.estimated.load(Ordering::Relaxed));
+        if expected == 0 {
+            return;
+        }
+        // Never 100 before the snapshot is published.
+        let percent = u8::try_from((done.saturating_mul(100) / expected).min(99)).unwrap_or(99);
+        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (catalog, last, figure) = &mut *written;
+        if percent > *figure && last.elapsed() >= std::time::Duration::from_millis(500) {
+            // Progress is a courtesy: a busy catalog must not fail the backup.
+            let _ = catalog.set_job_progress(self.id, percent);
+            (*last, *figure) = (std::time::Instant::now(), percent);
+        }
+    }
 }
 
 /// The `pause` and `resume` commands of envsnap.toml, run with `sh -c` in the work tree.
