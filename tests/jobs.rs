@@ -247,7 +247,8 @@ fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
     until(&project, &id, Duration::from_secs(5), |entry| entry["state"] == "running")?;
     let pid_file = project.root().join("worker.pid");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !pid_file.exists() && Instant::now() < deadline {
+    // The shell creates the file before it writes the pid: wait for the pid.
+    while fs::read_to_string(&pid_file).map_or(true, |pid| pid.trim().is_empty()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = fs::read_to_string(&pid_file)?.trim().to_owned();
