@@ -71,6 +71,9 @@ fn no_wait_returns_at_once_and_wait_ends_with_the_snapshot() -> TestResult {
     assert_eq!(running["state"], "running");
     assert_eq!(running["result"], serde_json::Value::Null);
     assert_eq!(running["restorable"], false);
+    let status = project.ok(&["status"])?;
+    assert!(status.contains(&format!("running      manual backup {} of main, ", &id[..12])), "{status}");
+    assert!(!status.contains("process "), "the job's line says what the lock's note would: {status}");
     // Commands given the job's id say it is not done yet.
     let stderr = project.fails(&["restore", &id[..12], "--to", "out"], 1)?;
     assert!(stderr.contains("is running") && stderr.contains(&format!("envsnap wait {}", &id[..12])), "{stderr}");
@@ -266,7 +269,7 @@ fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
     let stderr = project.fails(&["wait", &id], 1)?;
     assert!(stderr.contains("failed") && stderr.contains("take the snapshot again"), "{stderr}");
     let status = project.ok(&["status"])?;
-    assert!(!status.contains("running      backup"), "{status}");
+    assert!(!status.contains("running      manual backup"), "{status}");
     // The process could not log its own end; the next command logged it for it.
     let log: serde_json::Value = serde_json::from_str(&project.ok(&["activity", "--json"])?)?;
     let failures: Vec<&serde_json::Value> =

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use envsnap::activity::Activity;
+use envsnap::jobs::JobState;
 use envsnap::repository::Access;
 use envsnap::snapshot::Trigger;
 use envsnap::store::lock::RepositoryLock;
@@ -125,18 +126,24 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         }
         _ => writeln!(out, "schedule     none for this environment")?,
     }
+    // A running backup holds the writers' lock: its job line says more than the
+    // lock's note, which is shown for the writers that are not backups (a prune, say).
+    let backing_up = status.jobs.iter().any(|job| job.state == JobState::Running.as_str());
     match &status.running {
-        Some(holder) => writeln!(out, "running      {holder}")?,
-        None => writeln!(out, "running      nothing")?,
+        Some(holder) if !backing_up => writeln!(out, "running      {holder}")?,
+        None if status.jobs.is_empty() => writeln!(out, "running      nothing")?,
+        _ => {}
     }
     for job in &status.jobs {
         writeln!(
             out,
-            "{:<12} backup {} of {}, {}%",
+            "{:<12} {} backup {} of {}, {}%, asked for {}",
             job.state,
+            job.trigger,
             job.id.get(..SHORT_ID).unwrap_or(&job.id),
             job.env,
-            job.progress
+            job.progress,
+            job.created.replace('T', " ").trim_end_matches('Z'),
         )?;
     }
     for (index, entry) in status.recent.iter().enumerate() {
