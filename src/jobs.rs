@@ -1,14 +1,15 @@
 //! Backups as jobs: `queued` while they wait for the repository, `running` with a
 //! progress figure, then `complete` or `failed`.
 //!
-//! Every backup is recorded as a job in the catalog before it starts, so that
+//! Every snapshot is recorded as a job in the catalog before it starts, so that
 //! `list` and `status` show what is waiting and what is running, and `wait` can
 //! follow a backup started with `--no-wait`. The process that runs a job holds an
 //! exclusive `flock` on `jobs/<id>.lock` in the repository for as long as it lives;
 //! the kernel drops it when the process dies, however it dies. So a job left
 //! `queued` or `running` whose lock anyone can take is dead, and the next command
 //! that looks marks it `failed` ([`reap`]): the catalog never claims a dead
-//! process is still at work.
+//! process is still at work. Jobs run in the order they were asked for
+//! ([`wait_for_turn`]), and their records go [`RECORD_DAYS`] after they end.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -174,27 +175,43 @@ pub fn hold(root: &Path, id: &str) -> Result<std::fs::File> {
 pub const DIED: &str = "the process running it ended before the snapshot was complete (killed, crashed, \
                         or the machine stopped); nothing of it was published: take the snapshot again";
 
+/// Days the record of an ended job is kept: `wait` and the commands that accept a
+/// job's id need it for a while after the job ends, nobody for long.
+pub const RECORD_DAYS: i64 = 30;
+
+/// Records the end of job `id` — complete with `snapshot`, or failed with `error` —
+/// and removes its lock file, and its log when it completed (a failed job's log
+/// stays, for whoever looks into why, until the record goes).
+pub fn finish(
+    root: &Path,
+    catalog: &Catalog,
+    id: &str,
+    snapshot: Option<&ObjectId>,
+    error: Option<&str>,
+) -> Result<()> {
+    catalog.finish_job(id, Utc::now(), snapshot, error)?;
+    // The job has ended in the catalog first: a reaper that finds the file gone
+    // finds the job ended too, and leaves it be.
+    let path = lock_path(root, id);
+    let _ = std::fs::remove_file(&path);
+    if snapshot.is_some() {
+        let _ = std::fs::remove_file(path.with_extension("log"));
+    }
+    Ok(())
+}
+
 /// Marks `failed` every job left `queued` or `running` whose process is gone, records
-/// each in the activity log as the failed backup it was, and removes the lock files of
-/// ended jobs. Returns how many it marked.
+/// each in the activity log as the failed backup it was, and forgets the records of
+/// jobs that ended more than [`RECORD_DAYS`] ago. Returns how many it marked.
 pub fn reap(root: &Path, catalog: &Catalog) -> Result<usize> {
     let mut reaped = 0;
-    for job in catalog.jobs(None)? {
-        let path = lock_path(root, &job.id);
-        if job.state.ended() {
-            let _ = std::fs::remove_file(&path);
-            // A failed job's log stays, for whoever looks into why.
-            if job.state == JobState::Complete {
-                let _ = std::fs::remove_file(path.with_extension("log"));
-            }
-            continue;
-        }
+    for job in catalog.unfinished_jobs(None)? {
         if alive(root, &job.id)? {
             continue;
         }
         let now = Utc::now();
         if catalog.fail_dead_job(&job.id, now, DIED)? {
-            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(lock_path(root, &job.id));
             // The process that died could not say so itself.
             catalog.record(&Activity {
                 started: job.created,
@@ -209,6 +226,11 @@ pub fn reap(root: &Path, catalog: &Catalog) -> Result<usize> {
             })?;
             reaped += 1;
         }
+    }
+    for id in catalog.remove_jobs_ended_before(Utc::now() - chrono::Duration::days(RECORD_DAYS))? {
+        let path = lock_path(root, &id);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("log"));
     }
     Ok(reaped)
 }
@@ -240,5 +262,83 @@ pub fn wait_for_turn(root: &Path, catalog: &Catalog, id: &str, waiting: &mut dyn
             told = true;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    fn job(env: &str, created: DateTime<Utc>) -> Job {
+        let request =
+            JobRequest { env, commit: None, trigger: Trigger::Manual, mode: Mode::Live, user: "ann", host: "box" };
+        Job::new(request, created)
+    }
+
+    #[test]
+    fn reap_fails_the_dead_spares_the_living_and_forgets_the_old() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let catalog = Catalog::open(&dir.path().join("catalog.sqlite"))?;
+        let now = Utc::now();
+        let living = job("main", now);
+        let _held = hold(dir.path(), &living.id)?;
+        catalog.add_job(&living)?;
+        catalog.start_job(&living.id, now)?;
+        // A lock file nobody holds: its process is gone.
+        let dead = job("feature", now);
+        drop(hold(dir.path(), &dead.id)?);
+        catalog.add_job(&dead)?;
+        let old = job("main", now - chrono::Duration::days(RECORD_DAYS + 2));
+        catalog.add_job(&old)?;
+        catalog.finish_job(&old.id, now - chrono::Duration::days(RECORD_DAYS + 1), None, Some("it failed"))?;
+        let recent = job("main", now - chrono::Duration::days(2));
+        catalog.add_job(&recent)?;
+        catalog.finish_job(&recent.id, now - chrono::Duration::days(1), None, Some("it failed too"))?;
+
+        assert_eq!(reap(dir.path(), &catalog)?, 1);
+        let states: Vec<(String, JobState)> = catalog.jobs(None)?.into_iter().map(|job| (job.id, job.state)).collect();
+        // Newest recorded first; the old record is gone.
+        assert_eq!(
+            states,
+            [
+                (recent.id, JobState::Failed),
+                (dead.id.clone(), JobState::Failed),
+                (living.id.clone(), JobState::Running)
+            ]
+        );
+        assert!(!lock_path(dir.path(), &dead.id).exists());
+        let logged = catalog.activities(None, None)?;
+        assert_eq!(logged.len(), 1);
+        assert_eq!((logged[0].env.as_deref(), logged[0].result), (Some("feature"), Outcome::Failure));
+        assert_eq!((logged[0].user.as_str(), logged[0].host.as_str()), ("ann", "box"));
+        // Nothing more to do the second time.
+        assert_eq!(reap(dir.path(), &catalog)?, 0);
+        assert_eq!(catalog.activities(None, None)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_job_waits_for_those_asked_for_before_it_of_any_environment() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let catalog = Catalog::open(&dir.path().join("catalog.sqlite"))?;
+        let now = Utc::now();
+        let (first, second, third) = (job("main", now), job("staging", now), job("main", now));
+        let mut locks = Vec::new();
+        for job in [&first, &second, &third] {
+            locks.push(hold(dir.path(), &job.id)?);
+            catalog.add_job(job)?;
+        }
+        assert_eq!(catalog.job_ahead_of(&first.id)?, None);
+        assert_eq!(catalog.job_ahead_of(&third.id)?.map(|job| job.id), Some(first.id.clone()));
+        finish(dir.path(), &catalog, &first.id, Some(&ObjectId::of(b"snapshot")), None)?;
+        assert!(!lock_path(dir.path(), &first.id).exists(), "an ended job's lock file goes");
+        assert_eq!(catalog.job_ahead_of(&third.id)?.map(|job| job.id), Some(second.id.clone()));
+        // The second's process dies: waiting reaps it, and the third goes.
+        drop(locks.remove(1));
+        wait_for_turn(dir.path(), &catalog, &third.id, &mut |_| {})?;
+        assert_eq!(catalog.jobs_with_prefix(&second.id)?[0].state, JobState::Failed);
+        Ok(())
     }
 }

@@ -475,6 +475,21 @@ impl Catalog {
         self.select_jobs("WHERE ?1 IS NULL OR env = ?1", env)
     }
 
+    /// The jobs that have not ended (`queued` or `running`), newest first; only those
+    /// of `env` when given.
+    pub fn unfinished_jobs(&self, env: Option<&str>) -> Result<Vec<Job>> {
+        self.select_jobs("WHERE state IN ('queued', 'running') AND (?1 IS NULL OR env = ?1)", env)
+    }
+
+    /// Removes the records of the jobs that ended before `cutoff`; returns their ids.
+    pub fn remove_jobs_ended_before(&self, cutoff: DateTime<Utc>) -> Result<Vec<String>> {
+        let mut statement = self
+            .connection
+            .prepare("DELETE FROM jobs WHERE state IN ('complete', 'failed') AND finished < ?1 RETURNING id")
+            .map_err(|e| self.error(e))?;
+        statement.query_map([time(cutoff)], |row| row.get(0)).and_then(Iterator::collect).map_err(|e| self.error(e))
+    }
+
     /// The oldest job recorded before job `id` that has not ended, if any: the one
     /// that goes first.
     pub fn job_ahead_of(&self, id: &str) -> Result<Option<Job>> {

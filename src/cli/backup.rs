@@ -97,7 +97,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         Ok(report) => {
             // The snapshot is published: a job record that cannot be written (a full
             // disk, say) must not make it look failed.
-            if let Err(error) = catalog.finish_job(&job.id, chrono::Utc::now(), Some(&report.snapshot.id), None) {
+            if let Err(error) =
+                jobs::finish(&context.repository_path, &catalog, &job.id, Some(&report.snapshot.id), None)
+            {
                 eprintln!(
                     "envsnap: warning: snapshot {} is complete, but its job record is not: {error}",
                     report.snapshot.id
@@ -108,7 +110,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         Err(error) => {
             // A refused job was removed, and this changes nothing. The backup's own
             // error is the one to report, even if its record cannot be written.
-            if let Err(record) = catalog.finish_job(&job.id, chrono::Utc::now(), None, Some(&format!("{error:#}"))) {
+            let failure = format!("{error:#}");
+            if let Err(record) = jobs::finish(&context.repository_path, &catalog, &job.id, None, Some(&failure)) {
                 eprintln!("envsnap: warning: could not record the failure of job {}: {record}", job.id);
             }
             return Err(error);

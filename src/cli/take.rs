@@ -116,6 +116,7 @@ impl JobRecord<'_> {
 /// alive.
 struct OwnJob {
     job: Job,
+    root: std::path::PathBuf,
     catalog: Catalog,
     _alive: std::fs::File,
 }
@@ -141,17 +142,17 @@ impl OwnJob {
         let catalog = jobs_catalog(context)?;
         catalog.add_job(&job)?;
         catalog.start_job(&job.id, chrono::Utc::now())?;
-        Ok(OwnJob { job, catalog, _alive: alive })
+        Ok(OwnJob { job, root: context.repository_path.clone(), catalog, _alive: alive })
     }
 
     /// Records how the backup ended. The backup's own outcome is what counts: a record
     /// that cannot be written is a warning.
     fn finish(&self, outcome: &envsnap::Result<BackupReport>) {
-        let now = chrono::Utc::now();
-        let recorded = match outcome {
-            Ok(report) => self.catalog.finish_job(&self.job.id, now, Some(&report.snapshot.id), None),
-            Err(error) => self.catalog.finish_job(&self.job.id, now, None, Some(&error.to_string())),
+        let (snapshot, error) = match outcome {
+            Ok(report) => (Some(&report.snapshot.id), None),
+            Err(error) => (None, Some(error.to_string())),
         };
+        let recorded = jobs::finish(&self.root, &self.catalog, &self.job.id, snapshot, error.as_deref());
         if let Err(error) = recorded {
             eprintln!("envsnap: warning: could not record the end of job {}: {error}", self.job.id);
         }
