@@ -20,6 +20,23 @@ pub fn reporter() -> Box<dyn Progress> {
     }
 }
 
+/// A bar of a job's percent complete, for `wait`, when stderr is a terminal (and not
+/// `--quiet`): the job's process reports bytes to its catalog record as a percent, so
+/// percent is what a watcher can show.
+pub fn percent_bar(message: String) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() || !super::output::says(super::output::Level::Normal) {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{msg:20} [{bar:30}] {pos:>3}% {elapsed}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    Some(bar)
+}
+
 impl Bar {
     /// A bar against `total` bytes with the rate and time left, or a spinner with the
     /// rate alone when the total is not known.

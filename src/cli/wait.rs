@@ -9,6 +9,7 @@ use envsnap::repository::Access;
 use super::context::{Context, Global};
 use super::format::SHORT_ID;
 use super::output::note;
+use super::progress::percent_bar;
 
 /// Options of `envsnap wait`.
 #[derive(Debug, clap::Args)]
@@ -39,6 +40,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     };
     let short = id.get(..SHORT_ID).unwrap_or(&id);
     let mut said = None;
+    let mut bar = None;
     loop {
         let jobs = repository.jobs_with_prefix(&id)?;
         let job = match jobs.as_slice() {
@@ -51,6 +53,20 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             }
             _ => bail!("`{id}` matches {} jobs: give more characters of the id", jobs.len()),
         };
+        // On a terminal, a running job's percent as a bar.
+        if job.state == JobState::Running {
+            if bar.is_none() {
+                bar = percent_bar(format!("backup of {}", job.env));
+            }
+            if let Some(bar) = &bar {
+                bar.set_position(u64::from(job.progress));
+            }
+        }
+        if job.state.ended()
+            && let Some(bar) = bar.take()
+        {
+            bar.finish_and_clear();
+        }
         match job.state {
             JobState::Complete => {
                 println!("{}", job.snapshot.as_deref().unwrap_or_default());
@@ -62,7 +78,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
                 job.error.as_deref().unwrap_or("no reason was recorded")
             ),
             state @ (JobState::Queued | JobState::Running) => {
-                if said != Some(state) {
+                // A bar says it all, once there is one.
+                if said != Some(state) && bar.is_none() {
                     note!("waiting for the backup of {} ({short}): {}", job.env, state.as_str());
                     said = Some(state);
                 }
