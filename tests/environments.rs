@@ -245,6 +245,45 @@ fn consistent_snapshots_pause_and_resume_the_environment() -> TestResult {
 }
 
 #[test]
+fn a_paused_backup_that_is_told_to_stop_resumes_the_environment_first() -> TestResult {
+    // What `systemctl stop`, `kill` and Ctrl-C send: the environment must not stay in
+    // maintenance mode because the snapshot was stopped.
+    let config = format!(
+        "pause = \"echo paused >> events.log\"\nresume = \"echo resumed >> events.log\"\n{CONFIG}\n\
+         [[service]]\nname = \"slow\"\ntype = \"command\"\ndump = \"sleep 30\"\nrestore = \"cat\"\n"
+    );
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "data")?;
+    for signal in ["-TERM", "-INT"] {
+        fs::write(project.root().join("events.log"), "")?;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_envsnap"))
+            .arg("backup")
+            .current_dir(project.root())
+            .env("ENVSNAP_REPOSITORY", &project.repository)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while fs::read_to_string(project.root().join("events.log"))? != "paused\n" {
+            assert!(std::time::Instant::now() < deadline, "the backup never paused the environment");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(std::process::Command::new("kill").args([signal, &child.id().to_string()]).status()?.success());
+        let output = child.wait_with_output()?;
+        assert!(!output.status.success(), "{signal}: {:?}", output.status);
+        assert_eq!(fs::read_to_string(project.root().join("events.log"))?, "paused\nresumed\n", "{signal}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("resuming the environment"), "{signal}: {stderr}");
+    }
+    // Nothing was published; the jobs are failed.
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&project.ok(&["list", "--json"])?)?;
+    assert!(listed.iter().all(|entry| entry["state"] == "failed"), "{listed:?}");
+    Ok(())
+}
+
+#[test]
 fn a_consistent_snapshot_holds_the_data_as_it_was_while_paused() -> TestResult {
     // The application's last write lands just as it is paused: the first, live pass has
     // already read the file, so only the second, paused, pass can hold the new content.

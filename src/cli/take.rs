@@ -273,7 +273,8 @@ impl PauseControl for ShellPause {
         if let Some(resume) = &self.resume {
             *PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some((self.work_tree.clone(), resume.clone()));
-            // Installed once per process; a second install fails harmlessly.
+            // Installed once per process; a second install fails harmlessly. It takes
+            // SIGINT, SIGTERM and SIGHUP (the `termination` feature of ctrlc).
             let _ = ctrlc::set_handler(|| {
                 let paused = PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
                 if let Some((work_tree, resume)) = paused {
