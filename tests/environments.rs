@@ -257,7 +257,7 @@ fn a_paused_backup_that_is_told_to_stop_resumes_the_environment_first() -> TestR
     write(&project, "main", "a.txt", "data")?;
     for signal in ["-TERM", "-INT"] {
         fs::write(project.root().join("events.log"), "")?;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_envsnap"))
             .arg("backup")
             .current_dir(project.root())
             .env("ENVSNAP_REPOSITORY", &project.repository)
