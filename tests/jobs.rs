@@ -324,6 +324,15 @@ fn json_carries_every_documented_field_for_jobs_and_snapshots() -> TestResult {
     let snapshot = project.ok(&["wait", "latest"])?.trim().to_owned();
     assert_eq!(entry(&project, &snapshot)?.ok_or("listed")?["state"], "complete");
     assert_eq!(project.ok(&["wait", &id])?.trim(), snapshot);
+    // --no-wait --json prints the queued job as the snapshot object it will become.
+    let queued: serde_json::Value = serde_json::from_str(&project.ok(&["backup", "--no-wait", "--json"])?)?;
+    for field in fields {
+        assert!(queued.get(field).is_some(), "{field} missing in {queued}");
+    }
+    assert_eq!((queued["state"].as_str(), queued["progress"].as_u64()), (Some("queued"), Some(0)), "{queued}");
+    assert_eq!(queued["result"], serde_json::Value::Null);
+    let queued_id = queued["id"].as_str().ok_or("an id")?;
+    project.ok(&["wait", queued_id])?;
     Ok(())
 }
 

@@ -47,9 +47,10 @@ pub struct Args {
     /// Why the snapshot is taken (used by hooks and schedules).
     #[arg(long, default_value = "manual", hide = true)]
     pub trigger: String,
-    /// Return at once, printing the job's id, while the snapshot is taken by a process
-    /// of its own; `envsnap wait ID` waits for it.
-    #[arg(long, conflicts_with = "json")]
+    /// Return at once, printing the job's id (with --json: the queued job as a snapshot
+    /// object), while the snapshot is taken by a process of its own; `envsnap wait ID`
+    /// waits for it.
+    #[arg(long)]
     pub no_wait: bool,
     /// Run the queued job ID (the process `--no-wait` starts).
     #[arg(long, hide = true, value_name = "ID")]
@@ -86,7 +87,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             let alive = jobs::hold(&context.repository_path, &job.id)?;
             catalog.add_job(&job)?;
             if args.no_wait {
-                return start_in_background(&context, &job, alive);
+                return start_in_background(&context, &job, alive, args.json);
             }
             (job, Some(alive))
         }
@@ -207,7 +208,7 @@ fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture
 
 /// Starts this same command again as a process of its own that runs job `job`,
 /// handing it the job's lock as its standard input, and returns.
-fn start_in_background(context: &Context, job: &Job, alive: std::fs::File) -> Result<()> {
+fn start_in_background(context: &Context, job: &Job, alive: std::fs::File, json: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let log_path = context.repository_path.join("jobs").join(format!("{}.log", job.id));
     let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
@@ -224,7 +225,13 @@ fn start_in_background(context: &Context, job: &Job, alive: std::fs::File) -> Re
         .process_group(0)
         .spawn()
         .context("starting the background backup")?;
-    println!("{}", job.id);
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &SnapshotView::of_job(job))?;
+        writeln!(out)?;
+    } else {
+        writeln!(out, "{}", job.id)?;
+    }
     note!(
         "backup of {} queued as {}; `envsnap wait {}` waits for it, `envsnap list` shows its progress",
         job.env,
