@@ -248,6 +248,28 @@ fn a_run_in_a_daylight_saving_gap_is_taken_once() -> TestResult {
 }
 
 #[test]
+fn a_run_in_the_hour_daylight_saving_repeats_is_taken_once() -> TestResult {
+    let project = Project::new(&SCHEDULED.replace("0 3 * * *", "30 1 * * *").replace(", \"staging\"", ""))?;
+    project.ok(&["init"])?;
+    fs::create_dir_all(project.root().join("data"))?;
+    fs::write(project.root().join("data/file.txt"), "main data")?;
+    // 2026-11-01 in New York: 02:00 EDT goes back to 01:00 EST, so 01:30 comes twice,
+    // at 05:30 and 06:30 UTC. Runs at 01:35 EDT, 01:50 EDT and 01:35 EST take one
+    // snapshot between them; the next day's run takes the next.
+    for now in ["2026-11-01T05:35:00Z", "2026-11-01T05:50:00Z", "2026-11-01T06:35:00Z", "2026-11-02T06:31:00Z"] {
+        let output = project.run_with_env(
+            &["schedule", "run"],
+            &[("ENVSNAP_NOW", OsStr::new(now)), ("TZ", OsStr::new("America/New_York"))],
+        )?;
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let created: Vec<String> =
+        project.snapshots()?.iter().filter_map(|s| s["created"].as_str().map(str::to_owned)).collect();
+    assert_eq!(created, ["2026-11-02T06:31:00Z", "2026-11-01T05:35:00Z"]);
+    Ok(())
+}
+
+#[test]
 fn keep_for_from_the_config_dates_manual_snapshots_only() -> TestResult {
     let project = Project::new(&format!("{MOUNT}\n[retention]\npreset = \"essential\"\nkeep_for = 10\n"))?;
     project.ok(&["init"])?;

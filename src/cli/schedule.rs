@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
-use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Local, NaiveDateTime, Offset, Utc};
 use envsnap::config::{Config, Schedule};
 use envsnap::forget;
 use envsnap::repository::{Access, Repository};
@@ -155,16 +155,31 @@ fn config_schedule<'a>(context: &Context, config: &'a Config) -> Result<&'a Sche
 }
 
 /// The latest run of the schedule at or before `now`. Cron expressions are read in
-/// the machine's local time, as cron reads them; a run in a daylight-saving gap
-/// counts from the first minute after the gap.
+/// the machine's local time, as cron reads them. A run in a daylight-saving gap
+/// counts from the first minute after the gap; a run in the hour that the change back
+/// repeats counts once, at its first occurrence, so a day's run is taken once.
 fn latest_run(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let local: NaiveDateTime = now.with_timezone(&Local).naive_local();
     let run = schedule.cron.latest(local)?;
     // The first minute that exists at or after the run (daylight saving skips some),
     // never later than now: a run in a gap is due once, when the gap ends.
-    (0..=180)
-        .find_map(|minutes| Local.from_local_datetime(&(run + chrono::Duration::minutes(minutes))).earliest())
-        .map(|time| time.with_timezone(&Utc).min(now))
+    (0..=180).find_map(|minutes| first_instant_of(run + chrono::Duration::minutes(minutes))).map(|time| time.min(now))
+}
+
+/// The first instant whose local wall-clock time is `wall`: `None` in a gap that
+/// daylight saving skips, the first of two in the hour it repeats. Found by trying
+/// the offsets in force a day either side, because chrono's `Local` answers a repeated
+/// hour with one of its instants only, the later one on some systems.
+fn first_instant_of(wall: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let near = wall.and_utc();
+    [-1, 0, 1]
+        .into_iter()
+        .filter_map(|days| {
+            let offset = (near + chrono::Duration::days(days)).with_timezone(&Local).offset().fix();
+            let instant = (wall - chrono::Duration::seconds(i64::from(offset.local_minus_utc()))).and_utc();
+            (instant.with_timezone(&Local).naive_local() == wall).then_some(instant)
+        })
+        .min()
 }
 
 /// The branches without an automated snapshot taken at or after `run`.
