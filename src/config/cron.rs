@@ -64,7 +64,24 @@ impl Cron {
         if fields[4] & (1 << 7) != 0 {
             fields[4] = (fields[4] | 1) & !(1 << 7);
         }
-        Ok(Cron { text: parts.join(" "), fields, any_day: parts[2] == "*", any_weekday: parts[4] == "*" })
+        // As in Vixie cron, a field that starts with `*` (`*`, `*/2`) leaves the day
+        // to the other field.
+        let cron = Cron {
+            text: parts.join(" "),
+            fields,
+            any_day: parts[2].starts_with('*'),
+            any_weekday: parts[4].starts_with('*'),
+        };
+        // A day that never comes (31 February) would make every run find nothing due,
+        // silently, for ever. Nine years from a leap year hold every day there is.
+        let leap_year_end = NaiveDate::from_ymd_opt(2400, 12, 31).and_then(|date| date.and_hms_opt(23, 59, 0));
+        if leap_year_end.is_some_and(|end| cron.latest(end).is_none()) {
+            return Err(format!(
+                "`{}` names no day that exists (day {} of month {} never comes); {HINT}",
+                cron.text, parts[2], parts[3]
+            ));
+        }
+        Ok(cron)
     }
 
     /// The expression, its fields separated by one space.
@@ -183,6 +200,19 @@ mod tests {
         assert!(check("0 5-2 * * *").is_err());
         assert!(check("0 3 0 * *").is_err());
         assert!(check("0 3 * foo *").is_err());
+        let never = check("0 3 31 2 *").expect_err("31 February never comes");
+        assert!(never.contains("names no day that exists"), "{never}");
+        assert!(check("0 3 30 2,4 *").is_ok(), "30 April comes");
+        assert!(check("0 0 29 2 *").is_ok(), "29 February comes in leap years");
+    }
+
+    #[test]
+    fn a_day_field_that_starts_with_a_star_leaves_the_day_to_the_other() {
+        // `*/2` in day of month counts as a star, as in Vixie cron: both fields must
+        // match, so Mondays that are odd days, not every odd day and every Monday.
+        // Tuesday 2026-12-01 is an odd day; Monday 2026-11-30 an even one.
+        assert_eq!(latest("0 3 */2 * 1", "2026-12-01 04:00").as_deref(), Some("2026-11-23 03:00 Mon"));
+        assert_eq!(latest("0 3 1 * */2", "2026-12-02 04:00").as_deref(), Some("2026-12-01 03:00 Tue"));
     }
 
     fn latest(expression: &str, at: &str) -> Option<String> {
@@ -208,6 +238,5 @@ mod tests {
         assert_eq!(latest("0 0 1 * fri", "2026-11-05 00:00").as_deref(), Some("2026-11-01 00:00 Sun"));
         // 29 February comes back after 2100, which is not a leap year.
         assert_eq!(latest("0 0 29 2 *", "2103-12-31 00:00").as_deref(), Some("2096-02-29 00:00 Wed"));
-        assert_eq!(latest("0 0 31 2 *", "2026-11-20 00:00"), None);
     }
 }
