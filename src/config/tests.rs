@@ -236,6 +236,12 @@ fn a_preset_is_read() -> TestResult {
     // A table without rules gets essential's.
     let config = parse("[retention]\nkeep_for = 10\n")?;
     assert_eq!(config.retention().map(|retention| &retention.policy), Some(&Policy::default()));
+    // Rules of 0 are explicit rules (keep no automated snapshot but the newest), with
+    // no manual limit, not a table without rules.
+    let config = parse("[retention]\nkeep_daily = 0\n")?;
+    let policy = &config.retention().ok_or("no retention")?.policy;
+    assert_eq!(policy.automated, KeepRules::default());
+    assert!(policy.manual_limit.is_empty(), "{policy:?}");
     Ok(())
 }
 
@@ -435,6 +441,15 @@ fn retention_and_schedule_are_checked() {
     assert_eq!(
         error("[retention]\npreset = \"advanced\"\nkeep_daily = 7\n"),
         "envsnap.toml:2: retention.preset: a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys"
+    );
+    // A rule of 0 is a rule: with a preset it is refused like any other.
+    assert_eq!(
+        error("[retention]\npreset = \"advanced\"\nkeep_daily = 0\n"),
+        "envsnap.toml:2: retention.preset: a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys"
+    );
+    assert_eq!(
+        error("[schedule]\ncron = \"0 3 31 2 *\"\n"),
+        "envsnap.toml:2: schedule.cron: `0 3 31 2 *` names no day that exists (day 31 of month 2 never comes); write 5 fields: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\""
     );
     assert_eq!(
         error("[retention]\nkeep_within = \"3 months\"\n"),

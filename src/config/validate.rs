@@ -271,6 +271,12 @@ impl Checker<'_> {
             keep_yearly,
             keep_within,
         } = table;
+        // Rules are given when a key is, whatever its value: `keep_daily = 0` is a rule
+        // (keep no daily snapshots), not the absence of one.
+        let given = [keep_last, keep_hourly, keep_six_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly]
+            .iter()
+            .any(Option::is_some)
+            || keep_within.is_some();
         let within = keep_within
             .map(|text| parse_within(&text).map_err(|problem| self.fail(&key.key("keep_within"), problem)))
             .transpose()?;
@@ -285,14 +291,14 @@ impl Checker<'_> {
             yearly: count(keep_yearly),
             within,
         };
-        match (preset, rules == KeepRules::default()) {
-            (Some(_), false) => Err(self.fail(
+        match (preset, given) {
+            (Some(_), true) => Err(self.fail(
                 &key.key("preset"),
                 "a preset and explicit keep rules cannot be combined; remove `preset` or the `keep_*` keys",
             )),
-            (Some(preset), true) => Ok(Some(Chosen::Preset(preset))),
-            (None, false) => Ok(Some(Chosen::Rules(rules))),
-            (None, true) => Ok(None),
+            (Some(preset), false) => Ok(Some(Chosen::Preset(preset))),
+            (None, true) => Ok(Some(Chosen::Rules(rules))),
+            (None, false) => Ok(None),
         }
     }
 
