@@ -5,7 +5,7 @@
 //! are gone — and deletes what the plan lets go. The data of a forgotten snapshot
 //! stays in the store until `prune` frees what no snapshot uses.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
@@ -51,9 +51,19 @@ pub fn plan(
     let snapshots = repository.snapshots(env)?;
     let pinned = repository.pinned()?;
     let mut gone = repository.branches_gone()?;
-    let names: HashSet<&str> = snapshots.iter().map(|snapshot| snapshot.manifest.env.as_str()).collect();
-    for name in names {
+    let mut newest: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    for snapshot in &snapshots {
+        let created = newest.entry(snapshot.manifest.env.as_str()).or_insert(snapshot.manifest.created);
+        *created = (*created).max(snapshot.manifest.created);
+    }
+    for (name, newest) in newest {
         let exists = environments.existing.contains(name);
+        // A snapshot taken after the branch was seen gone means it came back since,
+        // though no forget saw it back: it was deleted again, later, and its days
+        // count afresh.
+        if !exists && gone.get(name).is_some_and(|since| *since < newest) {
+            gone.remove(name);
+        }
         match (exists, gone.contains_key(name)) {
             (true, true) => {
                 gone.remove(name);
@@ -87,7 +97,7 @@ pub fn plan(
             }
         })
         .collect();
-    let mut by_id: std::collections::HashMap<String, Snapshot> =
+    let mut by_id: HashMap<String, Snapshot> =
         snapshots.into_iter().map(|snapshot| (snapshot.id.to_hex(), snapshot)).collect();
     Ok(retention::plan(&candidates, policy, now)
         .into_iter()

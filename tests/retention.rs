@@ -193,6 +193,31 @@ fn a_branch_that_comes_back_starts_its_days_again() -> TestResult {
 }
 
 #[test]
+fn a_branch_that_came_back_unseen_and_went_again_starts_its_days_again() -> TestResult {
+    let project = Project::new(&format!("{MOUNT}\n[retention]\npreset = \"essential\"\n"))?;
+    project.ok(&["init"])?;
+    snapshot_at(&project, "2026-01-01T00:00:00Z", "main", &[])?;
+    git(project.root(), &["branch", "feature"])?;
+    snapshot_at(&project, "2026-09-01T09:00:00Z", "old", &["--env", "feature"])?;
+    git(project.root(), &["branch", "-q", "-D", "feature"])?;
+    at(&project, "2026-10-01T00:00:00Z", &["forget"])?;
+    // Back, a snapshot taken, deleted again, and no forget saw it meanwhile: the
+    // record of 1 October is stale, and 30 days count from when forget sees it gone.
+    git(project.root(), &["branch", "feature"])?;
+    let recent = snapshot_at(&project, "2026-12-10T09:00:00Z", "recent", &["--env", "feature"])?;
+    git(project.root(), &["branch", "-q", "-D", "feature"])?;
+    let plan = at(&project, "2026-12-24T00:00:00Z", &["forget", "--dry-run"])?;
+    assert!(!plan.contains("branch deleted 2026-10-01"), "{plan}");
+    at(&project, "2026-12-24T00:00:00Z", &["forget"])?;
+    assert!(ids(&project)?.contains(&recent));
+    at(&project, "2027-01-22T00:00:00Z", &["forget"])?;
+    assert!(ids(&project)?.contains(&recent), "29 days after 24 December");
+    at(&project, "2027-01-24T00:00:00Z", &["forget"])?;
+    assert!(!ids(&project)?.contains(&recent), "30 days after 24 December");
+    Ok(())
+}
+
+#[test]
 fn a_manual_snapshot_over_the_limit_is_refused_or_drops_the_oldest() -> TestResult {
     let limited = format!("{MOUNT}\n[retention]\npreset = \"essential\"\nmanual_limit = {{ production = 2 }}\n");
     let project = Project::new(&limited)?;
