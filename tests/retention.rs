@@ -115,7 +115,9 @@ fn forget_keeps_what_the_rules_say_and_every_survivor_restores() -> TestResult {
     assert!(text.starts_with("main: keeping 4 of 22 snapshots\n"), "{text}");
     assert!(text.contains("daily snapshot for 2026-11-19"), "{text}");
 
-    at(&project, now, &["forget", "--prune"])?;
+    // With --json, stdout is the plan alone, even with --prune's report.
+    let done: serde_json::Value = serde_json::from_str(&at(&project, now, &["forget", "--prune", "--json"])?)?;
+    assert_eq!(done.as_array().map(Vec::len), Some(before.len()));
     assert_eq!(ids(&project)?, expected);
     for (id, content) in
         [(&scheduled[19], "day 19 15h"), (&scheduled[17], "day 18 15h"), (&scheduled[15], "day 17 15h")]

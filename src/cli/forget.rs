@@ -67,7 +67,13 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     activity::detail(format!("forgot {}", counted(forgotten, "snapshot", "snapshots")));
     note!("forgot {}", counted(forgotten, "snapshot", "snapshots"));
     if args.prune {
-        prune::prune(&repository, &prune::Args { dry_run: false, wait: prune::DEFAULT_WAIT })?;
+        let prune_args = prune::Args { dry_run: false, wait: prune::DEFAULT_WAIT };
+        // With --json, stdout holds the plan alone, so that it parses.
+        if args.json {
+            prune::prune(&repository, &prune_args, &mut std::io::stderr().lock())?;
+        } else {
+            prune::prune(&repository, &prune_args, &mut out)?;
+        }
     } else if forgotten > 0 {
         note!("their data stays in the repository until `envsnap prune` frees what no snapshot uses");
     }

@@ -27,12 +27,12 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(if args.dry_run { Access::Verify } else { Access::Write })?;
-    prune(&repository, args)
+    prune(&repository, args, &mut std::io::stdout().lock())
 }
 
-/// Prunes an open repository and says what was freed; shared with `forget --prune`
-/// and `schedule run`.
-pub fn prune(repository: &Repository, args: &Args) -> Result<()> {
+/// Prunes an open repository and says what was freed, on `out`; shared with
+/// `forget --prune` (whose `--json` keeps stdout for the plan) and `schedule run`.
+pub fn prune(repository: &Repository, args: &Args, out: &mut dyn std::io::Write) -> Result<()> {
     let patience = std::time::Duration::from_secs(args.wait);
     let report = envsnap::prune::prune(repository, args.dry_run, patience, &mut |holder| {
         note!(
@@ -42,17 +42,19 @@ pub fn prune(repository: &Repository, args: &Args) -> Result<()> {
         );
     })?;
     if report.packs_left > 0 {
-        println!(
+        writeln!(
+            out,
             "freed nothing yet: {} no longer used, but readers of the repository stayed longer than {} s; \
              run `envsnap prune` again once they are done (unmount any `envsnap mount`)",
             counted(report.packs_left as u64, "pack is", "packs are"),
             args.wait
-        );
+        )?;
         return Ok(());
     }
     let verb = if report.dry_run { "would free" } else { "freed" };
     activity::detail(format!("{verb} {} of {}", bytes(report.bytes_freed), bytes(report.bytes)));
-    println!(
+    writeln!(
+        out,
         "{verb} {} of {}: {} deleted, {} repacked into {}; {} kept for {}; {} unused left in packs not worth repacking",
         bytes(report.bytes_freed),
         bytes(report.bytes),
@@ -62,6 +64,6 @@ pub fn prune(repository: &Repository, args: &Args) -> Result<()> {
         counted((report.packs - report.packs_deleted - report.packs_repacked) as u64, "pack", "packs"),
         counted(report.snapshots as u64, "snapshot", "snapshots"),
         bytes(report.unused_kept),
-    );
+    )?;
     Ok(())
 }

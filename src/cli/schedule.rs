@@ -256,7 +256,11 @@ fn retain(context: &Context, config: &Config, repository: &Repository, args: &Ru
     })?;
     activity::detail(format!("forgot {}", counted(forgotten as u64, "snapshot", "snapshots")));
     if forgotten > 0 && !args.no_prune {
-        prune::prune(repository, &prune::Args { dry_run: false, wait: prune::DEFAULT_WAIT })?;
+        prune::prune(
+            repository,
+            &prune::Args { dry_run: false, wait: prune::DEFAULT_WAIT },
+            &mut std::io::stdout().lock(),
+        )?;
     }
     Ok(())
 }
