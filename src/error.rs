@@ -102,6 +102,24 @@ pub enum Error {
         oldest_created: String,
     },
 
+    /// A manual snapshot would take an environment past its `manual_limit`, and every
+    /// manual snapshot it has is pinned, so none can be deleted to make room.
+    #[error(
+        "{env} ({env_type}) is at its limit of manual snapshots ({limit}), and all of them are pinned: \
+         unpin one (the oldest is {oldest}: `envsnap unpin {oldest}`, then `envsnap delete {oldest}`), or raise \
+         `manual_limit.{env_type}` under [retention] in envsnap.toml"
+    )]
+    ManualLimitPinned {
+        /// The environment.
+        env: String,
+        /// Its type, which sets the limit.
+        env_type: crate::config::EnvironmentType,
+        /// The limit.
+        limit: u32,
+        /// The oldest pinned manual snapshot's short id.
+        oldest: String,
+    },
+
     /// A pinned snapshot was to be deleted.
     #[error("snapshot {id} is pinned, to be kept until unpinned: run `envsnap unpin {id}` first if it is to go")]
     Pinned {

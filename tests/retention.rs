@@ -236,6 +236,20 @@ fn a_manual_snapshot_over_the_limit_is_refused_or_drops_the_oldest() -> TestResu
     assert!(stderr.contains(&format!("`envsnap delete {short}`")), "{stderr}");
     assert!(stderr.contains("manual_over_limit = \"drop-oldest\""), "{stderr}");
     assert_eq!(ids(&project)?.len(), 3, "nothing was taken or deleted");
+    // The snapshot it names is one `delete` takes: not a pinned one.
+    project.ok(&["pin", &first])?;
+    let stderr = fails_at(&project, "2026-11-03T00:00:00Z", &["backup"])?;
+    assert!(stderr.contains(&format!("`envsnap delete {}`", &second[..12])), "{stderr}");
+    project.ok(&["pin", &second])?;
+    let stderr = fails_at(&project, "2026-11-03T00:00:00Z", &["backup"])?;
+    assert!(stderr.contains("all of them are pinned"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("`envsnap unpin {short}`")) && stderr.contains("manual_limit.production"),
+        "{stderr}"
+    );
+    project.ok(&["unpin", &first])?;
+    project.ok(&["unpin", &second])?;
+    assert_eq!(ids(&project)?.len(), 3, "nothing was taken or deleted");
 
     fs::write(project.root().join("envsnap.toml"), format!("{limited}manual_over_limit = \"drop-oldest\"\n"))?;
     project.ok(&["pin", &first])?;

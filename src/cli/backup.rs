@@ -180,14 +180,21 @@ fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture
             if args.job.is_none() {
                 catalog.remove_job(&job.id)?;
             }
-            return Err(Error::ManualLimit {
-                env: env.to_owned(),
-                env_type,
-                limit,
-                oldest: oldest.id.short(SHORT_ID),
-                oldest_created: oldest.manifest.created.format("%Y-%m-%d %H:%M UTC").to_string(),
-            }
-            .into());
+            // The one to name is the oldest that `delete` takes: pinned ones it refuses.
+            let pinned = repository.pinned()?;
+            let error = match manual.iter().rev().find(|snapshot| !pinned.contains(&snapshot.id)) {
+                Some(unpinned) => Error::ManualLimit {
+                    env: env.to_owned(),
+                    env_type,
+                    limit,
+                    oldest: unpinned.id.short(SHORT_ID),
+                    oldest_created: unpinned.manifest.created.format("%Y-%m-%d %H:%M UTC").to_string(),
+                },
+                None => {
+                    Error::ManualLimitPinned { env: env.to_owned(), env_type, limit, oldest: oldest.id.short(SHORT_ID) }
+                }
+            };
+            return Err(error.into());
         }
     }
     catalog.start_job(&job.id, chrono::Utc::now())?;
