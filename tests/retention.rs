@@ -115,6 +115,11 @@ fn forget_keeps_what_the_rules_say_and_every_survivor_restores() -> TestResult {
     assert!(text.starts_with("main: keeping 4 of 22 snapshots\n"), "{text}");
     assert!(text.contains("daily snapshot for 2026-11-19"), "{text}");
 
+    // A misspelt environment is an error that names those there are, not an empty plan.
+    let stderr = fails_at(&project, now, &["forget", "--env", "mian"])?;
+    assert!(stderr.contains("no snapshot of environment `mian`") && stderr.contains("are: main"), "{stderr}");
+    assert_eq!(ids(&project)?, before);
+
     // With --json, stdout is the plan alone, even with --prune's report.
     let done: serde_json::Value = serde_json::from_str(&at(&project, now, &["forget", "--prune", "--json"])?)?;
     assert_eq!(done.as_array().map(Vec::len), Some(before.len()));

@@ -50,6 +50,18 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     }
     let repository = context.open(if args.dry_run { Access::Read } else { Access::Write })?;
     let planned = plan(&context, &repository, args.env.as_deref(), !args.dry_run)?;
+    // A misspelt --env would plan nothing and look like a policy that keeps all.
+    if let Some(env) = &args.env
+        && planned.is_empty()
+    {
+        let known: std::collections::BTreeSet<String> =
+            repository.snapshots(None)?.into_iter().map(|snapshot| snapshot.manifest.env).collect();
+        let known: Vec<String> = known.into_iter().collect();
+        anyhow::bail!(
+            "no snapshot of environment `{env}` in the repository; its environments are: {}",
+            if known.is_empty() { "none yet".to_owned() } else { known.join(", ") }
+        );
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         let views: Vec<PlannedView<'_>> = planned.iter().map(view).collect();

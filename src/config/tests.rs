@@ -452,6 +452,14 @@ fn retention_and_schedule_are_checked() {
         "envsnap.toml:2: schedule.cron: `0 3 31 2 *` names no day that exists (day 31 of month 2 never comes); write 5 fields: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\""
     );
     assert_eq!(
+        error("[retention]\nkeep_within = \"3\"\n"),
+        "envsnap.toml:2: retention.keep_within: `3` has no unit; write a number of hours, days or weeks, e.g. \"36h\", \"7d\" or \"2w\""
+    );
+    assert_eq!(
+        error("[retention]\nkeep_within = \"99999999999999999999d\"\n"),
+        "envsnap.toml:2: retention.keep_within: `99999999999999999999d` is out of range; write a number of hours, days or weeks, e.g. \"36h\", \"7d\" or \"2w\""
+    );
+    assert_eq!(
         error("[retention]\nkeep_within = \"3 months\"\n"),
         "envsnap.toml:2: retention.keep_within: ` months` in `3 months` is not a unit envsnap knows; write a number of hours, days or weeks, e.g. \"36h\", \"7d\" or \"2w\""
     );

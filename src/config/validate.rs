@@ -472,11 +472,15 @@ fn parse_within(text: &str) -> Result<chrono::Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: i64 = number.parse().map_err(|_| format!("`{text}` does not start with a number; {HINT}"))?;
+    if number.is_empty() {
+        return Err(format!("`{text}` does not start with a number; {HINT}"));
+    }
+    let Ok(number) = number.parse::<i64>() else { return Err(format!("`{text}` is out of range; {HINT}")) };
     let duration = match unit {
         "h" => chrono::Duration::try_hours(number),
         "d" => chrono::Duration::try_days(number),
         "w" => chrono::Duration::try_weeks(number),
+        "" => return Err(format!("`{text}` has no unit; {HINT}")),
         _ => return Err(format!("`{unit}` in `{text}` is not a unit envsnap knows; {HINT}")),
     };
     match duration {
