@@ -272,45 +272,38 @@ fn a_manual_snapshot_over_the_limit_is_refused_or_drops_the_oldest() -> TestResu
     Ok(())
 }
 
-#[test]
-fn a_run_in_a_daylight_saving_gap_is_taken_once() -> TestResult {
-    let project = Project::new(&SCHEDULED.replace("0 3 * * *", "30 2 * * *").replace(", \"staging\"", ""))?;
+/// Runs `schedule run` of `cron` for main at each of `times` (UTC) on a machine in
+/// time zone `tz`; returns the creation times of the snapshots taken, newest first.
+fn scheduled_in(tz: &str, cron: &str, times: &[&str]) -> Result<Vec<String>, Failure> {
+    let project = Project::new(&SCHEDULED.replace("0 3 * * *", cron).replace(", \"staging\"", ""))?;
     project.ok(&["init"])?;
     fs::create_dir_all(project.root().join("data"))?;
     fs::write(project.root().join("data/file.txt"), "main data")?;
-    // 2026-03-29 in Berlin: 02:00 jumps to 03:00, so there is no 02:30. Runs at 03:10,
-    // 03:25 and 03:40 local time take one snapshot between them.
-    for now in ["2026-03-28T12:00:00Z", "2026-03-29T01:10:00Z", "2026-03-29T01:25:00Z", "2026-03-29T01:40:00Z"] {
-        let output = project.run_with_env(
-            &["schedule", "run"],
-            &[("ENVSNAP_NOW", OsStr::new(now)), ("TZ", OsStr::new("Europe/Berlin"))],
-        )?;
+    for now in times {
+        let output =
+            project.run_with_env(&["schedule", "run"], &[("ENVSNAP_NOW", OsStr::new(now)), ("TZ", OsStr::new(tz))])?;
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
-    let created: Vec<String> =
-        project.snapshots()?.iter().filter_map(|s| s["created"].as_str().map(str::to_owned)).collect();
+    Ok(project.snapshots()?.iter().filter_map(|s| s["created"].as_str().map(str::to_owned)).collect())
+}
+
+#[test]
+fn a_run_in_a_daylight_saving_gap_is_taken_once() -> TestResult {
+    // 2026-03-29 in Berlin: 02:00 jumps to 03:00, so there is no 02:30. Runs at 03:10,
+    // 03:25 and 03:40 local time take one snapshot between them.
+    let times = ["2026-03-28T12:00:00Z", "2026-03-29T01:10:00Z", "2026-03-29T01:25:00Z", "2026-03-29T01:40:00Z"];
+    let created = scheduled_in("Europe/Berlin", "30 2 * * *", &times)?;
     assert_eq!(created, ["2026-03-29T01:10:00Z", "2026-03-28T12:00:00Z"]);
     Ok(())
 }
 
 #[test]
 fn a_run_in_the_hour_daylight_saving_repeats_is_taken_once() -> TestResult {
-    let project = Project::new(&SCHEDULED.replace("0 3 * * *", "30 1 * * *").replace(", \"staging\"", ""))?;
-    project.ok(&["init"])?;
-    fs::create_dir_all(project.root().join("data"))?;
-    fs::write(project.root().join("data/file.txt"), "main data")?;
     // 2026-11-01 in New York: 02:00 EDT goes back to 01:00 EST, so 01:30 comes twice,
     // at 05:30 and 06:30 UTC. Runs at 01:35 EDT, 01:50 EDT and 01:35 EST take one
     // snapshot between them; the next day's run takes the next.
-    for now in ["2026-11-01T05:35:00Z", "2026-11-01T05:50:00Z", "2026-11-01T06:35:00Z", "2026-11-02T06:31:00Z"] {
-        let output = project.run_with_env(
-            &["schedule", "run"],
-            &[("ENVSNAP_NOW", OsStr::new(now)), ("TZ", OsStr::new("America/New_York"))],
-        )?;
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    }
-    let created: Vec<String> =
-        project.snapshots()?.iter().filter_map(|s| s["created"].as_str().map(str::to_owned)).collect();
+    let times = ["2026-11-01T05:35:00Z", "2026-11-01T05:50:00Z", "2026-11-01T06:35:00Z", "2026-11-02T06:31:00Z"];
+    let created = scheduled_in("America/New_York", "30 1 * * *", &times)?;
     assert_eq!(created, ["2026-11-02T06:31:00Z", "2026-11-01T05:35:00Z"]);
     Ok(())
 }
