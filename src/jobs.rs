@@ -86,12 +86,18 @@ pub struct Job {
     /// without one against a count of the mounts' bytes (never 100 before it is
     /// complete).
     pub progress: u8,
+    /// The note its snapshot will carry.
+    pub note: Option<String>,
+    /// Days retention must keep its snapshot (`--keep-for`, or the configured default).
+    pub keep_for: Option<u32>,
     /// Who asked for it: git's `user.email`, else the login name.
     pub user: String,
     /// The machine it was asked for on.
     pub host: String,
     /// When it started running.
     pub started: Option<DateTime<Utc>>,
+    /// When its process last showed it was at work (started, or wrote its progress).
+    pub seen: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished: Option<DateTime<Utc>>,
     /// The snapshot it made.
@@ -103,7 +109,7 @@ pub struct Job {
 impl Job {
     /// A new queued job of `env`, asked for at `created` by `user` on `host`.
     pub fn new(request: JobRequest<'_>, created: DateTime<Utc>) -> Self {
-        let JobRequest { env, commit, trigger, mode, user, host } = request;
+        let JobRequest { env, commit, trigger, mode, note, keep_for, user, host } = request;
         let seed = format!(
             "{env}\0{}\0{}\0{:?}",
             created.timestamp_nanos_opt().unwrap_or_default(),
@@ -119,9 +125,12 @@ impl Job {
             created,
             state: JobState::Queued,
             progress: 0,
+            note,
+            keep_for,
             user: user.to_owned(),
             host: host.to_owned(),
             started: None,
+            seen: None,
             finished: None,
             snapshot: None,
             error: None,
@@ -140,6 +149,10 @@ pub struct JobRequest<'a> {
     pub trigger: Trigger,
     /// Consistent or live.
     pub mode: Mode,
+    /// The note its snapshot will carry.
+    pub note: Option<String>,
+    /// Days retention must keep its snapshot.
+    pub keep_for: Option<u32>,
     /// Who asks.
     pub user: &'a str,
     /// The machine asked on.
@@ -212,10 +225,12 @@ pub fn reap(root: &Path, catalog: &Catalog) -> Result<usize> {
         let now = Utc::now();
         if catalog.fail_dead_job(&job.id, now, DIED)? {
             let _ = std::fs::remove_file(lock_path(root, &job.id));
-            // The process that died could not say so itself.
+            // The process that died could not say so itself. It ran until its last
+            // sign of life, as far as anyone can tell, not until it was found dead.
+            let until = job.seen.unwrap_or(job.created);
             catalog.record(&Activity {
                 started: job.created,
-                duration_ms: u64::try_from((now - job.created).num_milliseconds()).unwrap_or(0),
+                duration_ms: u64::try_from((until - job.created).num_milliseconds()).unwrap_or(0),
                 user: job.user.clone(),
                 host: job.host.clone(),
                 action: "backup".to_owned(),
@@ -251,11 +266,13 @@ fn alive(root: &Path, id: &str) -> Result<bool> {
 /// and the lock wakes its waiters in no particular order, so without this a backup
 /// asked for later could go first. Jobs whose process died are reaped as it waits, so
 /// a killed job holds up nobody. `waiting` is called once, with the job ahead, if it
-/// has to wait.
-pub fn wait_for_turn(root: &Path, catalog: &Catalog, id: &str, waiting: &mut dyn FnMut(&Job)) -> Result<()> {
+/// has to wait. The catalog is opened anew each time it looks: `repair` may replace
+/// its file meanwhile, and the old one would never see the job ahead end.
+pub fn wait_for_turn(root: &Path, id: &str, waiting: &mut dyn FnMut(&Job)) -> Result<()> {
     let mut told = false;
     loop {
-        reap(root, catalog)?;
+        let catalog = Catalog::open(&root.join(crate::repository::CATALOG))?;
+        reap(root, &catalog)?;
         let Some(ahead) = catalog.job_ahead_of(id)? else { return Ok(()) };
         if !told {
             waiting(&ahead);
@@ -272,8 +289,16 @@ mod tests {
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
     fn job(env: &str, created: DateTime<Utc>) -> Job {
-        let request =
-            JobRequest { env, commit: None, trigger: Trigger::Manual, mode: Mode::Live, user: "ann", host: "box" };
+        let request = JobRequest {
+            env,
+            commit: None,
+            trigger: Trigger::Manual,
+            mode: Mode::Live,
+            note: None,
+            keep_for: None,
+            user: "ann",
+            host: "box",
+        };
         Job::new(request, created)
     }
 
@@ -337,7 +362,7 @@ mod tests {
         assert_eq!(catalog.job_ahead_of(&third.id)?.map(|job| job.id), Some(second.id.clone()));
         // The second's process dies: waiting reaps it, and the third goes.
         drop(locks.remove(1));
-        wait_for_turn(dir.path(), &catalog, &third.id, &mut |_| {})?;
+        wait_for_turn(dir.path(), &third.id, &mut |_| {})?;
         assert_eq!(catalog.jobs_with_prefix(&second.id)?[0].state, JobState::Failed);
         Ok(())
     }

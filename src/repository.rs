@@ -35,7 +35,8 @@ use crate::tree::Tree;
 pub const FORMAT_VERSION: u32 = 1;
 
 const CONFIG: &str = "config.json";
-const CATALOG: &str = "catalog.sqlite";
+/// The catalog's file in the repository.
+pub const CATALOG: &str = "catalog.sqlite";
 
 /// The repository's `config.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -501,6 +502,14 @@ impl Repository {
             let rebuilt = Catalog::open(&partial)?;
             for activity in log.iter().rev() {
                 rebuilt.record(activity)?;
+            }
+        }
+        // So are the jobs: those waiting in line go on in the rebuilt catalog (they
+        // open it anew as they wait), and ended ones keep their ids working.
+        if let Ok(jobs) = catalog.jobs(None) {
+            let rebuilt = Catalog::open(&partial)?;
+            for job in jobs.iter().rev() {
+                rebuilt.copy_job(job)?;
             }
         }
         // Close the old catalog before its files are replaced.

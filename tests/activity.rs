@@ -80,6 +80,16 @@ fn every_change_is_logged_with_who_what_and_how_it_ended() -> TestResult {
     let table = project.ok(&["activity"])?;
     assert!(table.starts_with("When "), "{table}");
     assert!(table.contains("ann@example.com") && table.contains("failure"), "{table}");
+
+    // A --no-wait backup refused before it was handed over is logged by the command
+    // itself; one handed over is logged once, by the process that took it.
+    project.fails(&["backup", "--no-wait", "--element", "nope"], 1)?;
+    let newest = log(&project, &["--limit", "1"])?;
+    assert_eq!((newest[0]["action"].as_str(), newest[0]["result"].as_str()), (Some("backup"), Some("failure")));
+    let before = log(&project, &[])?.len();
+    let job = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    project.ok(&["wait", &job])?;
+    assert_eq!(log(&project, &[])?.len(), before + 1);
     Ok(())
 }
 

@@ -225,6 +225,67 @@ cron = "* * * * *"
 }
 
 #[test]
+fn jobs_survive_a_repair_and_their_ids_keep_working() -> TestResult {
+    let project = Project::new(
+        r#"
+[[mount]]
+name = "data"
+path = "data"
+
+[[service]]
+name = "slow"
+type = "command"
+dump = "sleep 1; printf data"
+restore = "cat > restored.txt"
+"#,
+    )?;
+    fs::create_dir_all(project.root().join("data"))?;
+    fs::write(project.root().join("data/one.txt"), "one")?;
+    project.ok(&["init"])?;
+    let first = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
+    fs::write(project.root().join("data/two.txt"), "two")?;
+    let second = project.ok(&["backup", "--no-wait", "--note", "the second", "--keep-for", "3"])?.trim().to_owned();
+    // A queued job shows what it was asked for.
+    let queued = entry(&project, &second)?.ok_or("the second job is listed")?;
+    assert_eq!(queued["note"], "the second", "{queued}");
+    assert!(queued["expires"].is_string(), "{queued}");
+
+    // `wait` only reads the catalog: it holds no lock a prune or a writer waits for.
+    let waiter = Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .args(["wait", &second])
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    for fd in fs::read_dir(format!("/proc/{}/fd", waiter.id()))? {
+        let target = fs::read_link(fd?.path()).unwrap_or_default();
+        // `lock` (the writers') and `lock.read` (the readers').
+        let a_lock = target.parent() == Some(project.repository.as_path())
+            && target.file_name().is_some_and(|name| name.to_string_lossy().starts_with("lock"));
+        assert!(!a_lock, "wait holds {}", target.display());
+    }
+
+    // The first runs, the second waits in line; repair (behind the first) rebuilds
+    // the catalog under both.
+    project.ok(&["repair"])?;
+    let snapshot = project.ok(&["wait", &second])?.trim().to_owned();
+    let waited = waiter.wait_with_output()?;
+    assert!(waited.status.success());
+    assert_eq!(String::from_utf8(waited.stdout)?.trim(), snapshot);
+    let listed = listed(&project)?;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|entry| entry["state"] == "complete"), "{listed:?}");
+    // Job ids name their snapshots after the repair too, in every command.
+    let diff = project.ok(&["diff", &first[..8], &second[..8]])?;
+    assert!(diff.contains("slow/dump.dump"), "the two dumps were taken at different times: {diff}");
+    let shown: serde_json::Value = serde_json::from_str(&project.ok(&["show", &second[..8], "--json"])?)?;
+    assert_eq!((shown["id"].as_str(), shown["note"].as_str()), (Some(snapshot.as_str()), Some("the second")));
+    Ok(())
+}
+
+#[test]
 fn queued_backups_run_in_the_order_they_were_asked_for() -> TestResult {
     // Each dump prints the time it ran: the snapshots' data says in which order they went.
     let project = project_with_dump("sleep 0.5; date +%s%N")?;
@@ -258,6 +319,8 @@ fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
     // The worker leads its own process group: kill it and its dump with it.
     let killed = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status()?;
     assert!(killed.success());
+    // Found dead a while later: the log dates its end by its last sign of life.
+    std::thread::sleep(Duration::from_millis(1500));
 
     let failed = until(&project, &id, Duration::from_secs(5), |entry| entry["state"] != "running")?;
     assert_eq!(failed["state"], "failed");
@@ -278,6 +341,7 @@ fn a_job_whose_process_is_killed_is_marked_failed() -> TestResult {
     assert_eq!(failures[0]["action"], "backup");
     assert_eq!(failures[0]["env"], "main");
     assert!(failures[0]["detail"].as_str().is_some_and(|detail| detail.contains("ended before")), "{log}");
+    assert!(failures[0]["duration_ms"].as_u64().is_some_and(|ms| ms < 1500), "{log}");
     // Nothing was published, and the next backup works.
     assert!(listed(&project)?.iter().all(|entry| entry["state"] == "failed"));
     fs::write(

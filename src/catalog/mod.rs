@@ -54,9 +54,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     created   TEXT NOT NULL,
     state     TEXT NOT NULL,
     progress  INTEGER NOT NULL,
+    note      TEXT,
+    keep_for  INTEGER,
     user      TEXT NOT NULL,
     host      TEXT NOT NULL,
     started   TEXT,
+    seen      TEXT,
     finished  TEXT,
     snapshot  TEXT,
     error     TEXT
@@ -393,8 +396,8 @@ impl Catalog {
     pub fn add_job(&self, job: &Job) -> Result<()> {
         self.connection
             .execute(
-                "INSERT INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, user, host)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, note, keep_for, user, host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     job.id,
                     job.env,
@@ -404,8 +407,41 @@ impl Catalog {
                     time(job.created),
                     job.state.as_str(),
                     job.progress,
+                    job.note,
+                    job.keep_for,
                     job.user,
                     job.host
+                ],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Records `job` as it stands, state and all: for a rebuilt catalog.
+    pub fn copy_job(&self, job: &Job) -> Result<()> {
+        self.connection
+            .execute(
+                "INSERT OR REPLACE INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, note,
+                 keep_for, user, host, started, seen, finished, snapshot, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                params![
+                    job.id,
+                    job.env,
+                    job.commit,
+                    job.trigger.as_str(),
+                    job.mode.as_str(),
+                    time(job.created),
+                    job.state.as_str(),
+                    job.progress,
+                    job.note,
+                    job.keep_for,
+                    job.user,
+                    job.host,
+                    job.started.map(time),
+                    job.seen.map(time),
+                    job.finished.map(time),
+                    job.snapshot,
+                    job.error
                 ],
             )
             .map_err(|e| self.error(e))?;
@@ -416,17 +452,20 @@ impl Catalog {
     pub fn start_job(&self, id: &str, started: DateTime<Utc>) -> Result<()> {
         self.connection
             .execute(
-                "UPDATE jobs SET state = 'running', started = ?2 WHERE id = ?1 AND state = 'queued'",
+                "UPDATE jobs SET state = 'running', started = ?2, seen = ?2 WHERE id = ?1 AND state = 'queued'",
                 params![id, time(started)],
             )
             .map_err(|e| self.error(e))?;
         Ok(())
     }
 
-    /// A running job's progress, 0–99.
-    pub fn set_job_progress(&self, id: &str, progress: u8) -> Result<()> {
+    /// A running job's progress, 0–99, reported at `seen`: its last sign of life.
+    pub fn set_job_progress(&self, id: &str, progress: u8, seen: DateTime<Utc>) -> Result<()> {
         self.connection
-            .execute("UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = 'running'", params![id, progress])
+            .execute(
+                "UPDATE jobs SET progress = ?2, seen = ?3 WHERE id = ?1 AND state = 'running'",
+                params![id, progress, time(seen)],
+            )
             .map_err(|e| self.error(e))?;
         Ok(())
     }
@@ -508,8 +547,8 @@ impl Catalog {
 
     fn select_jobs(&self, filter: &str, value: Option<&str>) -> Result<Vec<Job>> {
         let sql = format!(
-            "SELECT id, env, commit_id, trigger, mode, created, state, progress, user, host, started, finished,
-             snapshot, error FROM jobs {filter} ORDER BY rowid DESC"
+            "SELECT id, env, commit_id, trigger, mode, created, state, progress, note, keep_for, user, host,
+             started, seen, finished, snapshot, error FROM jobs {filter} ORDER BY rowid DESC"
         );
         let mut statement = self.connection.prepare(&sql).map_err(|e| self.error(e))?;
         let parse_time = |text: Option<String>| {
@@ -529,12 +568,15 @@ impl Catalog {
                     created: parse_time(row.get(5)?).unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
                     state: JobState::parse(&state),
                     progress: row.get(7)?,
-                    user: row.get(8)?,
-                    host: row.get(9)?,
-                    started: parse_time(row.get(10)?),
-                    finished: parse_time(row.get(11)?),
-                    snapshot: row.get(12)?,
-                    error: row.get(13)?,
+                    note: row.get(8)?,
+                    keep_for: row.get(9)?,
+                    user: row.get(10)?,
+                    host: row.get(11)?,
+                    started: parse_time(row.get(12)?),
+                    seen: parse_time(row.get(13)?),
+                    finished: parse_time(row.get(14)?),
+                    snapshot: row.get(15)?,
+                    error: row.get(16)?,
                 })
             })
             .and_then(Iterator::collect)

@@ -40,6 +40,8 @@ pub struct Args {
 
 /// What the running command has said about itself so far.
 struct Current {
+    /// Set when the command's work was handed to another process, which logs it.
+    handed_off: bool,
     repository: Option<PathBuf>,
     user: Option<String>,
     env: Option<String>,
@@ -47,8 +49,14 @@ struct Current {
     detail: Option<String>,
 }
 
-static CURRENT: Mutex<Current> =
-    Mutex::new(Current { repository: None, user: None, env: None, snapshots: Vec::new(), detail: None });
+static CURRENT: Mutex<Current> = Mutex::new(Current {
+    handed_off: false,
+    repository: None,
+    user: None,
+    env: None,
+    snapshots: Vec::new(),
+    detail: None,
+});
 
 fn current() -> std::sync::MutexGuard<'static, Current> {
     CURRENT.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -72,6 +80,12 @@ pub fn snapshot(id: &ObjectId) {
     current().snapshots.push(id.to_hex());
 }
 
+/// Notes that the command handed its work to a process of its own (`backup
+/// --no-wait`), which logs it: this one logs nothing more, unless it fails after all.
+pub fn handed_off() {
+    current().handed_off = true;
+}
+
 /// Notes a word on what a successful command did.
 pub fn detail(text: impl Into<String>) {
     current().detail = Some(text.into());
@@ -82,8 +96,11 @@ pub fn detail(text: impl Into<String>) {
 pub fn finish(action: &str, started: (DateTime<Utc>, Instant), result: &Result<()>) {
     let current = std::mem::replace(
         &mut *current(),
-        Current { repository: None, user: None, env: None, snapshots: Vec::new(), detail: None },
+        Current { handed_off: false, repository: None, user: None, env: None, snapshots: Vec::new(), detail: None },
     );
+    if current.handed_off && result.is_ok() {
+        return;
+    }
     let Some(repository) = current.repository else { return };
     if !repository.join("config.json").is_file() {
         return;

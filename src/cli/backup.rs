@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context as _, Result};
 use envsnap::Error;
 use envsnap::backup::{BackupReport, ServiceSource};
-use envsnap::catalog::Catalog;
 use envsnap::config::OverLimit;
 use envsnap::element::mount::Mount;
 use envsnap::forget;
@@ -81,8 +80,19 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         }
         None => {
             let user = envsnap::git::branch::user_email(context.work_tree()).unwrap_or_else(whoami);
-            let request =
-                JobRequest { env: &env, commit: commit.clone(), trigger, mode, user: &user, host: &hostname() };
+            // The configured keep_for is for what people ask for, not for automated snapshots.
+            let retention = context.config.as_ref().and_then(|config| config.retention());
+            let keep_for = args.keep_for.or(retention.filter(|_| trigger == Trigger::Manual).and_then(|r| r.keep_for));
+            let request = JobRequest {
+                env: &env,
+                commit: commit.clone(),
+                trigger,
+                mode,
+                note: args.note.clone(),
+                keep_for,
+                user: &user,
+                host: &hostname(),
+            };
             let job = Job::new(request, clock::now()?);
             let alive = jobs::hold(&context.repository_path, &job.id)?;
             catalog.add_job(&job)?;
@@ -92,8 +102,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             (job, Some(alive))
         }
     };
-    let outcome =
-        run_job(&context, &catalog, &job, args, Capture { env: &env, commit, mounts, services, trigger, mode });
+    let outcome = run_job(&context, &job, args, Capture { env: &env, commit, mounts, services, trigger, mode });
+    // Anew: a `repair` may have replaced the catalog's file while the job waited.
+    let catalog = jobs_catalog(&context).unwrap_or(catalog);
     let report = match outcome {
         Ok(report) => {
             // The snapshot is published: a job record that cannot be written (a full
@@ -151,10 +162,10 @@ struct Capture<'a> {
 
 /// Runs a queued job: waits for the repository (the job stays `queued`), checks the
 /// manual limit, then captures (`running`, with progress) and publishes.
-fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture: Capture<'_>) -> Result<BackupReport> {
+fn run_job(context: &Context, job: &Job, args: &Args, capture: Capture<'_>) -> Result<BackupReport> {
     let Capture { env, commit, mounts, services, trigger, mode } = capture;
     // First come, first served: the job waits in line, then for any other writer.
-    jobs::wait_for_turn(&context.repository_path, catalog, &job.id, &mut |ahead| {
+    jobs::wait_for_turn(&context.repository_path, &job.id, &mut |ahead| {
         note!(
             "envsnap: backup of {} queued behind the backup {} of {} ({})",
             env,
@@ -164,6 +175,9 @@ fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture
         );
     })?;
     let repository = context.open(Access::Write)?;
+    // Anew, under the writers' lock: a `repair` may have replaced the catalog's file
+    // while this job waited.
+    let catalog = &jobs_catalog(context)?;
     let retention = context.config.as_ref().and_then(|config| config.retention());
     let limit = match (trigger, retention, context.config.as_ref()) {
         (Trigger::Manual, Some(retention), Some(config)) => {
@@ -198,10 +212,17 @@ fn run_job(context: &Context, catalog: &Catalog, job: &Job, args: &Args, capture
         }
     }
     catalog.start_job(&job.id, chrono::Utc::now())?;
-    // The configured keep_for is for what people ask for, not for automated snapshots.
-    let keep_for = args.keep_for.or(retention.filter(|_| trigger == Trigger::Manual).and_then(|r| r.keep_for));
-    let request =
-        Request { env, commit, mounts, services, trigger, mode, note: args.note.clone(), keep_for, job: Some(job) };
+    let request = Request {
+        env,
+        commit,
+        mounts,
+        services,
+        trigger,
+        mode,
+        note: job.note.clone(),
+        keep_for: job.keep_for,
+        job: Some(job),
+    };
     let report = take(context, &repository, request)?;
     activity::snapshot(&report.snapshot.id);
     if let Some((limit, _, OverLimit::DropOldest)) = limit
@@ -232,6 +253,7 @@ fn start_in_background(context: &Context, job: &Job, alive: std::fs::File, json:
         .process_group(0)
         .spawn()
         .context("starting the background backup")?;
+    activity::handed_off();
     let mut out = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut out, &SnapshotView::of_job(job))?;

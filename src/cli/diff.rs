@@ -22,9 +22,8 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Read)?;
-    let env = context.workspace.environment(None).ok();
-    let old = repository.resolve(&args.old, env.as_deref())?;
-    let new = repository.resolve(&args.new, env.as_deref())?;
+    let old = context.resolve(&repository, &args.old, None)?;
+    let new = context.resolve(&repository, &args.new, None)?;
     let changes = diff(&repository, &old.manifest, &new.manifest)?;
     let mut out = std::io::stdout().lock();
     let mut counts = [0usize; 5];

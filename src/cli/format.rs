@@ -131,8 +131,12 @@ impl SnapshotView {
             restorable: false,
             size: 0,
             stored: 0,
-            note: None,
-            expires: None,
+            note: job.note.clone(),
+            // The date its snapshot will carry is counted from when it is taken; until
+            // then, from when it was asked for.
+            expires: job.keep_for.map(|days| {
+                (job.created + chrono::Duration::days(i64::from(days))).to_rfc3339_opts(SecondsFormat::Secs, true)
+            }),
             paused_ms: None,
             duration_ms: None,
             elements: Vec::new(),

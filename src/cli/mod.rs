@@ -143,8 +143,9 @@ impl Command {
     /// change the repository or an environment, not their dry runs.
     fn activity(&self) -> Option<String> {
         let name = match self {
-            // The process that runs a --no-wait job records it.
-            Command::Backup(args) if !args.no_wait => "backup",
+            // Of a --no-wait job, the process that runs it logs it once handed over
+            // (activity::handed_off); a failure before is logged here.
+            Command::Backup(_) => "backup",
             Command::Restore(args) if !args.dry_run => "restore",
             Command::Undo(args) if !args.dry_run => "undo",
             Command::Delete(_) => "delete",

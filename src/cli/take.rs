@@ -134,6 +134,8 @@ impl OwnJob {
             commit: request.commit.clone(),
             trigger: request.trigger,
             mode: request.mode,
+            note: request.note.clone(),
+            keep_for: request.keep_for,
             user,
             host: &hostname(),
         };
@@ -231,16 +233,21 @@ impl JobProgress<'_> {
     /// Writes the figure `done` bytes make, if it grew and the last write is old enough.
     fn report(&self, done: u64) {
         let expected = self.expected.unwrap_or_else(|| self.estimated.load(Ordering::Relaxed));
-        if expected == 0 {
-            return;
-        }
-        // Never 100 before the snapshot is published.
-        let percent = u8::try_from((done.saturating_mul(100) / expected).min(99)).unwrap_or(99);
         let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let (catalog, last, figure) = &mut *written;
-        if percent > *figure && last.elapsed() >= std::time::Duration::from_millis(500) {
+        // Never 100 before the snapshot is published; unknown stays where it was.
+        let percent = match expected {
+            0 => *figure,
+            _ => u8::try_from((done.saturating_mul(100) / expected).min(99)).unwrap_or(99),
+        };
+        // A new figure twice a second at most; the same one every few seconds, as the
+        // sign of life a reaper dates a dead job's end by.
+        let since = last.elapsed();
+        if (percent > *figure && since >= std::time::Duration::from_millis(500))
+            || since >= std::time::Duration::from_secs(5)
+        {
             // Progress is a courtesy: a busy catalog must not fail the backup.
-            let _ = catalog.set_job_progress(self.id, percent);
+            let _ = catalog.set_job_progress(self.id, percent, chrono::Utc::now());
             (*last, *figure) = (std::time::Instant::now(), percent);
         }
     }

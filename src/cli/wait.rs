@@ -3,13 +3,15 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use envsnap::jobs::JobState;
+use envsnap::catalog::Catalog;
+use envsnap::jobs::{self, JobState};
 use envsnap::repository::Access;
 
 use super::context::{Context, Global};
 use super::format::SHORT_ID;
 use super::output::note;
 use super::progress::percent_bar;
+use super::take::jobs_catalog;
 
 /// Options of `envsnap wait`.
 #[derive(Debug, clap::Args)]
@@ -26,15 +28,26 @@ pub struct Args {
 const POLL: Duration = Duration::from_millis(200);
 
 /// Waits for the job to end; prints its snapshot's id, or fails with its error.
+///
+/// It reads the catalog alone, opened anew at each look, and holds no lock: a wait
+/// must not hold back a `prune` (which waits for the repository's readers), and a
+/// `repair` may replace the catalog's file while it waits.
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
-    let repository = context.open(Access::Read)?;
+    let root = &context.repository_path;
+    let look = || -> Result<Catalog> {
+        let catalog = jobs_catalog(&context)?;
+        jobs::reap(root, &catalog)?;
+        Ok(catalog)
+    };
     let id = if args.id == "latest" {
         let env = context.workspace.environment(args.env.as_deref())?;
-        match repository.jobs(Some(&env))?.into_iter().next() {
+        match look()?.jobs(Some(&env))?.into_iter().next() {
             Some(job) => job.id,
             None => bail!("no backup of `{env}` has been started as a job yet: nothing to wait for"),
         }
+    } else if args.id.len() < 4 || !args.id.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("`{}` is not a job or snapshot id: give at least 4 hex characters of an id, or `latest`", args.id);
     } else {
         args.id.to_ascii_lowercase()
     };
@@ -42,11 +55,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let mut said = None;
     let mut bar = None;
     loop {
-        let jobs = repository.jobs_with_prefix(&id)?;
+        let jobs = look()?.jobs_with_prefix(&id)?;
         let job = match jobs.as_slice() {
             [job] => job,
             [] => {
                 // A snapshot has no job to wait for: it is complete.
+                let repository = context.open(Access::Read)?;
                 let snapshot = context.resolve(&repository, &id, None)?;
                 println!("{}", snapshot.id);
                 return Ok(());
