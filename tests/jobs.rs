@@ -28,6 +28,27 @@ restore = "cat > restored.txt"
     Ok(project)
 }
 
+/// As [`project_with_dump`], with a mount `data` (the empty directory `data`) captured
+/// before the dump.
+fn project_with_data_and_dump(script: &str) -> Result<Project, Failure> {
+    let project = Project::new(&format!(
+        r#"
+[[mount]]
+name = "data"
+path = "data"
+
+[[service]]
+name = "slow"
+type = "command"
+dump = "{script}; printf data"
+restore = "cat > restored.txt"
+"#
+    ))?;
+    fs::create_dir_all(project.root().join("data"))?;
+    project.ok(&["init"])?;
+    Ok(project)
+}
+
 /// `list --json`, parsed.
 fn listed(project: &Project) -> Result<Vec<serde_json::Value>, Failure> {
     Ok(serde_json::from_str(&project.ok(&["list", "--json"])?)?)
@@ -150,24 +171,10 @@ fn a_first_backup_shows_progress_though_nothing_was_measured_before() -> TestRes
     // A mount of 4 MiB, read first, then a dump that takes its time: while it runs, the
     // job has read the mount, and with no earlier snapshot to measure against, the
     // mount's own count says how far that is.
-    let project = Project::new(
-        r#"
-[[mount]]
-name = "data"
-path = "data"
-
-[[service]]
-name = "slow"
-type = "command"
-dump = "sleep 3; printf data"
-restore = "cat > restored.txt"
-"#,
-    )?;
-    fs::create_dir_all(project.root().join("data"))?;
+    let project = project_with_data_and_dump("sleep 3")?;
     for index in 0..4 {
         fs::write(project.root().join(format!("data/{index}.bin")), common::noise(index, 1 << 20))?;
     }
-    project.ok(&["init"])?;
     let id = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
     let running =
         until(&project, &id, Duration::from_secs(5), |entry| entry["progress"].as_u64().is_some_and(|p| p > 0))?;
@@ -226,22 +233,8 @@ cron = "* * * * *"
 
 #[test]
 fn jobs_survive_a_repair_and_their_ids_keep_working() -> TestResult {
-    let project = Project::new(
-        r#"
-[[mount]]
-name = "data"
-path = "data"
-
-[[service]]
-name = "slow"
-type = "command"
-dump = "sleep 1; printf data"
-restore = "cat > restored.txt"
-"#,
-    )?;
-    fs::create_dir_all(project.root().join("data"))?;
+    let project = project_with_data_and_dump("sleep 1")?;
     fs::write(project.root().join("data/one.txt"), "one")?;
-    project.ok(&["init"])?;
     let first = project.ok(&["backup", "--no-wait"])?.trim().to_owned();
     fs::write(project.root().join("data/two.txt"), "two")?;
     let second = project.ok(&["backup", "--no-wait", "--note", "the second", "--keep-for", "3"])?.trim().to_owned();

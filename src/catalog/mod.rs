@@ -394,36 +394,24 @@ impl Catalog {
 
     /// Records a new job.
     pub fn add_job(&self, job: &Job) -> Result<()> {
-        self.connection
-            .execute(
-                "INSERT INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, note, keep_for, user, host)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    job.id,
-                    job.env,
-                    job.commit,
-                    job.trigger.as_str(),
-                    job.mode.as_str(),
-                    time(job.created),
-                    job.state.as_str(),
-                    job.progress,
-                    job.note,
-                    job.keep_for,
-                    job.user,
-                    job.host
-                ],
-            )
-            .map_err(|e| self.error(e))?;
-        Ok(())
+        self.insert_job("INSERT", job)
     }
 
     /// Records `job` as it stands, state and all: for a rebuilt catalog.
     pub fn copy_job(&self, job: &Job) -> Result<()> {
+        self.insert_job("INSERT OR REPLACE", job)
+    }
+
+    /// Writes every field of `job` with `verb` (`INSERT`, `INSERT OR REPLACE`).
+    fn insert_job(&self, verb: &str, job: &Job) -> Result<()> {
+        let sql = format!(
+            "{verb} INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, note, keep_for, user,
+             host, started, seen, finished, snapshot, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+        );
         self.connection
             .execute(
-                "INSERT OR REPLACE INTO jobs (id, env, commit_id, trigger, mode, created, state, progress, note,
-                 keep_for, user, host, started, seen, finished, snapshot, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                &sql,
                 params![
                     job.id,
                     job.env,
