@@ -61,25 +61,28 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         None => JobRecord::Own(Box::new(OwnJob::start(context, &request, &user, created)?)),
     };
     let job = record.job();
-    // Progress is measured against the size of the environment's last snapshot.
-    let expected = repository.snapshots(Some(request.env))?.first().map(|last| last.manifest.size());
-    let bar = reporter();
-    let progress = JobProgress::new(context, &job.id, expected, bar.as_ref())?;
-    let options = BackupOptions {
-        env: request.env.to_owned(),
-        commit: request.commit,
-        created,
-        trigger: request.trigger,
-        mode: request.mode,
-        note: request.note,
-        expires: request.keep_for.map(|days| created + chrono::Duration::days(i64::from(days))),
-        user,
-        host: hostname(),
-        mounts: request.mounts,
-        services: request.services,
-        pause: pause.map(|pause| Box::new(pause) as Box<dyn PauseControl>),
-    };
-    let outcome = backup(repository, &options, &progress);
+    // Whatever fails from here on fails the job, which its record must say.
+    let outcome = (|| -> Result<BackupReport> {
+        // Progress is measured against the size of the environment's last snapshot.
+        let expected = repository.snapshots(Some(request.env))?.first().map(|last| last.manifest.size());
+        let bar = reporter();
+        let progress = JobProgress::new(context, &job.id, expected, bar.as_ref())?;
+        let options = BackupOptions {
+            env: request.env.to_owned(),
+            commit: request.commit,
+            created,
+            trigger: request.trigger,
+            mode: request.mode,
+            note: request.note,
+            expires: request.keep_for.map(|days| created + chrono::Duration::days(i64::from(days))),
+            user,
+            host: hostname(),
+            mounts: request.mounts,
+            services: request.services,
+            pause: pause.map(|pause| Box::new(pause) as Box<dyn PauseControl>),
+        };
+        Ok(backup(repository, &options, &progress)?)
+    })();
     if let JobRecord::Own(own) = &record {
         own.finish(&outcome);
     }
@@ -149,10 +152,10 @@ impl OwnJob {
 
     /// Records how the backup ended. The backup's own outcome is what counts: a record
     /// that cannot be written is a warning.
-    fn finish(&self, outcome: &envsnap::Result<BackupReport>) {
+    fn finish(&self, outcome: &Result<BackupReport>) {
         let (snapshot, error) = match outcome {
             Ok(report) => (Some(&report.snapshot.id), None),
-            Err(error) => (None, Some(error.to_string())),
+            Err(error) => (None, Some(format!("{error:#}"))),
         };
         let recorded = jobs::finish(&self.root, &self.catalog, &self.job.id, snapshot, error.as_deref());
         if let Err(error) = recorded {
