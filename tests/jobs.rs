@@ -15,28 +15,21 @@ type Failure = Box<dyn std::error::Error>;
 /// A command service whose dump runs `script` (in the work tree) and then prints
 /// `data`; restoring it writes the dump to `restored.txt`.
 fn project_with_dump(script: &str) -> Result<Project, Failure> {
-    let project = Project::new(&format!(
-        r#"
-[[service]]
-name = "slow"
-type = "command"
-dump = "{script}; printf data"
-restore = "cat > restored.txt"
-"#
-    ))?;
-    project.ok(&["init"])?;
-    Ok(project)
+    project_with(script, "")
 }
 
 /// As [`project_with_dump`], with a mount `data` (the empty directory `data`) captured
 /// before the dump.
 fn project_with_data_and_dump(script: &str) -> Result<Project, Failure> {
-    let project = Project::new(&format!(
-        r#"
-[[mount]]
-name = "data"
-path = "data"
+    let project = project_with(script, "[[mount]]\nname = \"data\"\npath = \"data\"\n")?;
+    fs::create_dir_all(project.root().join("data"))?;
+    Ok(project)
+}
 
+/// An initialised project of the slow command service, after `before` in envsnap.toml.
+fn project_with(script: &str, before: &str) -> Result<Project, Failure> {
+    let project = Project::new(&format!(
+        r#"{before}
 [[service]]
 name = "slow"
 type = "command"
@@ -44,7 +37,6 @@ dump = "{script}; printf data"
 restore = "cat > restored.txt"
 "#
     ))?;
-    fs::create_dir_all(project.root().join("data"))?;
     project.ok(&["init"])?;
     Ok(project)
 }
@@ -109,6 +101,9 @@ fn no_wait_returns_at_once_and_wait_ends_with_the_snapshot() -> TestResult {
     // The job's id now names the snapshot.
     project.ok(&["restore", &id[..12], "--yes"])?;
     assert_eq!(fs::read_to_string(project.root().join("restored.txt"))?, "data");
+    // An id too short to name one job is refused, not guessed.
+    let stderr = project.fails(&["wait", &id[..2]], 1)?;
+    assert!(stderr.contains("give at least 4 hex characters"), "{stderr}");
     // Waiting for a finished job returns at once.
     assert_eq!(project.ok(&["wait", &id])?.trim(), snapshot);
     Ok(())

@@ -236,7 +236,13 @@ impl JobProgress<'_> {
     /// Writes the figure `done` bytes make, if it grew and the last write is old enough.
     fn report(&self, done: u64) {
         let expected = self.expected.unwrap_or_else(|| self.estimated.load(Ordering::Relaxed));
-        let mut written = self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Called for every chunk from every thread: a thread that finds another one
+        // writing leaves the figure to it rather than wait.
+        let mut written = match self.written.try_lock() {
+            Ok(written) => written,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         let (catalog, last, figure) = &mut *written;
         // Never 100 before the snapshot is published; unknown stays where it was.
         let percent = match expected {

@@ -46,8 +46,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             Some(job) => job.id,
             None => bail!("no backup of `{env}` has been started as a job yet: nothing to wait for"),
         }
-    } else if args.id.len() < 4 || !args.id.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("`{}` is not a job or snapshot id: give at least 4 hex characters of an id, or `latest`", args.id);
+    } else if args.id.len() < 4 || args.id.len() > 64 || !args.id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(envsnap::Error::InvalidId { id: args.id.clone() }.into());
     } else {
         args.id.to_ascii_lowercase()
     };
