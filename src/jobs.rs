@@ -169,15 +169,18 @@ pub fn lock_path(root: &Path, id: &str) -> PathBuf {
 /// standard input, say), keeps it open: closing it in one process does not unlock it
 /// while another holds it.
 pub fn hold(root: &Path, id: &str) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = lock_path(root, id);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|error| crate::Error::io("creating", parent, error))?;
+        crate::store::backend::create_private_dir_all(parent)
+            .map_err(|error| crate::Error::io("creating", parent, error))?;
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(crate::store::backend::PRIVATE_FILE)
         .open(&path)
         .map_err(|error| crate::Error::io("opening", &path, error))?;
     file.lock().map_err(|error| crate::Error::io("locking", &path, error))?;

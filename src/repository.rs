@@ -103,7 +103,10 @@ impl Repository {
             Self::read_config(root)?;
             return Ok(false);
         }
-        fs::create_dir_all(root).context("creating the repository", root)?;
+        crate::store::backend::create_private_dir_all(root).context("creating the repository", root)?;
+        // An existing empty directory given to init becomes private too.
+        fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(crate::store::backend::PRIVATE_DIR))
+            .context("creating the repository", root)?;
         let config = RepositoryConfig { format: FORMAT_VERSION, chunker };
         let backend = LocalBackend::new(root);
         let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");

@@ -401,3 +401,45 @@ fn the_demo_runs_from_start_to_end() -> TestResult {
     assert!(stdout.contains("no errors"), "{stdout}");
     Ok(())
 }
+
+/// Runs envsnap under umask 022, as a login shell usually has it.
+fn run_with_umask_022(project: &Project, args: &[&str]) -> TestResult {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_envsnap"))
+        .args(args)
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .output()?;
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
+#[test]
+fn repository_is_private_whatever_the_umask() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    populate(&uploads(&project))?;
+    run_with_umask_022(&project, &["init"])?;
+    run_with_umask_022(&project, &["backup"])?;
+    let mut pending = vec![project.repository.clone()];
+    let (mut files, mut dirs) = (0, 0);
+    while let Some(dir) = pending.pop() {
+        let mode = fs::metadata(&dir)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+        dirs += 1;
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let metadata = fs::symlink_metadata(&path)?;
+            if metadata.is_dir() {
+                pending.push(path);
+            } else {
+                let mode = metadata.permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is {mode:o}", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 3 && dirs >= 2, "{files} files, {dirs} dirs: a pack, a config and a catalog at least");
+    Ok(())
+}

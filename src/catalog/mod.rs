@@ -6,6 +6,7 @@
 //! reconciles the two before use.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -125,6 +126,20 @@ pub struct Catalog {
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path`; refuses a newer schema.
     pub fn open(path: &Path) -> Result<Self> {
+        // SQLite would create the file after the umask; it gives the -wal and -shm
+        // files the mode of the database, so creating it 0600 first keeps all three
+        // private.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(crate::store::backend::PRIVATE_FILE)
+            .open(path)
+        {
+            Ok(_) => {}
+            // There already (or a read-only repository): SQLite opens it as it is.
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(Error::io("creating", path, error)),
+        }
         let connection = Connection::open(path).map_err(|source| catalog_error(path, source))?;
         let catalog = Catalog { connection, path: path.to_owned() };
         catalog.prepare()?;

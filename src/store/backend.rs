@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,17 @@ impl LocalBackend {
     }
 }
 
+/// Mode of every file the repository writes: it holds database dumps, so only its
+/// owner may read them, whatever the umask.
+pub(crate) const PRIVATE_FILE: u32 = 0o600;
+/// Mode of every directory of the repository.
+pub(crate) const PRIVATE_DIR: u32 = 0o700;
+
+/// Creates `dir` and any missing parents inside the repository, each `0700`.
+pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(dir)
+}
+
 /// Syncs a directory, so that a rename into it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -108,13 +119,13 @@ impl Backend for LocalBackend {
     fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let target = self.root.join(name);
         let temporary = self.temporary_path();
-        fs::create_dir_all(self.root.join(TEMPORARY))?;
+        create_private_dir_all(&self.root.join(TEMPORARY))?;
         let written = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&temporary)?;
+            let mut file = OpenOptions::new().write(true).create_new(true).mode(PRIVATE_FILE).open(&temporary)?;
             file.write_all(data)?;
             file.sync_all()?;
             let parent = target.parent().unwrap_or(&self.root);
-            fs::create_dir_all(parent)?;
+            create_private_dir_all(parent)?;
             fs::rename(&temporary, &target)?;
             sync_dir(parent)
         })();

@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
@@ -105,6 +106,7 @@ fn open(path: &Path) -> Result<File> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(crate::store::backend::PRIVATE_FILE)
         .open(path)
         .context("opening the lock file", path)
 }
