@@ -111,6 +111,20 @@ fn sample(data: &[u8]) -> Sample {
 
 /// Turns stored bytes back into the blob, verifying it against its id.
 pub fn decode_blob(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+    // The claimed length sizes the output buffer: bound it before allocating, as the
+    // entry may come from a crafted footer or catalog row.
+    if entry.raw_length > entry.kind.max_raw_length() {
+        return Err(format!(
+            "blob {} claims {} bytes, more than a blob of its kind can hold",
+            entry.id, entry.raw_length
+        ));
+    }
+    if entry.compression == Compression::Zstd
+        && let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(&stored)
+        && size != u64::from(entry.raw_length)
+    {
+        return Err(format!("blob {}: its frame holds {size} bytes, not the {} claimed", entry.id, entry.raw_length));
+    }
     let plain = match entry.compression {
         Compression::None => stored,
         Compression::Zstd => DECOMPRESSOR
@@ -121,7 +135,7 @@ pub fn decode_blob(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String
             .map_err(|error| format!("cannot decompress: {error}"))?,
     };
     if plain.len() != entry.raw_length as usize || ObjectId::of(&plain) != entry.id {
-        return Err("its bytes do not match its hash".to_owned());
+        return Err(format!("blob {}: its bytes do not match its hash", entry.id));
     }
     Ok(plain)
 }
@@ -378,5 +392,25 @@ mod tests {
         let (compression, stored) = encode_blob(&data);
         assert_eq!(compression, Compression::None);
         assert_eq!(stored.as_ref(), data.as_slice());
+    }
+
+    #[test]
+    fn a_small_blob_claiming_a_gibibyte_is_refused_before_allocating() {
+        let data = vec![0u8; 33 << 10];
+        let stored = zstd::bulk::compress(&data, 3).expect("compresses");
+        let claim = |raw_length| PackEntry {
+            id: ObjectId::of(&data),
+            kind: BlobKind::Data,
+            compression: Compression::Zstd,
+            offset: 8,
+            length: stored.len() as u32,
+            raw_length,
+        };
+        let refused = decode_blob(&claim(1 << 30), stored.clone()).expect_err("over the ceiling");
+        assert!(refused.contains(&ObjectId::of(&data).to_string()), "{refused}");
+        // Under the ceiling but more than its frame holds: refused from the frame header.
+        let refused = decode_blob(&claim(8 << 20), stored.clone()).expect_err("frame says less");
+        assert!(refused.contains("frame holds"), "{refused}");
+        assert_eq!(decode_blob(&claim(33 << 10), stored).as_deref(), Ok(data.as_slice()));
     }
 }

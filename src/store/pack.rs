@@ -22,6 +22,13 @@ pub const ENTRY_SIZE: usize = 32 + 1 + 1 + 8 + 4 + 4;
 /// Bytes of the trailer: the entry count and the closing magic.
 pub const TRAILER_SIZE: usize = 4 + 8;
 
+/// The largest plain length a data blob may claim: no chunker cuts a larger chunk,
+/// whatever a repository's parameters.
+pub const MAX_DATA_BLOB: u32 = fastcdc::v2020::MAXIMUM_MAX;
+/// The largest plain length a tree blob may claim: a directory listing of several
+/// hundred thousand entries, far above any real one, far below what exhausts memory.
+pub const MAX_TREE_BLOB: u32 = 64 << 20;
+
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlobKind {
@@ -37,6 +44,14 @@ impl BlobKind {
         match self {
             BlobKind::Data => 0,
             BlobKind::Tree => 1,
+        }
+    }
+
+    /// The largest plain length a blob of this kind may have.
+    pub fn max_raw_length(self) -> u32 {
+        match self {
+            BlobKind::Data => MAX_DATA_BLOB,
+            BlobKind::Tree => MAX_TREE_BLOB,
         }
     }
 
@@ -175,6 +190,17 @@ pub enum PackError {
     /// A footer entry is malformed.
     #[error("footer entry {0} is malformed")]
     BadEntry(usize),
+    /// A footer entry's bytes overlap the entry before it's.
+    #[error("footer entry {0} overlaps the entry before it")]
+    Overlap(usize),
+    /// A footer entry claims a blob larger than any blob of its kind can be.
+    #[error("footer entry {index} claims a blob of {raw_length} bytes, more than a blob of its kind can hold")]
+    TooLarge {
+        /// The entry.
+        index: usize,
+        /// Its claimed plain length.
+        raw_length: u32,
+    },
 }
 
 /// Reads the entry count from a pack's trailer; returns the footer's offset and length.
@@ -196,6 +222,9 @@ pub fn footer_location(trailer: &[u8], pack_size: u64) -> Result<(u64, usize), P
 
 /// Parses a footer read from `data_end`, checking every entry lies inside the data area.
 pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, PackError> {
+    // Entries are written in blob order, so each must start where or after the one
+    // before it ended: overlapping entries would let one stored byte count twice.
+    let mut previous_end = HEADER.len() as u64;
     footer
         .chunks_exact(ENTRY_SIZE)
         .enumerate()
@@ -209,6 +238,16 @@ pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, Pack
             let raw_length = u32::from_le_bytes(raw[46..50].try_into().map_err(|_| bad())?);
             let end = offset.checked_add(u64::from(length)).ok_or_else(bad)?;
             if offset < HEADER.len() as u64 || end > data_end {
+                return Err(bad());
+            }
+            if offset < previous_end {
+                return Err(PackError::Overlap(index));
+            }
+            previous_end = end;
+            if raw_length > kind.max_raw_length() {
+                return Err(PackError::TooLarge { index, raw_length });
+            }
+            if compression == Compression::None && raw_length != length {
                 return Err(bad());
             }
             Ok(PackEntry { id, kind, compression, offset, length, raw_length })
@@ -268,5 +307,26 @@ mod tests {
         let offset_at = 8 + 1 + 34;
         bad_offset[offset_at] = 0xff;
         assert_eq!(parse_pack(&bad_offset), Err(PackError::BadEntry(0)));
+    }
+
+    #[test]
+    fn overlapping_entries_are_refused() {
+        let mut builder = PackBuilder::new();
+        builder.add(ObjectId::of(b"abcd"), BlobKind::Data, Compression::None, b"abcd", 4);
+        builder.add(ObjectId::of(b"efgh"), BlobKind::Data, Compression::None, b"efgh", 4);
+        let (_, mut bytes, _) = builder.finish();
+        // The second entry's offset moved back into the first blob.
+        let second_offset = bytes.len() - TRAILER_SIZE - ENTRY_SIZE + 34;
+        bytes[second_offset] = 10;
+        assert_eq!(parse_pack(&bytes), Err(PackError::Overlap(1)));
+    }
+
+    #[test]
+    fn a_blob_claiming_a_gibibyte_is_refused() {
+        let stored = zstd::bulk::compress(&[0u8; 32 << 10], 3).expect("compresses");
+        let mut builder = PackBuilder::new();
+        builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::Zstd, &stored, 1 << 30);
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(parse_pack(&bytes), Err(PackError::TooLarge { index: 0, raw_length: 1 << 30 }));
     }
 }
