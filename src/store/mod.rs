@@ -413,4 +413,31 @@ mod tests {
         assert!(refused.contains("frame holds"), "{refused}");
         assert_eq!(decode_blob(&claim(33 << 10), stored).as_deref(), Ok(data.as_slice()));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+        /// Chunking, storing and reading back gives the input, whatever it is.
+        #[test]
+        fn chunk_store_read_back(seed in proptest::prelude::any::<u64>(), repeats in 0usize..4, length in 0usize..(600 << 10)) {
+            let mut state = seed | 1;
+            let mut input: Vec<u8> = (0..length).map(|_| { state ^= state << 13; state ^= state >> 7; state ^= state << 17; state as u8 }).collect();
+            // Repeated stretches give compressible and deduplicated chunks too.
+            for _ in 0..repeats { input.extend_from_within(..input.len().min(100 << 10)); }
+            let params = chunker::ChunkerParams { min: 64 << 10, avg: 128 << 10, max: 256 << 10 };
+            let backend = MemoryBackend::default();
+            let catalog = Mutex::new(Catalog::in_memory().expect("catalog"));
+            let writer = BlobWriter::new(&backend, &catalog).expect("writer");
+            let ids: Vec<ObjectId> = params.cut(&input).map(|chunk| writer.add(BlobKind::Data, chunk).expect("stored")).collect();
+            writer.flush().expect("flushed");
+            let catalog = lock(&catalog);
+            let mut back = Vec::new();
+            for id in ids {
+                let location = catalog.locate(&id).expect("catalog").expect("indexed");
+                let stored = backend.get_range(&location.pack, location.entry.offset, location.entry.length as usize).expect("read");
+                back.extend(decode_blob(&location.entry, stored).expect("decoded"));
+            }
+            proptest::prop_assert_eq!(back, input);
+        }
+    }
 }
