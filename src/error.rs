@@ -254,6 +254,21 @@ pub enum Error {
         first_error: String,
     },
 
+    /// A restore in place refused before changing anything: some of the data it would
+    /// write is damaged or missing, and it would have replaced intact live files.
+    #[error(
+        "refusing to restore: {} file(s) of the snapshot cannot be restored in full, e.g. {}: {first_error}; \
+         nothing was changed; run `envsnap check --read-data` for details, or write the rest elsewhere \
+         with `envsnap restore ID --to DIR`",
+        files.len(), files.first().map(|p| p.display().to_string()).unwrap_or_default()
+    )]
+    RestoreRefused {
+        /// The files that cannot be restored in full.
+        files: Vec<PathBuf>,
+        /// The first error met.
+        first_error: String,
+    },
+
     /// The catalog database failed.
     #[error("catalog {}: {source}; if it is damaged, run `envsnap repair` to rebuild it from the store", path.display())]
     Catalog {

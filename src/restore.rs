@@ -66,11 +66,30 @@ pub struct RestoreReport {
 }
 
 /// Restores `targets`. See the module documentation for the order of work.
+///
+/// A restore in place is verified first (see [`verify`]): a snapshot with any damaged
+/// or missing data is refused before a single live file is touched.
 pub fn restore(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<RestoreReport> {
-    let mut plan = Plan::default();
-    for (index, target) in targets.iter().enumerate() {
-        plan.add_target(repository, target, index)?;
+    if targets.iter().any(|target| target.replace.is_some()) {
+        let verified = verify(repository, targets, progress)?;
+        restore_verified(repository, targets, &verified, progress)
+    } else {
+        write(repository, targets, progress)
     }
+}
+
+/// Restores `targets` that [`verify`] found sound; see [`restore`].
+pub fn restore_verified(
+    repository: &Repository,
+    targets: &[RestoreTarget],
+    _verified: &Verified,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    write(repository, targets, progress)
+}
+
+fn write(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<RestoreReport> {
+    let plan = Plan::new(repository, targets)?;
     plan.check_target(targets)?;
     let fresh = plan.lay_out(targets)?;
     plan.clear_file_places(&fresh)?;
@@ -86,6 +105,153 @@ pub fn restore(repository: &Repository, targets: &[RestoreTarget], progress: &dy
         return Err(Error::RestoreIncomplete { files, first_error: first_error.clone() });
     }
     Ok(plan.report())
+}
+
+/// The chunks a [`verify`] read back and found sound: proof that a restore of the
+/// same targets can replace live files without meeting damaged data, and what a
+/// safety snapshot taken next may depend on without reading it again.
+#[derive(Debug, Default)]
+pub struct Verified {
+    chunks: HashSet<ObjectId>,
+}
+
+/// Reads every chunk that restoring `targets` needs, verifies each against its id,
+/// and checks that every file's chunks add up to its recorded size; writes nothing.
+/// Any damage refuses the whole restore ([`Error::RestoreRefused`]), naming the files.
+///
+/// This is what makes a restore in place safe: it deletes and rewrites live files,
+/// so it must know before it starts that it can write every one of them in full.
+pub fn verify(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<Verified> {
+    let plan = Plan::new(repository, targets)?;
+    let mut wanted: HashMap<ObjectId, Vec<usize>> = HashMap::new();
+    let mut failures: Vec<(usize, String)> = Vec::new();
+    let mut sizes: HashMap<ObjectId, u64> = HashMap::new();
+    {
+        let catalog = store::lock(repository.catalog());
+        for (index, file) in plan.files.iter().enumerate() {
+            let mut total = 0u64;
+            let mut missing = None;
+            for id in &file.node.content {
+                let length = match sizes.get(id) {
+                    Some(length) => *length,
+                    None => match catalog.locate(id)? {
+                        Some(location) => *sizes.entry(*id).or_insert(u64::from(location.entry.raw_length)),
+                        None => {
+                            missing = Some(format!("chunk {} is missing from the repository", id.short(12)));
+                            break;
+                        }
+                    },
+                };
+                total += length;
+                wanted.entry(*id).or_default().push(index);
+            }
+            if let Some(why) = missing {
+                failures.push((index, why));
+            } else if total != file.node.size {
+                failures.push((
+                    index,
+                    format!("its chunks hold {total} bytes but the snapshot records {} bytes", file.node.size),
+                ));
+            }
+        }
+    }
+    let ids: HashSet<ObjectId> = wanted.keys().copied().collect();
+    for (id, why) in verify_chunks(repository, &ids, progress)? {
+        for index in wanted.get(&id).into_iter().flatten() {
+            failures.push((*index, why.clone()));
+        }
+    }
+    if let Some((_, first_error)) = failures.first() {
+        let first_error = first_error.clone();
+        let mut files: Vec<PathBuf> = failures.iter().map(|(index, _)| plan.files[*index].path.clone()).collect();
+        files.sort();
+        files.dedup();
+        return Err(Error::RestoreRefused { files, first_error });
+    }
+    Ok(Verified { chunks: ids })
+}
+
+/// Verifies that every chunk `snapshot`'s elements reference is sound, reading only
+/// those `verified` does not already vouch for. A safety snapshot deduplicates onto
+/// chunks already stored; should one of them be damaged, the snapshot could not put
+/// back what it claims to hold, so it must be checked before anything relies on it.
+pub fn verify_snapshot(
+    repository: &Repository,
+    snapshot: &crate::snapshot::Snapshot,
+    verified: &Verified,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let targets: Vec<RestoreTarget> = snapshot
+        .manifest
+        .elements
+        .iter()
+        .map(|element| RestoreTarget { tree: element.tree, destination: PathBuf::from(&element.name), replace: None })
+        .collect();
+    let plan = Plan::new(repository, &targets)?;
+    let mut owner: HashMap<ObjectId, usize> = HashMap::new();
+    for (index, file) in plan.files.iter().enumerate() {
+        for id in &file.node.content {
+            if !verified.chunks.contains(id) {
+                owner.entry(*id).or_insert(index);
+            }
+        }
+    }
+    let ids: HashSet<ObjectId> = owner.keys().copied().collect();
+    let damaged = verify_chunks(repository, &ids, progress)?;
+    if let Some((id, why)) = damaged.first() {
+        let file = owner.get(id).map(|index| plan.files[*index].path.clone()).unwrap_or_default();
+        return Err(Error::Corrupt {
+            what: format!("snapshot {}", snapshot.id.short(12)),
+            detail: format!(
+                "it would keep {} from a damaged chunk ({why}), and {} more damaged chunk(s)",
+                file.display(),
+                damaged.len() - 1
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Reads and verifies `ids`, pack by pack in parallel; returns the damaged or
+/// missing ones with why. Reading errors that are not damage stop it.
+fn verify_chunks(
+    repository: &Repository,
+    ids: &HashSet<ObjectId>,
+    progress: &dyn Progress,
+) -> Result<Vec<(ObjectId, String)>> {
+    let mut damaged = Vec::new();
+    let mut by_pack: HashMap<String, Vec<PackEntry>> = HashMap::new();
+    {
+        let catalog = store::lock(repository.catalog());
+        for id in ids {
+            match catalog.locate(id)? {
+                Some(location) => by_pack.entry(location.pack).or_default().push(location.entry),
+                None => damaged.push((*id, format!("chunk {} is missing from the repository", id.short(12)))),
+            }
+        }
+    }
+    let total = by_pack.values().flatten().map(|entry| u64::from(entry.raw_length)).sum();
+    progress.begin("verifying", Some(total));
+    let found = Mutex::new(damaged);
+    by_pack.into_par_iter().try_for_each(|(pack, mut entries)| -> Result<()> {
+        entries.sort_by_key(|entry| entry.offset);
+        let sorted: Vec<&PackEntry> = entries.iter().collect();
+        let mut reader = PackReader::new(repository, &pack, &sorted)?;
+        for entry in &entries {
+            if let Err(detail) = reader.read(entry)? {
+                let message = format!(
+                    "chunk {} in pack {}: {detail}",
+                    entry.id.short(12),
+                    repository.backend().describe(&pack).display()
+                );
+                store::lock(&found).push((entry.id, message));
+            }
+            progress.add_bytes(u64::from(entry.raw_length));
+        }
+        Ok(())
+    })?;
+    progress.finish();
+    Ok(found.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 /// What restoring `target` would change on disk: paths it would create (`Added`),
@@ -220,6 +386,14 @@ fn check_name(dir: &Path, name: &[u8], names: &mut HashSet<Vec<u8>>) -> Result<(
 }
 
 impl Plan {
+    fn new(repository: &Repository, targets: &[RestoreTarget]) -> Result<Plan> {
+        let mut plan = Plan::default();
+        for (index, target) in targets.iter().enumerate() {
+            plan.add_target(repository, target, index)?;
+        }
+        Ok(plan)
+    }
+
     fn add_target(&mut self, repository: &Repository, target: &RestoreTarget, target_index: usize) -> Result<()> {
         let mut inodes: HashMap<u64, PathBuf> = HashMap::new();
         let mut pending = vec![(target.tree, target.destination.clone(), PathBuf::new(), None::<Node>)];
@@ -538,9 +712,9 @@ impl<'a> PackReader<'a> {
             return Ok(PackReader { repository, pack, span: None });
         };
         let start = first.offset;
-        let end = last.offset + u64::from(last.length);
+        let end = last.offset.saturating_add(u64::from(last.length));
         let needed: u64 = sorted.iter().map(|entry| u64::from(entry.length)).sum();
-        let span = if end - start <= SPAN_LIMIT && needed * 2 >= end - start {
+        let span = if end - start <= SPAN_LIMIT && needed.saturating_mul(2) >= end - start {
             match repository.backend().get_range(pack, start, (end - start) as usize) {
                 Ok(bytes) => Some((start, bytes)),
                 // A short or missing pack: read blob by blob to save what can be saved.
@@ -558,8 +732,21 @@ impl<'a> PackReader<'a> {
     fn read(&mut self, entry: &PackEntry) -> Result<Result<Vec<u8>, String>> {
         let stored = match &self.span {
             Some((start, bytes)) => {
-                let from = (entry.offset - start) as usize;
-                bytes[from..from + entry.length as usize].to_vec()
+                // The catalog's offsets are stored bytes too: slice only what is there.
+                let span = entry
+                    .offset
+                    .checked_sub(*start)
+                    .and_then(|from| usize::try_from(from).ok())
+                    .and_then(|from| bytes.get(from..from.checked_add(entry.length as usize)?));
+                match span {
+                    Some(span) => span.to_vec(),
+                    None => {
+                        return Ok(Err(format!(
+                            "it lies outside the bytes read from its pack (offset {})",
+                            entry.offset
+                        )));
+                    }
+                }
             }
             None => match self.repository.backend().get_range(self.pack, entry.offset, entry.length as usize) {
                 Ok(stored) => stored,

@@ -375,3 +375,27 @@ fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
     assert!(!project.ok(&["list", "--all", "--json"])?.contains("right-secret"));
     Ok(())
 }
+
+#[test]
+fn a_dump_that_runs_a_shell_command_is_refused_and_runs_nothing() -> TestResult {
+    let databases = Databases::new();
+    let target = databases.name("main");
+    let service = MysqlService::new("db", &format!("mysql://root@127.0.0.1:3306/{target}"))?;
+    let version = std::process::Command::new("mariadb")
+        .args(["-uroot", "-h127.0.0.1", "-N", "-B", "-e", "SELECT VERSION()"])
+        .output()?;
+    let version = String::from_utf8(version.stdout)?.trim().to_owned();
+    let planted = std::env::temp_dir().join(format!("envsnap-sandbox-{target}"));
+    let dump = MemoryDump::default();
+    let header = format!(
+        "-- {{\"format\":1,\"server_version\":\"{version}\",\"database\":\"x\",\"charset\":\"utf8mb4\",\"collation\":\"utf8mb4_general_ci\"}}\n"
+    );
+    dump.add("0-header.sql", &mut header.as_bytes())?;
+    let hostile = format!("\\! touch {}\nCREATE TABLE t (x int);\n", planted.display());
+    dump.add("1-dump.sql", &mut hostile.as_bytes())?;
+    let result = service.restore(&dump);
+    assert!(!planted.exists(), "the dump ran a shell command: {} exists", planted.display());
+    let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(message.contains("service `db`"), "the restore fails, naming the service: {message:?}");
+    Ok(())
+}

@@ -1137,3 +1137,52 @@ fn available_bytes(path: &Path) -> TestResult<usize> {
     let value = text.lines().nth(1).ok_or("df printed no value")?;
     Ok(value.trim().parse()?)
 }
+
+/// Live files equal to a snapshot whose pack is damaged: restoring it in place must
+/// refuse before touching anything (no file replaced, none removed, no safety snapshot
+/// onto the damaged chunks), and must not send the user to `undo`.
+#[test]
+fn a_damaged_snapshot_never_replaces_intact_live_files() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0012);
+    let mut files = Files::default();
+    files.put(&workspace.data, "a.bin", rng.bytes(700 << 10))?;
+    files.put(&workspace.data, "notes.txt", compressible(&mut rng, 5000))?;
+    let first = workspace.backup()?;
+    let snapshots_before = workspace.snapshot_ids()?.len();
+
+    let pack = {
+        let repo = Repository::open(&repository, Access::Read, &mut |_| {})?;
+        let snapshot = repo.resolve(&first, None)?;
+        let root = snapshot.manifest.element("data").ok_or("no element `data`")?.tree;
+        let node = repo.read_tree(&root)?.find(b"a.bin").cloned().ok_or("no a.bin")?;
+        let chunk = *node.content.first().ok_or("a.bin has no chunks")?;
+        let location = repo
+            .catalog()
+            .lock()
+            .map_err(|_| "the catalog lock is poisoned")?
+            .locate(&chunk)?
+            .ok_or("the chunk of a.bin is not indexed")?;
+        (location.pack, location.entry)
+    };
+    let pack_path = repository.join(&pack.0);
+    let damaged_at = pack.1.offset + u64::from(pack.1.length) / 2;
+    let packed = OpenOptions::new().read(true).write(true).open(&pack_path)?;
+    let mut byte = [0u8];
+    packed.read_exact_at(&mut byte, damaged_at)?;
+    packed.write_all_at(&[byte[0] ^ 0x40], damaged_at)?;
+    drop(packed);
+    // Something the restore in place would remove, were it to go ahead.
+    files.put(&workspace.data, "extra.txt", b"written after the snapshot".to_vec())?;
+
+    let output = workspace.run(&["restore", &first[..12], "--yes"])?;
+    expect_exit(&output, 1, "restoring a damaged snapshot in place")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nothing was changed") && stderr.contains("a.bin"), "{stderr}");
+    assert!(!stderr.contains("envsnap undo"), "a refused restore must not offer undo: {stderr}");
+    compare_files(&read_files(&workspace.data)?, &files, "the live files after the refused restore")?;
+    assert_eq!(workspace.snapshot_ids()?.len(), snapshots_before, "no safety snapshot was kept");
+    Ok(())
+}

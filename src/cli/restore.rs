@@ -9,7 +9,7 @@ use envsnap::Error;
 use envsnap::diff::ChangeKind;
 use envsnap::git::branch;
 use envsnap::repository::{Access, Repository};
-use envsnap::restore::{RestoreTarget, preview, restore, restore_service};
+use envsnap::restore::{RestoreTarget, preview, restore, restore_service, restore_verified, verify, verify_snapshot};
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
 use super::activity;
@@ -263,6 +263,13 @@ pub fn into_environment(
                 .join(", ")
         ),
     )?;
+    // Everything the restore will write is read and verified before anything is taken
+    // or changed: a damaged snapshot is refused while the live data is still intact.
+    let verified = verify(repository, &targets, reporter().as_ref())?;
+    for (element, _) in &service_pairs {
+        let dump = [RestoreTarget { tree: element.tree, destination: PathBuf::from(&element.name), replace: None }];
+        verify(repository, &dump, reporter().as_ref())?;
+    }
     if options.safety {
         let existing: Vec<_> =
             pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
@@ -293,6 +300,16 @@ pub fn into_environment(
                 job: None,
             };
             let safety = take(context, repository, request)?.snapshot;
+            // The safety snapshot deduplicates onto chunks already stored; if one is
+            // damaged it could not put back what the restore overwrites.
+            if let Err(error) = verify_snapshot(repository, &safety, &verified, reporter().as_ref()) {
+                let _ = repository.delete(&safety.id);
+                bail!(
+                    "{error}\nthe safety snapshot of `{env}` would depend on damaged data, so it was deleted and \
+                     nothing was restored; nothing was changed: run `envsnap check --read-data`, then \
+                     `envsnap repair`"
+                );
+            }
             activity::detail(format!("safety snapshot {} taken first", safety.id.short(SHORT_ID)));
             note!(
                 "safety snapshot {} taken; to go back: envsnap undo (or envsnap restore {} --target {env})",
@@ -309,7 +326,7 @@ pub fn into_environment(
         anyhow::anyhow!("{error}\nthe restore did not finish; `envsnap undo` puts back what was there before")
     };
     if !targets.is_empty() {
-        let report = restore(repository, &targets, reporter().as_ref()).map_err(undo_hint)?;
+        let report = restore_verified(repository, &targets, &verified, reporter().as_ref()).map_err(undo_hint)?;
         note!(
             "restored the files of snapshot {} into `{env}`: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),

@@ -397,7 +397,9 @@ impl Service for MysqlService {
         let mut names: Vec<String> = source.names().into_iter().filter(|name| name.starts_with(DUMP_PREFIX)).collect();
         names.sort();
         let input = Concatenated { source, names, next: 0, current: None };
-        let arguments = vec![format!("--database={database}")];
+        // The dump is stored bytes, so hostile input: in sandbox mode the client refuses
+        // its commands that reach the file system or a shell (`\!`, `\.`, `tee`, …).
+        let arguments = vec!["--sandbox".to_owned(), format!("--database={database}")];
         let mut tool = self.start(CLIENTS, &arguments, Pipe::Input)?;
         let mut stdin = tool.stdin().expect("stdin is piped");
         let never = AtomicBool::new(false);
