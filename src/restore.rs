@@ -1,6 +1,9 @@
 //! Restoring snapshot elements into directories.
 //!
-//! A restore runs in three steps:
+//! A restore in place first **verifies** ([`verify`]): it reads every chunk it will
+//! write and checks each against its id, and each file's chunks against its recorded
+//! size, so that damage is found while the live files are still intact. Then it runs
+//! in three steps:
 //! 1. **Plan**: walk the snapshot's trees and check every name. Nothing is written
 //!    until the whole snapshot has been found safe: a name that is empty, `.`, `..`,
 //!    holds a `/` or a NUL, or appears twice is refused, and so is a directory of the
