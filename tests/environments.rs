@@ -137,7 +137,7 @@ fn restore_at_a_commit_takes_the_nearest_ancestor_with_a_snapshot() -> TestResul
 }
 
 #[test]
-fn only_admins_restore_into_production() -> TestResult {
+fn only_admins_restore_into_or_delete_from_production() -> TestResult {
     let config = format!("admins = [\"boss@example.invalid\"]\n{CONFIG}");
     let project = Project::new(&config)?;
     project.ok(&["init"])?;
@@ -145,8 +145,13 @@ fn only_admins_restore_into_production() -> TestResult {
     let snapshot = project.backup(&[])?;
     let refused = project.fails(&["restore", &snapshot[..12], "--yes"], 1)?;
     assert!(refused.contains("only admins may restore into the production environment `main`"), "{refused}");
+    let refused = project.fails(&["delete", &snapshot[..12]], 1)?;
+    assert!(refused.contains("only admins may delete a snapshot of the production environment `main`"), "{refused}");
     git(project.root(), &["config", "user.email", "boss@example.invalid"])?;
     project.ok(&["restore", &snapshot[..12], "--yes"])?;
+    project.ok(&["delete", &snapshot[..12]])?;
+    let listed = project.ok(&["list", "--json"])?;
+    assert!(!listed.contains(&snapshot), "an admin deletes it: {listed}");
     Ok(())
 }
 

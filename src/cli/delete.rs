@@ -21,6 +21,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let repository = context.open(Access::Write)?;
     // Resolve every id before deleting any, so a typo deletes nothing.
     let snapshots = args.ids.iter().map(|id| context.resolve(&repository, id, None)).collect::<Result<Vec<_>>>()?;
+    for snapshot in &snapshots {
+        super::restore::require_admin(&context, &snapshot.manifest.env, "delete a snapshot of")?;
+    }
     let pinned = repository.pinned()?;
     if let Some(snapshot) = snapshots.iter().find(|snapshot| pinned.contains(&snapshot.id)) {
         return Err(Error::Pinned { id: snapshot.id.short(SHORT_ID) }.into());

@@ -173,17 +173,7 @@ pub fn into_environment(
 ) -> Result<()> {
     activity::env(env);
     activity::snapshot(&snapshot.id);
-    let config = context.config()?;
-    if env == config.production() && !config.admins().is_empty() {
-        let identities = branch::user_identities(context.work_tree());
-        if !identities.iter().any(|identity| config.is_admin(identity)) {
-            bail!(
-                "only admins may restore into the production environment `{env}`, and you are not one \
-                 ({}): ask an admin listed in envsnap.toml",
-                identities.join(", ")
-            );
-        }
-    }
+    require_admin(context, env, "restore into")?;
     let mounts = context.mounts(env)?;
     let mut services = context.services(env)?;
     let mut pairs = Vec::new();
@@ -344,6 +334,23 @@ pub fn into_environment(
             snapshot.id.short(SHORT_ID),
             source.service.address()
         );
+    }
+    Ok(())
+}
+
+/// Refuses someone not listed in `admins` an action (`"restore into"`, `"delete a
+/// snapshot of"`) on the production environment, when `admins` is set.
+pub fn require_admin(context: &Context, env: &str, action: &str) -> Result<()> {
+    let config = context.config()?;
+    if env == config.production() && !config.admins().is_empty() {
+        let identities = branch::user_identities(context.work_tree());
+        if !identities.iter().any(|identity| config.is_admin(identity)) {
+            bail!(
+                "only admins may {action} the production environment `{env}`, and you are not one \
+                 ({}): ask an admin listed in envsnap.toml",
+                identities.join(", ")
+            );
+        }
     }
     Ok(())
 }
