@@ -389,7 +389,24 @@ fn check_name(dir: &Path, name: &[u8], names: &mut HashSet<Vec<u8>>) -> Result<(
 }
 
 impl Plan {
+    /// Plans every target, refusing targets that overlap: one restored after the
+    /// other could be led anywhere by a symlink the first laid down.
     fn new(repository: &Repository, targets: &[RestoreTarget]) -> Result<Plan> {
+        for (index, target) in targets.iter().enumerate() {
+            for other in &targets[index + 1..] {
+                let (a, b) = (&target.destination, &other.destination);
+                if a.starts_with(b) || b.starts_with(a) {
+                    return Err(Error::UnsafePath {
+                        path: if a.starts_with(b) { a.clone() } else { b.clone() },
+                        reason: format!(
+                            "{} and {} overlap: restore them one at a time, or fix the mounts in envsnap.toml",
+                            a.display(),
+                            b.display()
+                        ),
+                    });
+                }
+            }
+        }
         let mut plan = Plan::default();
         for (index, target) in targets.iter().enumerate() {
             plan.add_target(repository, target, index)?;

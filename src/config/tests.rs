@@ -388,6 +388,24 @@ fn a_mount_path_must_not_be_empty() {
 }
 
 #[test]
+fn mounts_must_not_overlap() {
+    let text = "[[mount]]\nname = \"data\"\npath = \"data\"\n[[mount]]\nname = \"sub\"\npath = \"./data/sub/\"\n";
+    assert_eq!(
+        error(text),
+        "envsnap.toml:6: mount[1].path: `./data/sub/` overlaps mount `data` (path = \"data\"): a restore of one would \
+         write through the other; give each mount a directory of its own, neither inside the other"
+    );
+    let text = "[[mount]]\nname = \"a\"\npath = \"var/{branch}/a\"\n[[mount]]\nname = \"b\"\npath = \"var/{branch}\"\n";
+    assert!(
+        error(text).starts_with("envsnap.toml:6: mount[1].path: `var/{branch}` overlaps mount `a`"),
+        "{}",
+        error(text)
+    );
+    let text = "[[mount]]\nname = \"a\"\npath = \"data\"\n[[mount]]\nname = \"b\"\npath = \"database\"\n";
+    assert_eq!(error(text), "(parsed without error)");
+}
+
+#[test]
 fn services_need_the_keys_of_their_type() {
     assert_eq!(
         error("[[service]]\nname = \"db\"\ntype = \"postgresql\"\n"),

@@ -101,7 +101,20 @@ impl Checker<'_> {
         for (index, table) in mount.into_iter().enumerate() {
             let key = KeyPath::top("mount").index(index);
             self.element_name(&key, &table.name, &mut names)?;
-            mounts.push((self.mount(&key, table)?, self.origin(key)));
+            let mount = self.mount(&key, table)?;
+            if let Some((other, _)) =
+                mounts.iter().find(|(other, _): &&(Mount, Origin)| overlap(&mount.path, &other.path))
+            {
+                return Err(self.fail(
+                    &key.key("path"),
+                    format!(
+                        "`{}` overlaps mount `{}` (path = \"{}\"): a restore of one would write through the \
+                         other; give each mount a directory of its own, neither inside the other",
+                        mount.path, other.name, other.path
+                    ),
+                ));
+            }
+            mounts.push((mount, self.origin(key)));
         }
         let mut services = Vec::with_capacity(service.len());
         for (index, table) in service.into_iter().enumerate() {
@@ -487,4 +500,16 @@ fn parse_within(text: &str) -> Result<chrono::Duration, String> {
         Some(duration) if number > 0 => Ok(duration),
         _ => Err(format!("`{text}` is out of range; {HINT}")),
     }
+}
+
+/// Whether two mount paths (templates) are the same directory or one lies inside the
+/// other, compared component by component: `data` and `./data/sub/` overlap, `data`
+/// and `database` do not.
+fn overlap(a: &str, b: &str) -> bool {
+    let split = |path: &str| -> Vec<String> {
+        path.split('/').filter(|part| !part.is_empty() && *part != ".").map(str::to_owned).collect()
+    };
+    let (a, b) = (split(a), split(b));
+    let shorter = a.len().min(b.len());
+    a[..shorter] == b[..shorter]
 }
