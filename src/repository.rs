@@ -412,6 +412,39 @@ impl Repository {
         store::lock(&self.catalog).activities(env, limit)
     }
 
+    /// Records the restore into `record.env` that is changing it, or how it ended:
+    /// what `undo` acts on. Written whole and atomically, one per environment.
+    pub fn record_restore(&self, record: &RestoreRecord) -> Result<()> {
+        let name = restore_record_name(&record.env);
+        let bytes = serde_json::to_vec_pretty(record).expect("a restore record always serializes");
+        self.backend.put(&name, &bytes).context("writing", self.backend.describe(&name))
+    }
+
+    /// The last restore that changed environment `env`, if one was recorded.
+    pub fn last_restore(&self, env: &str) -> Result<Option<RestoreRecord>> {
+        /// A record is a few hundred bytes; anything larger is not one.
+        const MAX_RECORD: usize = 64 << 10;
+        let name = restore_record_name(env);
+        let path = self.backend.describe(&name);
+        let bytes = match self.backend.get(&name) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(Error::io("reading", path, error)),
+        };
+        let corrupt = |detail: String| Error::Corrupt {
+            what: format!("restore record {}", path.display()),
+            detail: format!("{detail}; remove it to forget the last restore into `{env}`"),
+        };
+        if bytes.len() > MAX_RECORD {
+            return Err(corrupt(format!("it is {} bytes, far more than a record holds", bytes.len())));
+        }
+        let record: RestoreRecord = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
+        if record.env != env {
+            return Err(corrupt(format!("it records a restore into `{}`", record.env)));
+        }
+        Ok(Some(record))
+    }
+
     /// Reads one blob, verified against its id.
     pub fn read_blob(&self, id: &ObjectId) -> Result<Vec<u8>> {
         let location = store::lock(&self.catalog).locate(id)?.ok_or_else(|| Error::ChunkMissing { id: id.to_hex() })?;
@@ -538,4 +571,37 @@ pub struct RepairReport {
     pub snapshots: usize,
     /// Objects that could not be read, with why.
     pub unreadable: Vec<String>,
+}
+
+/// A restore into an environment, as `undo` needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// The environment restored into.
+    pub env: String,
+    /// The snapshot restored.
+    pub restored: ObjectId,
+    /// The safety snapshot taken of what it overwrote, if one was.
+    pub safety: Option<ObjectId>,
+    /// When it began changing the environment.
+    pub started: DateTime<Utc>,
+    /// How far it got.
+    pub state: RestoreState,
+}
+
+/// How far a recorded restore got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestoreState {
+    /// It was changing the environment (and may have been stopped while doing so).
+    Changing,
+    /// It finished.
+    Done,
+    /// It failed after changing something.
+    Failed,
+}
+
+/// Where the last restore into `env` is recorded: the name is the environment's bytes
+/// in hex, so that any branch name is one safe file name.
+fn restore_record_name(env: &str) -> String {
+    format!("restores/{}.json", hex::encode(env))
 }

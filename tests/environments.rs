@@ -306,3 +306,36 @@ fn a_consistent_snapshot_holds_the_data_as_it_was_while_paused() -> TestResult {
     assert_eq!(fs::read_to_string(out.join("uploads/file-49.txt"))?, "content 49");
     Ok(())
 }
+
+/// `undo` acts on the restore that last changed the environment, names it, and says
+/// plainly when there is nothing to undo; a second undo redoes.
+#[test]
+fn undo_names_the_last_restore_or_says_there_is_nothing_to_undo() -> TestResult {
+    let project = Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "one")?;
+    let first = project.backup(&[])?;
+    let nothing = project.fails(&["undo", "--yes"], 1)?;
+    assert!(nothing.contains("nothing to undo: no restore has changed environment `main`"), "{nothing}");
+
+    write(&project, "main", "a.txt", "two")?;
+    project.ok(&["restore", &first[..12], "--yes", "--no-safety-snapshot"])?;
+    assert_eq!(read(&project, "main", "a.txt")?, "one");
+    let refused = project.fails(&["undo", "--yes"], 1)?;
+    assert!(refused.contains("took no safety snapshot"), "{refused}");
+
+    write(&project, "main", "a.txt", "three")?;
+    // A restore refused before it changes anything (the safety snapshot has nothing to
+    // do with it) leaves the last real restore as the one to undo.
+    project.fails(&["restore", &first[..12]], 1)?;
+    project.ok(&["restore", &first[..12], "--yes"])?;
+    assert_eq!(read(&project, "main", "a.txt")?, "one");
+    let undo = project.run(&["undo", "--yes"])?;
+    let said = String::from_utf8_lossy(&undo.stderr);
+    assert!(undo.status.success(), "{said}");
+    assert!(said.contains(&format!("undoing the restore of snapshot {}", &first[..12])), "{said}");
+    assert_eq!(read(&project, "main", "a.txt")?, "three", "undo puts back what the restore overwrote");
+    project.ok(&["undo", "--yes"])?;
+    assert_eq!(read(&project, "main", "a.txt")?, "one", "a second undo redoes the restore");
+    Ok(())
+}

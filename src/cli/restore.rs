@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use envsnap::Error;
 use envsnap::diff::ChangeKind;
 use envsnap::git::branch;
-use envsnap::repository::{Access, Repository};
+use envsnap::repository::{Access, Repository, RestoreRecord, RestoreState};
 use envsnap::restore::{RestoreTarget, preview, restore, restore_service, restore_verified, verify, verify_snapshot};
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
@@ -260,6 +260,7 @@ pub fn into_environment(
         let dump = [RestoreTarget { tree: element.tree, destination: PathBuf::from(&element.name), replace: None }];
         verify(repository, &dump, reporter().as_ref())?;
     }
+    let mut safety_id = None;
     if options.safety {
         let existing: Vec<_> =
             pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
@@ -300,6 +301,7 @@ pub fn into_environment(
                      `envsnap repair`"
                 );
             }
+            safety_id = Some(safety.id);
             activity::detail(format!("safety snapshot {} taken first", safety.id.short(SHORT_ID)));
             note!(
                 "safety snapshot {} taken; to go back: envsnap undo (or envsnap restore {} --target {env})",
@@ -308,6 +310,39 @@ pub fn into_environment(
             );
         }
     }
+    // From here on the environment changes: record it, so `undo` acts on this restore.
+    let mut record = RestoreRecord {
+        env: env.to_owned(),
+        restored: snapshot.id,
+        safety: safety_id,
+        started: chrono::Utc::now(),
+        state: RestoreState::Changing,
+    };
+    repository.record_restore(&record)?;
+    let work = Work { targets: &targets, verified: &verified, services: &service_pairs };
+    let result = change(context, repository, snapshot, env, create_from, &work);
+    record.state = if result.is_ok() { RestoreState::Done } else { RestoreState::Failed };
+    let recorded = repository.record_restore(&record);
+    result.and(recorded.map_err(anyhow::Error::from))
+}
+
+/// What a restore into an environment writes, verified.
+struct Work<'a> {
+    targets: &'a [RestoreTarget],
+    verified: &'a envsnap::restore::Verified,
+    services: &'a [(&'a Element, envsnap::backup::ServiceSource)],
+}
+
+/// The part of a restore into an environment that changes it.
+fn change(
+    context: &Context,
+    repository: &Repository,
+    snapshot: &Snapshot,
+    env: &str,
+    create_from: Option<&str>,
+    work: &Work,
+) -> Result<()> {
+    let &Work { targets, verified, services: service_pairs } = work;
     if let Some(parent) = create_from {
         let commit = branch::create_branch(context.work_tree(), env, parent)?;
         note!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
@@ -316,7 +351,7 @@ pub fn into_environment(
         anyhow::anyhow!("{error}\nthe restore did not finish; `envsnap undo` puts back what was there before")
     };
     if !targets.is_empty() {
-        let report = restore_verified(repository, &targets, &verified, reporter().as_ref()).map_err(undo_hint)?;
+        let report = restore_verified(repository, targets, verified, reporter().as_ref()).map_err(undo_hint)?;
         note!(
             "restored the files of snapshot {} into `{env}`: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),
@@ -326,7 +361,7 @@ pub fn into_environment(
             bytes(report.bytes)
         );
     }
-    for (element, source) in &service_pairs {
+    for (element, source) in service_pairs {
         restore_service(repository, &element.tree, source.service.as_ref()).map_err(undo_hint)?;
         note!(
             "restored service {} of snapshot {} into {}",
