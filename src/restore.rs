@@ -558,6 +558,14 @@ impl Plan {
                     positions.push((*id, offset));
                     offset += u64::from(location.entry.raw_length);
                 }
+                // A file is written only as its chunks hold it: never cut short or padded
+                // to a size the snapshot claims and its data does not bear out.
+                if !positions.is_empty() && offset != file.node.size {
+                    let message =
+                        format!("its chunks hold {offset} bytes but the snapshot records {} bytes", file.node.size);
+                    store::lock(failures).push((index, message));
+                    positions.clear();
+                }
                 if positions.is_empty() {
                     without_chunks.push(index);
                 }

@@ -1186,3 +1186,37 @@ fn a_damaged_snapshot_never_replaces_intact_live_files() -> TestResult {
     assert_eq!(workspace.snapshot_ids()?.len(), snapshots_before, "no safety snapshot was kept");
     Ok(())
 }
+
+/// A file whose recorded size disagrees with its chunks is named, never silently cut
+/// short or zero-padded: refused in place with nothing changed, reported with `--to`.
+#[test]
+fn a_size_that_disagrees_with_the_chunks_is_named() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let id = {
+        let repo = Repository::open(&repository, Access::Write, &mut |_| {})?;
+        let forger = Forger::new(&repo)?;
+        let mut long = forger.file(b"long.txt", b"twelve bytes")?;
+        long.size = 4096;
+        let mut short = forger.file(b"short.txt", b"twelve bytes")?;
+        short.size = 5;
+        let fine = forger.file(b"fine.txt", b"as recorded")?;
+        let root = forger.tree(vec![fine, long, short])?;
+        forger.publish(&[("data", root)])?
+    };
+    let target = base.path().join("to");
+    let output = workspace.restore(&id, &target)?;
+    expect_exit(&output, 1, "restoring files whose sizes disagree with their chunks")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2 file(s) could not be restored") && stderr.contains("the snapshot records"), "{stderr}");
+    assert_eq!(fs::read(target.join("data/fine.txt"))?, b"as recorded");
+
+    fs::write(workspace.data.join("long.txt"), b"live data")?;
+    let output = workspace.run(&["restore", &id[..12], "--yes"])?;
+    expect_exit(&output, 1, "restoring them in place")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nothing was changed") && stderr.contains("long.txt"), "{stderr}");
+    assert_eq!(fs::read(workspace.data.join("long.txt"))?, b"live data", "the live file is untouched");
+    Ok(())
+}
