@@ -426,18 +426,19 @@ impl Repository {
         const MAX_RECORD: usize = 64 << 10;
         let name = restore_record_name(env);
         let path = self.backend.describe(&name);
-        let bytes = match self.backend.get(&name) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(Error::io("reading", path, error)),
-        };
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("restore record {}", path.display()),
             detail: format!("{detail}; remove it to forget the last restore into `{env}`"),
         };
-        if bytes.len() > MAX_RECORD {
-            return Err(corrupt(format!("it is {} bytes, far more than a record holds", bytes.len())));
+        // Its size is learnt before it is read, so a planted huge file costs no memory.
+        let listed = self.backend.list("restores").context("listing", self.backend.describe("restores"))?;
+        let Some((_, size)) = listed.into_iter().find(|(listed, _)| *listed == name) else {
+            return Ok(None);
+        };
+        if size > MAX_RECORD as u64 {
+            return Err(corrupt(format!("it is {size} bytes, far more than a record holds")));
         }
+        let bytes = self.backend.get_range(&name, 0, size as usize).context("reading", &path)?;
         let record: RestoreRecord = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if record.env != env {
             return Err(corrupt(format!("it records a restore into `{}`", record.env)));
