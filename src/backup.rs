@@ -350,6 +350,10 @@ impl Walker<'_> {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(Error::io("reading", path, error)),
         };
+        // What a restore writes before it moves into place is not the environment's data.
+        if relative.as_os_str().is_empty() && name.starts_with(crate::restore::STAGING_PREFIX.as_bytes()) {
+            return Ok(None);
+        }
         let relative = relative.join(OsStr::from_bytes(name));
         let file_type = metadata.file_type();
         if self.excludes.is_excluded(&relative, file_type.is_dir()) {

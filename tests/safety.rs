@@ -13,7 +13,7 @@ use std::error::Error;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -1218,5 +1218,162 @@ fn a_size_that_disagrees_with_the_chunks_is_named() -> TestResult {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("nothing was changed") && stderr.contains("long.txt"), "{stderr}");
     assert_eq!(fs::read(workspace.data.join("long.txt"))?, b"live data", "the live file is untouched");
+    Ok(())
+}
+
+/// Another user swaps a directory of a `restore --to` target for a symlink to a
+/// directory of theirs while the restore runs, again and again. The restore may fail,
+/// but it never writes into that directory nor changes its mode.
+#[test]
+fn a_directory_swapped_for_a_symlink_during_restore_leads_nowhere() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut files = Files::default();
+    for index in 0..1500 {
+        files.put(&workspace.data, &format!("dir/file-{index:04}.txt"), format!("file {index}\n").into_bytes())?;
+    }
+    fs::set_permissions(workspace.data.join("dir"), fs::Permissions::from_mode(0o777))?;
+    let id = workspace.backup()?;
+    let outside = base.path().join("outside");
+    fs::create_dir(&outside)?;
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700))?;
+
+    let mut escapes = Vec::new();
+    for round in 0..8 {
+        let target = base.path().join(format!("target-{round}"));
+        let mut child = workspace
+            .command()
+            .args([OsStr::new("restore"), OsStr::new(&id), OsStr::new("--to"), target.as_os_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // The attacker: whenever `dir` is a real directory, move it aside and put a
+        // symlink to `outside` in its place.
+        let dir = target.join("data/dir");
+        let mut swaps = 0;
+        while child.try_wait()?.is_none() {
+            if fs::symlink_metadata(&dir).is_ok_and(|metadata| metadata.is_dir())
+                && fs::rename(&dir, target.join(format!("data/moved-{swaps}"))).is_ok()
+            {
+                let _ = std::os::unix::fs::symlink(&outside, &dir);
+                swaps += 1;
+            }
+        }
+        let written = fs::read_dir(&outside)?.count();
+        let mode = fs::metadata(&outside)?.permissions().mode() & 0o7777;
+        if written != 0 || mode != 0o700 {
+            escapes.push(format!("round {round} ({swaps} swaps): {written} file(s) written outside, mode {mode:o}"));
+            for entry in fs::read_dir(&outside)? {
+                fs::remove_file(entry?.path())?;
+            }
+            fs::set_permissions(&outside, fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    assert!(escapes.is_empty(), "the restore followed a swapped-in symlink: {escapes:?}");
+    Ok(())
+}
+
+/// A restore in place killed at any moment leaves every file either as it was or as
+/// the snapshot holds it: never cut short, never missing. The next restore finishes
+/// the job, staging leftovers included.
+#[test]
+fn a_killed_restore_leaves_every_file_old_or_new() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0017);
+    let names: Vec<String> = (0..12).map(|index| format!("sub{}/file-{index}.bin", index % 3)).collect();
+    let mut new = Files::default();
+    for name in &names {
+        new.put(&workspace.data, name, rng.bytes(2 << 20))?;
+    }
+    let id = workspace.backup()?;
+    let mut old = Files::default();
+    let write_old = |old: &mut Files, rng: &mut Xorshift| -> TestResult {
+        for name in &names {
+            old.put(&workspace.data, name, rng.bytes(2 << 20))?;
+        }
+        Ok(())
+    };
+    write_old(&mut old, &mut rng)?;
+
+    expect_exit(&workspace.run(&["restore", &id, "--yes"])?, 0, "restoring in place")?;
+    compare_files(&read_files(&workspace.data)?, &new, "the restored mount")?;
+
+    // Each round kills the restore once it has changed `round + 1` files (or gone):
+    // the moments when a restore that rewrote files in place would leave them half.
+    let inodes = |data: &Path| -> Vec<Option<u64>> {
+        names.iter().map(|name| fs::symlink_metadata(data.join(name)).ok().map(|m| m.ino())).collect()
+    };
+    let mut problems = Vec::new();
+    for round in 0..8usize {
+        old.0.clear();
+        write_old(&mut old, &mut rng)?;
+        let before = inodes(&workspace.data);
+        let mut child = workspace
+            .command()
+            .args(["restore", &id, "--yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        while child.try_wait()?.is_none() {
+            let now = inodes(&workspace.data);
+            if now.iter().zip(&before).filter(|(now, before)| now != before).count() > round % 4 {
+                break;
+            }
+        }
+        let _ = child.kill();
+        child.wait()?;
+        let found = read_files(&workspace.data)?;
+        for name in &names {
+            let path = PathBuf::from(name);
+            let now = found.get(&path).map(Vec::as_slice);
+            if now != old.0.get(&path).map(|c| c.as_slice()) && now != new.0.get(&path).map(|c| c.as_slice()) {
+                let what = now.map_or("missing".to_owned(), |bytes| format!("{} bytes of neither", bytes.len()));
+                problems.push(format!("round {round}: {name} is {what}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "a killed restore left files half done: {problems:?}");
+
+    expect_exit(&workspace.run(&["restore", &id, "--yes"])?, 0, "restoring in place after the kills")?;
+    compare_files(&read_files(&workspace.data)?, &new, "the mount restored after the kills")?;
+    Ok(())
+}
+
+/// Trees that repeat their subtrees name 2^40 paths in a few kilobytes, and a chain of
+/// 600 directories is deeper than any file system: both are refused at once, naming
+/// the bound, before anything is written.
+#[test]
+fn trees_that_name_too_much_are_refused_at_once() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let (wide, deep) = {
+        let repo = Repository::open(&repository, Access::Write, &mut |_| {})?;
+        let forger = Forger::new(&repo)?;
+        let mut tree = forger.tree(vec![forger.file(b"leaf.txt", b"one leaf")?])?;
+        for _ in 0..40 {
+            tree = forger.tree(vec![Forger::dir(b"a", tree), Forger::dir(b"b", tree)])?;
+        }
+        let wide = forger.publish(&[("data", tree)])?;
+        let mut tree = forger.tree(vec![forger.file(b"leaf.txt", b"one leaf")?])?;
+        for _ in 0..600 {
+            tree = forger.tree(vec![Forger::dir(b"d", tree)])?;
+        }
+        (wide, forger.publish(&[("data", tree)])?)
+    };
+    for (id, bound) in [(&wide, "entries"), (&deep, "directories deep")] {
+        let target = base.path().join(format!("target-{}", &id[..8]));
+        let started = Instant::now();
+        let output = workspace.restore(id, &target)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(bound), "the error should name the bound ({bound}): {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(20), "refusing took {:?}", started.elapsed());
+        assert!(list_tree(&target)?.is_empty(), "a refused restore wrote {:?}", list_tree(&target)?);
+    }
     Ok(())
 }
