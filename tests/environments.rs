@@ -339,3 +339,42 @@ fn undo_names_the_last_restore_or_says_there_is_nothing_to_undo() -> TestResult 
     assert_eq!(read(&project, "main", "a.txt")?, "one", "a second undo redoes the restore");
     Ok(())
 }
+
+/// A service whose path has no `{branch}` is production's own, whatever branch a
+/// restore targets: the restore says so and obeys production's admin guard.
+#[test]
+fn a_restore_into_a_service_shared_with_production_says_so_and_needs_an_admin() -> TestResult {
+    let config = format!(
+        "admins = [\"boss@example.invalid\"]\n{CONFIG}\n[[service]]\nname = \"db\"\ntype = \"sqlite\"\npath = \"var/shared.sqlite\"\n"
+    );
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    let database = project.root().join("var/shared.sqlite");
+    fs::create_dir_all(project.root().join("var"))?;
+    let connection = rusqlite::Connection::open(&database)?;
+    connection.execute_batch("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('production row');")?;
+    drop(connection);
+    write(&project, "main", "a.txt", "data")?;
+    git(project.root(), &["config", "user.email", "boss@example.invalid"])?;
+    let snapshot = project.backup(&[])?;
+    git(project.root(), &["config", "user.email", "dev@example.invalid"])?;
+    git(project.root(), &["checkout", "-q", "-b", "feature"])?;
+    let connection = rusqlite::Connection::open(&database)?;
+    connection.execute_batch("UPDATE t SET v = 'live row';")?;
+    drop(connection);
+
+    let refused = project.fails(&["restore", &snapshot[..12], "--target", "feature", "--yes"], 1)?;
+    assert!(refused.contains("`db`") && refused.contains("production `main` uses"), "{refused}");
+    assert!(refused.contains("only admins may restore shared service `db`"), "{refused}");
+    let row: String = rusqlite::Connection::open(&database)?.query_row("SELECT v FROM t", [], |row| row.get(0))?;
+    assert_eq!(row, "live row", "a refused restore changes nothing");
+
+    // A service that follows the branch is the target's own: no admin needed.
+    let own = config.replace("var/shared.sqlite", "var/{branch}.sqlite");
+    fs::write(project.root().join("envsnap.toml"), own)?;
+    project.ok(&["restore", &snapshot[..12], "--target", "feature", "--yes"])?;
+    let own_database = project.root().join("var/feature.sqlite");
+    let row: String = rusqlite::Connection::open(&own_database)?.query_row("SELECT v FROM t", [], |row| row.get(0))?;
+    assert_eq!(row, "production row", "restored into the branch's own database");
+    Ok(())
+}

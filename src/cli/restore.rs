@@ -195,6 +195,7 @@ pub fn into_environment(
             }
         }
     }
+    require_admin_for_shared(context, env, &service_pairs)?;
     let targets = pairs
         .iter()
         .map(|(element, mount)| {
@@ -388,6 +389,40 @@ pub fn require_admin(context: &Context, env: &str, action: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A service whose address does not follow the branch (a URL or path without
+/// `{branch}`) is the production environment's own: restoring it into any environment
+/// overwrites production's data. Says so, and holds such a restore to production's
+/// admin guard.
+fn require_admin_for_shared(
+    context: &Context,
+    env: &str,
+    services: &[(&Element, envsnap::backup::ServiceSource)],
+) -> Result<()> {
+    let production = context.config()?.production().to_owned();
+    if env == production || services.is_empty() {
+        return Ok(());
+    }
+    let production_services = context.services(&production)?;
+    let shared: Vec<String> = services
+        .iter()
+        .filter(|(_, source)| {
+            production_services
+                .iter()
+                .any(|theirs| theirs.name == source.name && theirs.service.address() == source.service.address())
+        })
+        .map(|(_, source)| format!("`{}` ({})", source.name, source.service.address()))
+        .collect();
+    if shared.is_empty() {
+        return Ok(());
+    }
+    note!(
+        "service {} of `{env}` is the one production `{production}` uses (its address has no `{{branch}}`): \
+         this restore overwrites production's data",
+        shared.join(", ")
+    );
+    require_admin(context, &production, &format!("restore shared service {} of", shared.join(", ")))
 }
 
 /// The elements of `snapshot` named in `names` (all when empty).
