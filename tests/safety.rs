@@ -921,6 +921,14 @@ fn read_files(root: &Path) -> TestResult<BTreeMap<PathBuf, Vec<u8>>> {
     Ok(found)
 }
 
+/// What a backup of the mount at `root` captures: its files, without what a killed
+/// restore left staged.
+fn read_live(root: &Path) -> TestResult<BTreeMap<PathBuf, Vec<u8>>> {
+    let mut files = read_files(root)?;
+    files.retain(|path, _| !path.to_string_lossy().starts_with(".envsnap-restore-"));
+    Ok(files)
+}
+
 fn compare_files(restored: &BTreeMap<PathBuf, Vec<u8>>, expected: &Files, what: &str) -> TestResult {
     let mut problems = Vec::new();
     for (path, content) in &expected.0 {
@@ -1374,6 +1382,110 @@ fn trees_that_name_too_much_are_refused_at_once() -> TestResult {
         assert!(stderr.contains(bound), "the error should name the bound ({bound}): {stderr}");
         assert!(started.elapsed() < Duration::from_secs(20), "refusing took {:?}", started.elapsed());
         assert!(list_tree(&target)?.is_empty(), "a refused restore wrote {:?}", list_tree(&target)?);
+    }
+    Ok(())
+}
+
+/// Rounds of "start an operation, SIGKILL it after a random delay" across backup,
+/// restore in place, undo, prune and repair. Every snapshot ever listed holds what
+/// was live when it was taken (a safety snapshot too); at the end `check` is clean and
+/// every listed snapshot restores byte for byte. `ENVSNAP_KILL_ROUNDS` sets the number
+/// of rounds (the suite runs a short loop; `bench/kill-loop` runs hundreds).
+#[test]
+fn kill_minus_nine_across_operations_loses_nothing() -> TestResult {
+    let rounds: usize = std::env::var("ENVSNAP_KILL_ROUNDS").ok().and_then(|text| text.parse().ok()).unwrap_or(15);
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let mut rng = Xorshift::new(0x5eed_0200);
+    let mut files = Files::default();
+    for index in 0..200 {
+        let len = rng.below(6000) as usize;
+        files.put(&workspace.data, &format!("d{}/f{index}.txt", index % 10), rng.bytes(len))?;
+    }
+    for index in 0..4 {
+        files.put(&workspace.data, &format!("big{index}.bin"), big_file(&mut rng))?;
+    }
+    // Snapshot id -> what was live when it was taken.
+    let mut captured: BTreeMap<String, BTreeMap<PathBuf, Vec<u8>>> = BTreeMap::new();
+    let first = workspace.backup()?;
+    captured.insert(first, read_live(&workspace.data)?);
+
+    const OPERATIONS: [&str; 5] = ["backup", "restore", "undo", "prune", "repair"];
+    // Per operation, how long it last took when it was not killed: kills are drawn
+    // from 0 to 1.3 times that.
+    let mut took_ms = [400u64; 5];
+    let mut kills = [0usize; 5];
+    for round in 0..rounds {
+        let operation = round % OPERATIONS.len();
+        let listed = workspace.snapshot_ids()?;
+        let args: Vec<String> = match OPERATIONS[operation] {
+            "backup" => {
+                change_for_round(&mut files, &workspace.data, &mut rng, round)?;
+                vec!["backup".into()]
+            }
+            "restore" => {
+                let id = &listed[rng.below(listed.len() as u64) as usize];
+                vec!["restore".into(), id.clone(), "--yes".into()]
+            }
+            "undo" => vec!["undo".into(), "--yes".into()],
+            "prune" => {
+                // The oldest snapshot but the first goes, so prune has packs to free.
+                if listed.len() > 3 {
+                    let oldest = &listed[listed.len() - 2];
+                    expect_exit(&workspace.run(&["delete", oldest])?, 0, "envsnap delete")?;
+                }
+                vec!["prune".into()]
+            }
+            _ => vec!["repair".into()],
+        };
+        let live = read_live(&workspace.data)?;
+        let before: BTreeSet<String> = workspace.snapshot_ids()?.into_iter().collect();
+        let delay = Duration::from_millis(rng.below(took_ms[operation] * 13 / 10 + 1));
+        let started = Instant::now();
+        let mut child =
+            workspace.command().args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        while started.elapsed() < delay && child.try_wait()?.is_none() {
+            sleep(Duration::from_millis(2));
+        }
+        match child.try_wait()? {
+            Some(_) => took_ms[operation] = u64::try_from(started.elapsed().as_millis())?.max(20),
+            None => {
+                child.kill()?;
+                child.wait()?;
+                kills[operation] += 1;
+            }
+        }
+        let after = workspace.snapshot_ids()?;
+        for id in &after {
+            if !before.contains(id) {
+                captured.insert(id.clone(), live.clone());
+            }
+        }
+        captured.retain(|id, _| after.contains(id));
+        for id in before.iter().filter(|id| !after.contains(*id)) {
+            return Err(format!("round {round} ({args:?}) lost snapshot {}", &id[..12]).into());
+        }
+    }
+    eprintln!("kills per operation {OPERATIONS:?}: {kills:?}; last uninterrupted runs (ms): {took_ms:?}");
+
+    expect_exit(&workspace.run(&["check", "--read-data"])?, 0, "envsnap check --read-data after the kills")?;
+    let restores = base.path().join("restores");
+    for id in workspace.snapshot_ids()? {
+        let expected = captured.get(&id).ok_or_else(|| format!("snapshot {} appeared from nowhere", &id[..12]))?;
+        let target = restores.join(&id[..12]);
+        expect_exit(&workspace.restore(&id, &target)?, 0, &format!("restoring {}", &id[..12]))?;
+        let restored = read_files(&target.join("data"))?;
+        if &restored != expected {
+            let differing: Vec<&PathBuf> = expected
+                .keys()
+                .chain(restored.keys())
+                .filter(|path| restored.get(*path) != expected.get(*path))
+                .take(5)
+                .collect();
+            return Err(format!("snapshot {} does not restore what it captured: {differing:?}", &id[..12]).into());
+        }
+        fs::remove_dir_all(&target)?;
     }
     Ok(())
 }
