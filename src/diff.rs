@@ -58,6 +58,10 @@ pub fn diff(repository: &Repository, old: &Manifest, new: &Manifest) -> Result<V
     let mut names: Vec<&str> = old.elements.iter().chain(&new.elements).map(|e| e.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
+    // The walk below expands every tree it meets: bound it first.
+    for element in old.elements.iter().chain(&new.elements) {
+        crate::restore::check_bounds(repository, element.tree)?;
+    }
     for name in names {
         let root = PathBuf::from(name);
         match (old.element(name), new.element(name)) {

@@ -215,7 +215,10 @@ impl<'a> Export<'a> {
         };
         let mut compressed = compress(out, compression)?;
         match format {
-            Format::Tar(_) => exporter.tar(self.element, self.snapshot.manifest.created, &mut compressed)?,
+            Format::Tar(_) => {
+                crate::restore::check_bounds(self.repository, self.element.tree)?;
+                exporter.tar(self.element, self.snapshot.manifest.created, &mut compressed)?
+            }
             Format::Dump { .. } => exporter.dump(self.element, &mut compressed)?,
         }
         compressed.finish()?;

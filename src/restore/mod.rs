@@ -51,6 +51,7 @@ use place::{Commit, Staging, staged_name};
 use plan::{Entry, Plan};
 
 pub(crate) use place::STAGING_PREFIX;
+pub(crate) use plan::check_bounds;
 
 /// One element to restore, and where.
 #[derive(Debug, Clone)]

@@ -241,6 +241,13 @@ impl Plan {
     }
 }
 
+/// Refuses the tree `root` when it expands to more than [`MAX_ENTRIES`] entries or lies
+/// deeper than [`MAX_DEPTH`]: what any walk of a whole snapshot tree (restore, export,
+/// diff) must know before it starts, reading each distinct tree once.
+pub(crate) fn check_bounds(repository: &Repository, root: ObjectId) -> Result<()> {
+    Trees { repository, trees: HashMap::new(), sizes: HashMap::new() }.expanded(root, 0).map(|_| ())
+}
+
 /// The distinct trees below a root, each read once.
 struct Trees<'r> {
     repository: &'r Repository,
