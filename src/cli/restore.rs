@@ -9,7 +9,9 @@ use envsnap::Error;
 use envsnap::diff::ChangeKind;
 use envsnap::git::branch;
 use envsnap::repository::{Access, Repository, RestoreRecord, RestoreState};
-use envsnap::restore::{RestoreTarget, preview, restore, restore_service, restore_verified, verify, verify_snapshot};
+use envsnap::restore::{
+    RestoreTarget, Staged, Verified, preview, restore, restore_service, stage, verify, verify_snapshot,
+};
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
 use super::activity;
@@ -256,15 +258,15 @@ pub fn into_environment(
     )?;
     // Everything the restore will write is read and verified before anything is taken
     // or changed: a damaged snapshot is refused while the live data is still intact.
-    let verified = verify(repository, &targets, reporter().as_ref())?;
+    // The files are staged beside their places on the way, so they are read once.
     for (element, _) in &service_pairs {
         let dump = [RestoreTarget { tree: element.tree, destination: PathBuf::from(&element.name), replace: None }];
         verify(repository, &dump, reporter().as_ref())?;
     }
+    let existing: Vec<_> = pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
+    let staged = if targets.is_empty() { None } else { Some(stage(repository, &targets, reporter().as_ref())?) };
     let mut safety_id = None;
     if options.safety {
-        let existing: Vec<_> =
-            pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
         // Fresh adapters for the safety snapshot: the ones matched above restore.
         let mut live_services = Vec::new();
         for source in context.services(env)? {
@@ -294,7 +296,9 @@ pub fn into_environment(
             let safety = take(context, repository, request)?.snapshot;
             // The safety snapshot deduplicates onto chunks already stored; if one is
             // damaged it could not put back what the restore overwrites.
-            if let Err(error) = verify_snapshot(repository, &safety, &verified, reporter().as_ref()) {
+            let nothing_staged = Verified::default();
+            let verified = staged.as_ref().map_or(&nothing_staged, Staged::verified);
+            if let Err(error) = verify_snapshot(repository, &safety, verified, reporter().as_ref()) {
                 let _ = repository.delete(&safety.id);
                 bail!(
                     "{error}\nthe safety snapshot of `{env}` would depend on damaged data, so it was deleted and \
@@ -320,17 +324,17 @@ pub fn into_environment(
         state: RestoreState::Changing,
     };
     repository.record_restore(&record)?;
-    let work = Work { targets: &targets, verified: &verified, services: &service_pairs };
-    let result = change(context, repository, snapshot, env, create_from, &work);
+    let work = Work { staged, services: &service_pairs };
+    let result = change(context, repository, snapshot, env, create_from, work);
     record.state = if result.is_ok() { RestoreState::Done } else { RestoreState::Failed };
     let recorded = repository.record_restore(&record);
     result.and(recorded.map_err(anyhow::Error::from))
 }
 
-/// What a restore into an environment writes, verified.
+/// What a restore into an environment writes: its files staged, its services' dumps
+/// verified.
 struct Work<'a> {
-    targets: &'a [RestoreTarget],
-    verified: &'a envsnap::restore::Verified,
+    staged: Option<Staged>,
     services: &'a [(&'a Element, envsnap::backup::ServiceSource)],
 }
 
@@ -341,9 +345,9 @@ fn change(
     snapshot: &Snapshot,
     env: &str,
     create_from: Option<&str>,
-    work: &Work,
+    work: Work,
 ) -> Result<()> {
-    let &Work { targets, verified, services: service_pairs } = work;
+    let Work { staged, services: service_pairs } = work;
     if let Some(parent) = create_from {
         let commit = branch::create_branch(context.work_tree(), env, parent)?;
         note!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
@@ -351,8 +355,8 @@ fn change(
     let undo_hint = |error: Error| {
         anyhow::anyhow!("{error}\nthe restore did not finish; `envsnap undo` puts back what was there before")
     };
-    if !targets.is_empty() {
-        let report = restore_verified(repository, targets, verified, reporter().as_ref()).map_err(undo_hint)?;
+    if let Some(staged) = staged {
+        let report = staged.commit().map_err(undo_hint)?;
         note!(
             "restored the files of snapshot {} into `{env}`: {}, {}, {}, {}",
             snapshot.id.short(SHORT_ID),

@@ -1,16 +1,14 @@
-//! Restoring snapshot elements into directories.
-//!
-//! A restore in place first **verifies** ([`verify`]): it reads every chunk it will
-//! write and checks each against its id, and each file's chunks against its recorded
-//! size, so that damage is found while the live files are still intact. Then it runs
-//! in three steps:
+//! Restoring snapshot elements into directories, in three steps:
 //! 1. **Plan** ([`plan`]): walk the snapshot's trees and check every name, within a
 //!    bound on entries and depth. Nothing is written until the whole snapshot has been
 //!    found safe: a name that is empty, `.`, `..`, holds a `/` or a NUL, or appears
 //!    twice is refused; so, with `--to`, is a symlink in the target where the
 //!    snapshot has a directory.
-//! 2. **Stage** ([`fill`]): write every file, hard link and symlink in full into a
-//!    private staging directory in its target's root, reading each pack once.
+//! 2. **Stage** ([`stage`], [`fill`]): write every file, hard link and symlink in full
+//!    into a private staging directory in its target's root, reading each pack once
+//!    and verifying every chunk against its id and every file against its recorded
+//!    size. Damage found here, in place, refuses the restore with nothing changed; the
+//!    caller may take a safety snapshot between staging and committing.
 //! 3. **Commit** ([`place`]): walk the target through directory handles, never
 //!    following a symlink, making directories, removing what a restore in place does
 //!    not keep, and renaming each staged entry over its place; a directory's metadata
@@ -81,28 +79,29 @@ pub struct RestoreReport {
 
 /// Restores `targets`. See the module documentation for the order of work.
 ///
-/// A restore in place is verified first (see [`verify`]): a snapshot with any damaged
-/// or missing data is refused before a single live file is touched.
+/// Nothing in place changes before every file has been staged in full, each chunk
+/// verified against its id on the way: a snapshot with any damaged or missing data is
+/// refused before a single live file is touched.
 pub fn restore(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<RestoreReport> {
-    if targets.iter().any(|target| target.replace.is_some()) {
-        let verified = verify(repository, targets, progress)?;
-        restore_verified(repository, targets, &verified, progress)
-    } else {
-        write(repository, targets, progress)
-    }
+    stage(repository, targets, progress)?.commit()
 }
 
-/// Restores `targets` that [`verify`] found sound; see [`restore`].
-pub fn restore_verified(
-    repository: &Repository,
-    targets: &[RestoreTarget],
-    _verified: &Verified,
-    progress: &dyn Progress,
-) -> Result<RestoreReport> {
-    write(repository, targets, progress)
+/// A restore whose files are all written, waiting beside their places to be moved in
+/// ([`Staged::commit`]). Dropping it removes what was staged and changes nothing.
+pub struct Staged {
+    targets: Vec<RestoreTarget>,
+    plan: Plan,
+    stagings: Vec<Staging>,
+    failures: Vec<(usize, String)>,
+    verified: Verified,
 }
 
-fn write(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<RestoreReport> {
+/// Plans `targets` and writes every file, hard link and symlink into a staging
+/// directory in its target's root, reading each chunk once and verifying it; changes
+/// nothing else. In place, any damage refuses the whole restore
+/// ([`Error::RestoreRefused`]); with `--to`, the files that could not be written are
+/// left out and reported when the restore is committed.
+pub fn stage(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<Staged> {
     let plan = Plan::new(repository, targets)?;
     for (index, target) in targets.iter().enumerate() {
         if target.replace.is_none()
@@ -132,41 +131,63 @@ fn write(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Prog
     for (index, symlink) in plan.symlinks.iter().enumerate() {
         stagings[plan.dirs[symlink.parent].target].symlink(&staged_name(Entry::Symlink(index)), &symlink.node)?;
     }
+    let chunks = plan
+        .files
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !failed.contains(index))
+        .flat_map(|(_, file)| file.node.content.iter().copied())
+        .collect();
+    let staged = Staged { targets: targets.to_vec(), plan, stagings, failures, verified: Verified { chunks } };
+    // In place, every file is written or none: dropping the staging directories
+    // leaves the live files as they were.
+    if let Some((_, first_error)) = staged.failures.first()
+        && targets.iter().any(|target| target.replace.is_some())
+    {
+        return Err(Error::RestoreRefused { files: staged.failed_files(), first_error: first_error.clone() });
+    }
+    Ok(staged)
+}
 
-    let failed_files = || {
-        let mut files: Vec<PathBuf> = failures.iter().map(|(index, _)| plan.files[*index].path.clone()).collect();
+impl Staged {
+    /// The chunks staged, each read and verified: what a safety snapshot taken next
+    /// may depend on without reading it again.
+    pub fn verified(&self) -> &Verified {
+        &self.verified
+    }
+
+    /// Moves every staged entry into place (see [`place`]), removing, in place, what
+    /// the snapshot lacks.
+    pub fn commit(self) -> Result<RestoreReport> {
+        let plan = &self.plan;
+        let failed: HashSet<usize> = self.failures.iter().map(|(index, _)| *index).collect();
+        let staged = |entry: Entry| match entry {
+            Entry::File(index) => !failed.contains(&index),
+            Entry::Link(index) => !failed.contains(&plan.links[index].file),
+            Entry::Dir(_) | Entry::Symlink(_) => true,
+        };
+        for (index, target) in self.targets.iter().enumerate() {
+            let staging = &self.stagings[index];
+            Commit { plan, staging, replace: target.replace.as_ref(), staged: &staged }.run(plan.roots[index])?;
+        }
+        if let Some((_, first_error)) = self.failures.first() {
+            return Err(Error::RestoreIncomplete { files: self.failed_files(), first_error: first_error.clone() });
+        }
+        Ok(RestoreReport {
+            files: (plan.files.len() + plan.links.len()) as u64,
+            dirs: plan.dirs.len() as u64,
+            symlinks: plan.symlinks.len() as u64,
+            bytes: plan.files.iter().map(|file| file.node.size).sum(),
+        })
+    }
+
+    fn failed_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> =
+            self.failures.iter().map(|(index, _)| self.plan.files[*index].path.clone()).collect();
         files.sort();
         files.dedup();
         files
-    };
-    let first_error = failures.first().map(|(_, error)| error.clone());
-    // In place, every file is written or none: dropping the staging directories
-    // leaves the live files as they were.
-    if let Some(first_error) = &first_error
-        && targets.iter().any(|target| target.replace.is_some())
-    {
-        return Err(Error::RestoreRefused { files: failed_files(), first_error: first_error.clone() });
     }
-    let staged = |entry: Entry| match entry {
-        Entry::File(index) => !failed.contains(&index),
-        Entry::Link(index) => !failed.contains(&plan.links[index].file),
-        Entry::Dir(_) | Entry::Symlink(_) => true,
-    };
-    for (index, target) in targets.iter().enumerate() {
-        let commit =
-            Commit { plan: &plan, staging: &stagings[index], replace: target.replace.as_ref(), staged: &staged };
-        commit.run(plan.roots[index])?;
-    }
-    drop(stagings);
-    if let Some(first_error) = first_error {
-        return Err(Error::RestoreIncomplete { files: failed_files(), first_error });
-    }
-    Ok(RestoreReport {
-        files: (plan.files.len() + plan.links.len()) as u64,
-        dirs: plan.dirs.len() as u64,
-        symlinks: plan.symlinks.len() as u64,
-        bytes: plan.files.iter().map(|file| file.node.size).sum(),
-    })
 }
 
 /// The chunks a [`verify`] read back and found sound: proof that a restore of the
@@ -181,8 +202,8 @@ pub struct Verified {
 /// and checks that every file's chunks add up to its recorded size; writes nothing.
 /// Any damage refuses the whole restore ([`Error::RestoreRefused`]), naming the files.
 ///
-/// This is what makes a restore in place safe: it deletes and rewrites live files,
-/// so it must know before it starts that it can write every one of them in full.
+/// [`stage`] verifies the same way as it writes; this checks without writing, which is
+/// what a service dump needs before its server is touched.
 pub fn verify(repository: &Repository, targets: &[RestoreTarget], progress: &dyn Progress) -> Result<Verified> {
     let plan = Plan::new(repository, targets)?;
     let mut wanted: HashMap<ObjectId, Vec<usize>> = HashMap::new();
