@@ -1512,3 +1512,47 @@ fn kill_minus_nine_across_operations_loses_nothing() -> TestResult {
     }
     Ok(())
 }
+
+/// A mount that holds the mount point of another file system: files below it cannot be
+/// renamed from the staging directory, so they are copied beside their place and
+/// renamed from there. They come back byte for byte, with their modes and hard links
+/// (as copies), and the other file system stays mounted.
+#[test]
+fn a_restore_in_place_crosses_into_another_file_system() -> TestResult {
+    let base = tempfile::tempdir()?;
+    let repository = base.path().join("repository");
+    let workspace = Workspace::create(base.path(), &repository)?;
+    let inner = workspace.data.join("inner");
+    fs::create_dir_all(&inner)?;
+    let _tmpfs = Tmpfs::mount(&inner, "16m")?;
+    let mut rng = Xorshift::new(0x5eed_0e8d);
+    let mut files = Files::default();
+    files.put(&workspace.data, "top.txt", b"on the first file system".to_vec())?;
+    files.put(&workspace.data, "inner/a.bin", rng.bytes(300 << 10))?;
+    files.put(&workspace.data, "inner/deeper/b.txt", compressible(&mut rng, 9000))?;
+    fs::set_permissions(inner.join("a.bin"), fs::Permissions::from_mode(0o640))?;
+    std::os::unix::fs::symlink("a.bin", inner.join("link"))?;
+    let id = workspace.backup()?;
+
+    fs::write(inner.join("a.bin"), b"changed")?;
+    fs::remove_file(inner.join("deeper/b.txt"))?;
+    fs::remove_file(inner.join("link"))?;
+    fs::write(inner.join("extra.txt"), b"not in the snapshot")?;
+    let output = workspace.run(&["restore", &id, "--yes"])?;
+    expect_exit(&output, 0, "restoring across file systems")?;
+
+    for (path, content) in &files.0 {
+        assert_eq!(&fs::read(workspace.data.join(path))?, content.as_ref(), "{} differs", path.display());
+    }
+    assert!(!inner.join("extra.txt").exists(), "what the snapshot lacks is removed");
+    assert_eq!(fs::read_link(inner.join("link"))?, Path::new("a.bin"));
+    assert_eq!(fs::metadata(inner.join("a.bin"))?.permissions().mode() & 0o777, 0o640);
+    let mounted = fs::read_to_string("/proc/self/mounts")?;
+    assert!(mounted.contains(inner.to_str().ok_or("utf-8")?), "the tmpfs is still mounted");
+    let leftovers: Vec<PathBuf> = list_tree(&workspace.data)?
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains(".envsnap-restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging leftovers: {leftovers:?}");
+    Ok(())
+}
