@@ -818,3 +818,36 @@ fn a_snapshot_told_to_stop_leaves_no_tool_running_and_no_session_waiting() -> Te
     drop(lock);
     Ok(())
 }
+
+#[test]
+fn a_stream_that_holds_a_shell_command_runs_nothing() -> TestResult {
+    let databases = Databases::new();
+    let target = databases.name("main");
+    let planted = std::env::temp_dir().join(format!("envsnap-restrict-{target}"));
+    let dump = SlowDump::new()?;
+    let streams = MemoryDump::default();
+    streams.add("0-header.sql", &mut dump.open("0-header.sql")?)?;
+    // envsnap loads every stream inside a \restrict of its own: a \! after a statement, or
+    // after the table's rows, is refused by psql.
+    let hostile = format!("CREATE TABLE public.a (x bigint);\n\\! touch {}\n", planted.display());
+    streams.add("1-pre-data.sql", &mut hostile.as_bytes())?;
+    let rows = format!("COPY public.a (x) FROM stdin;\n1\n\\.\n\\! touch {}\n", planted.display());
+    streams.add("2-data-public.a.sql", &mut rows.as_bytes())?;
+    let service = PostgresService::new("db", &format!("postgresql://postgres@127.0.0.1:5432/{target}"))?;
+    let result = service.restore(&streams);
+    assert!(!planted.exists(), "the dump ran a shell command: {} exists", planted.display());
+    let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("service `db`") && message.contains("backslash commands are restricted"),
+        "the restore fails, naming the service and why: {message}"
+    );
+    // The data stream alone, into the database the schema made.
+    let rows_only = MemoryDump::default();
+    rows_only.add("0-header.sql", &mut dump.open("0-header.sql")?)?;
+    rows_only.add("1-pre-data.sql", &mut &b"CREATE TABLE public.a (x bigint);\n"[..])?;
+    rows_only.add("2-data-public.a.sql", &mut rows.as_bytes())?;
+    let message = service.restore(&rows_only).err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(!planted.exists(), "the rows' stream ran a shell command");
+    assert!(message.contains("backslash commands are restricted"), "{message}");
+    Ok(())
+}
