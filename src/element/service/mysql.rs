@@ -44,7 +44,8 @@
 //!
 //! The dump's server version is checked first: a dump of a newer major version than
 //! the target's (or of the other product, MySQL against MariaDB) is refused before
-//! anything is changed. Then the sessions using the target database are ended, the
+//! anything is changed, as is a dump in which the client would find a command of its
+//! own ([`ClientCommands`]: the dump is read once for that, then again to load it). Then the sessions using the target database are ended, the
 //! database is dropped and created again with the dump's character set and collation,
 //! and the dump is loaded into it. A restore that fails half-way leaves the database
 //! half loaded: `envsnap undo` puts back the safety snapshot taken before it.

@@ -5,7 +5,9 @@
 //! A control session (`psql`) opens a read-only repeatable-read transaction, exports
 //! its snapshot (`pg_export_snapshot()`), lists the tables and takes an `ACCESS SHARE`
 //! lock on each, as `pg_dump -j` does: no `TRUNCATE` or `ALTER` can slip between the
-//! snapshot and the reads. Then several tools read inside that one snapshot at once
+//! snapshot and the reads. Every session waits at most `ENVSNAP_LOCK_TIMEOUT` seconds
+//! (60 by default) for a lock; the control session, when it gives up, names the table
+//! and the session that holds an `ACCESS EXCLUSIVE` lock on it. Then several tools read inside that one snapshot at once
 //! (`--snapshot`), one per core plus one for the schema, each writing one stream:
 //!
 //! | stream | written by |
