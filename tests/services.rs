@@ -99,19 +99,21 @@ fn an_unknown_service_type_is_refused_with_the_types_there_are() -> TestResult {
 #[test]
 fn a_backup_told_to_stop_stops_the_whole_dump_pipeline() -> TestResult {
     let project = Project::new(
-        "[[service]]\nname = \"slow\"\ntype = \"command\"\ndump = \"sleep 300 | cat\"\nrestore = \"cat > /dev/null\"\n",
+        // The sleep ignores SIGINT, as a careless tool may: it is killed all the same.
+        "[[service]]\nname = \"slow\"\ntype = \"command\"\ndump = \"sh -c \\\"trap '' INT; sleep 300\\\" | cat\"\n\
+         restore = \"cat > /dev/null\"\n",
     )?;
     project.ok(&["init"])?;
     for signal in ["-TERM", "-INT", "-HUP"] {
         let mut backup = project.start(&["backup"], &[])?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut tools = Vec::new();
-        // sh, sleep and cat.
-        while tools.len() < 3 && std::time::Instant::now() < deadline {
+        // sh, sh, sleep and cat.
+        while tools.len() < 4 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
             tools = common::descendants(backup.id());
         }
-        assert!(tools.len() >= 3, "the dump runs: {tools:?}");
+        assert!(tools.len() >= 4, "the dump runs: {tools:?}");
         common::signal(backup.id(), signal)?;
         let output = common::wait_at_most(&mut backup, 15)?;
         assert!(!output.status.success(), "{signal}: {:?}", output.status);

@@ -87,7 +87,8 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Stops every running tool, for a process that was told to stop: each tool's process
 /// group gets SIGINT first, on which `psql` and `pg_dump` cancel their query on the
 /// server and the MariaDB client kills its own, so no statement is left running or
-/// waiting for a lock there; what still runs after three seconds is killed. Returns
+/// waiting for a lock there; what still runs in the groups after three seconds, or
+/// once every leader has exited, is killed. Returns
 /// once every tool has exited. No tool starts afterwards. It may be called more than
 /// once, from any thread.
 pub fn stop_tools() {
@@ -98,25 +99,22 @@ pub fn stop_tools() {
         let _ = rustix::process::kill_process_group(pid, Signal::INT);
     }
     let deadline = Instant::now() + STOP_GRACE;
-    let mut left = tools;
-    loop {
+    let mut left = tools.clone();
+    while !left.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
         left.retain(|&pid| !exited(pid));
-        if left.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            for &pid in &left {
-                let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                // What the group leader left running goes with it.
-            }
-            // SIGKILL cannot be caught: each exits at once.
-            let killed = Instant::now() + Duration::from_secs(2);
-            while !left.is_empty() && Instant::now() < killed {
-                left.retain(|&pid| !exited(pid));
-                thread::sleep(Duration::from_millis(10));
-            }
-            break;
-        }
+    }
+    // Whatever is left of each group: a leader that would not stop, and what a leader
+    // that did stop left running (a shell's pipeline). The leaders are not reaped yet
+    // (their removal from the list waits for this lock), so each group id is still
+    // theirs.
+    for &pid in &tools {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    }
+    // SIGKILL cannot be caught: each exits at once.
+    let killed = Instant::now() + Duration::from_secs(2);
+    while !left.is_empty() && Instant::now() < killed {
+        left.retain(|&pid| !exited(pid));
         thread::sleep(Duration::from_millis(10));
     }
     // The tools stay listed: whoever waits for them removes them, and a tool not
