@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
+    stop_on_signals(&cli);
     match cli.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
@@ -25,6 +26,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What envsnap does when it is told to stop (Ctrl-C, `kill`, `systemctl stop`, a
+/// closed terminal): the tools it runs to dump and load services are stopped and
+/// waited for — they lead process groups of their own, so no signal meant for envsnap
+/// reaches them, and nothing else would stop a tool that waits on its server — then a
+/// paused environment is resumed, and envsnap exits with 128 + the signal's number, as
+/// shells report a process the signal ended.
+///
+/// `mount` catches these signals itself, to unmount; a background job (`--job`) keeps
+/// ignoring hangups, since it outlives the terminal that started it.
+fn stop_on_signals(cli: &cli::Cli) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let wanted: &[i32] = match &cli.command {
+        cli::Command::Mount(_) => return,
+        cli::Command::Backup(args) if args.job.is_some() => &[SIGINT, SIGTERM],
+        _ => &[SIGINT, SIGTERM, SIGHUP],
+    };
+    let Ok(mut signals) = signal_hook::iterator::Signals::new(wanted) else {
+        // Without the handler a signal ends envsnap as it always did.
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            cli::interrupted(signal);
+        }
+    });
 }
 
 /// The error and its causes on one line, each said once.

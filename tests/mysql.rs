@@ -377,25 +377,135 @@ fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
 }
 
 #[test]
-fn a_dump_that_runs_a_shell_command_is_refused_and_runs_nothing() -> TestResult {
+fn a_dump_that_holds_client_commands_is_refused_before_anything_changes() -> TestResult {
     let databases = Databases::new();
-    let target = databases.name("main");
+    let (target, other) = (databases.name("main"), databases.name("copy"));
+    create(&target)?;
+    let before = dump(&target)?;
+    sql(None, &format!("CREATE DATABASE `{other}`"))?;
+    sql(Some(&other), "CREATE TABLE kept (x int); INSERT INTO kept VALUES (1)")?;
     let service = MysqlService::new("db", &format!("mysql://root@127.0.0.1:3306/{target}"))?;
     let version = std::process::Command::new("mariadb")
         .args(["-uroot", "-h127.0.0.1", "-N", "-B", "-e", "SELECT VERSION()"])
         .output()?;
     let version = String::from_utf8(version.stdout)?.trim().to_owned();
     let planted = std::env::temp_dir().join(format!("envsnap-sandbox-{target}"));
-    let dump = MemoryDump::default();
     let header = format!(
         "-- {{\"format\":1,\"server_version\":\"{version}\",\"database\":\"x\",\"charset\":\"utf8mb4\",\"collation\":\"utf8mb4_general_ci\"}}\n"
     );
-    dump.add("0-header.sql", &mut header.as_bytes())?;
-    let hostile = format!("\\! touch {}\nCREATE TABLE t (x int);\n", planted.display());
-    dump.add("1-dump.sql", &mut hostile.as_bytes())?;
-    let result = service.restore(&dump);
-    assert!(!planted.exists(), "the dump ran a shell command: {} exists", planted.display());
-    let message = result.err().map(|error| error.to_string()).unwrap_or_default();
-    assert!(message.contains("service `db`"), "the restore fails, naming the service: {message:?}");
+    let opening = "/*M!999999\\- enable the sandbox mode */ \n-- MariaDB dump\n/*!40101 SET NAMES utf8mb4 */;\n";
+    for (hostile, command) in [
+        (format!("\\! touch {}\nCREATE TABLE t (x int);\n", planted.display()), "`\\!`"),
+        (format!("CREATE TABLE t (x int);\n  system touch {}\n", planted.display()), "`system`"),
+        // Sandbox mode lets this one through: the rest of the dump would run in another database.
+        (format!("CREATE TABLE t (x int);\nuse {other}\nDROP TABLE kept;\n"), "`use`"),
+    ] {
+        let dump_streams = MemoryDump::default();
+        dump_streams.add("0-header.sql", &mut header.as_bytes())?;
+        dump_streams.add("1-dump-000000.sql", &mut opening.as_bytes())?;
+        dump_streams.add("1-dump-000001-t.sql", &mut hostile.as_bytes())?;
+        let result = service.restore(&dump_streams);
+        assert!(!planted.exists(), "the dump ran a shell command: {} exists", planted.display());
+        let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+        for said in ["service `db`", "`1-dump-000001-t.sql`", command, "nothing was changed"] {
+            assert!(message.contains(said), "says {said}: {message:?}");
+        }
+        assert_eq!(dump(&target)?, before, "the target was left as it was");
+        assert_eq!(sql(Some(&other), "SELECT COUNT(*) FROM kept")?.trim(), "1", "the other database too");
+    }
+    Ok(())
+}
+
+/// A session that holds a metadata lock on a table of `database` for two minutes (an
+/// open transaction that read it), from no database of its own, so that a restore
+/// does not end it; killed when dropped.
+struct MetadataLock {
+    child: std::process::Child,
+}
+
+impl MetadataLock {
+    fn take(database: &str) -> Result<Self, Error> {
+        let statement = format!("BEGIN; SELECT COUNT(*) FROM `{database}`.`people`; SELECT SLEEP(120);");
+        let child = Command::new("mariadb")
+            .args(["-h", "127.0.0.1", "-u", "root", "-e", &statement])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let lock = MetadataLock { child };
+        for _ in 0..250 {
+            let sleeping =
+                sql(None, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(120)'")?;
+            if sleeping.trim() != "0" {
+                return Ok(lock);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("the lock was never taken".into())
+    }
+}
+
+impl Drop for MetadataLock {
+    fn drop(&mut self) {
+        let _ = sql(None, "SELECT 1"); // the server is still there
+        let ids = sql(None, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(120)'");
+        for id in ids.unwrap_or_default().lines() {
+            let _ = sql(None, &format!("KILL {id}"));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The server's sessions that run a statement on `database`, other than SLEEP.
+fn statements_on(database: &str) -> Result<String, Error> {
+    sql(
+        None,
+        &format!(
+            "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{database}%' AND ID <> CONNECTION_ID() AND INFO NOT LIKE '%PROCESSLIST%'"
+        ),
+    )
+}
+
+#[test]
+fn a_restore_behind_a_metadata_lock_gives_up_in_time_or_when_told_to_stop() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let id = project.backup(&[])?;
+    let lock = MetadataLock::take(&main)?;
+
+    let started = std::time::Instant::now();
+    let mut restore = project
+        .start(&["restore", &id[..12], "--yes", "--no-safety-snapshot"], &[("ENVSNAP_LOCK_TIMEOUT", "2".as_ref())])?;
+    let output = common::wait_at_most(&mut restore, 40)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it gave up after {:?}", started.elapsed());
+    for said in ["service `db`", "Lock wait timeout exceeded", "metadata lock", "ENVSNAP_LOCK_TIMEOUT"] {
+        assert!(stderr.contains(said), "says `{said}`: {stderr}");
+    }
+
+    // Told to stop while it waits: the client goes, and so does its statement on the server.
+    for signal in ["-TERM", "-INT"] {
+        let mut restore = project.start(&["restore", &id[..12], "--yes", "--no-safety-snapshot"], &[])?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !statements_on(&main)?.contains("DROP DATABASE") {
+            assert!(std::time::Instant::now() < deadline, "the restore never waited for the lock");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let tools = common::descendants(restore.id());
+        assert!(!tools.is_empty(), "the restore runs the client");
+        common::signal(restore.id(), signal)?;
+        let output = common::wait_at_most(&mut restore, 15)?;
+        assert!(!output.status.success(), "{signal}: {:?}", output.status);
+        std::thread::sleep(Duration::from_millis(300));
+        let left: Vec<u32> = tools.iter().copied().filter(|&pid| common::running(pid)).collect();
+        assert!(left.is_empty(), "{signal}: tools left running: {left:?}");
+        let statements = statements_on(&main)?;
+        assert!(!statements.contains("DROP DATABASE"), "{signal}: the DROP still waits on the server: {statements}");
+    }
+    drop(lock);
     Ok(())
 }

@@ -491,3 +491,363 @@ fn a_wrong_password_is_reported_without_showing_it() -> TestResult {
     assert!(!listing.contains("right-secret"), "{listing}");
     Ok(())
 }
+
+/// Rows handed out slowly: a restore's loader stays in `COPY … FROM stdin` for as
+/// long as a test needs to find it there.
+struct SlowRows {
+    head: std::io::Cursor<Vec<u8>>,
+    next: u64,
+    rows: u64,
+}
+
+impl Read for SlowRows {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let count = self.head.read(out)?;
+        if count > 0 {
+            return Ok(count);
+        }
+        if self.next == self.rows {
+            return (&b"\\.\n"[..]).read(out);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        let mut text = String::new();
+        for _ in 0..100.min(self.rows - self.next) {
+            text.push_str(&format!("{}\n", self.next));
+            self.next += 1;
+        }
+        let count = text.len().min(out.len());
+        out[..count].copy_from_slice(&text.as_bytes()[..count]);
+        // A test's buffers are larger than a hundred short rows.
+        Ok(count)
+    }
+}
+
+/// A dump of two tables whose data streams take a minute to read.
+struct SlowDump {
+    header: String,
+}
+
+impl SlowDump {
+    fn new() -> Result<Self, Error> {
+        let info = psql(
+            "postgres",
+            "SELECT current_setting('server_version_num') || '|' || datcollate || '|' || datctype \
+             FROM pg_database WHERE datname = 'template0'",
+        )?;
+        let parts: Vec<&str> = info.trim().split('|').collect();
+        let [version, collate, ctype] = parts[..] else { return Err(format!("server info: {info}").into()) };
+        let header = format!(
+            "-- {{\"format\":1,\"server_version_num\":{version},\"server_version\":\"x\",\"database\":\"x\",\
+             \"encoding\":\"UTF8\",\"collate\":\"{collate}\",\"ctype\":\"{ctype}\"}}\n"
+        );
+        Ok(SlowDump { header })
+    }
+}
+
+impl DumpSource for SlowDump {
+    fn names(&self) -> Vec<String> {
+        ["0-header.sql", "1-pre-data.sql", "2-data-public.a.sql", "2-data-public.b.sql"].map(str::to_owned).to_vec()
+    }
+
+    fn open(&self, name: &str) -> envsnap::Result<Box<dyn Read + Send + '_>> {
+        let text = |text: &str| -> Box<dyn Read + Send> { Box::new(std::io::Cursor::new(text.as_bytes().to_vec())) };
+        Ok(match name {
+            "0-header.sql" => text(&self.header),
+            "1-pre-data.sql" => text("CREATE TABLE public.a (x bigint);\nCREATE TABLE public.b (x bigint);\n"),
+            _ => {
+                let table = if name.contains(".a.") { "a" } else { "b" };
+                let head = format!("COPY public.{table} (x) FROM stdin;\n").into_bytes();
+                Box::new(SlowRows { head: std::io::Cursor::new(head), next: 0, rows: 1_200_000 })
+            }
+        })
+    }
+}
+
+/// The sessions connected to `database` that run `COPY`.
+fn copy_sessions(database: &str) -> Result<Vec<String>, Error> {
+    let pids = psql(
+        "postgres",
+        &format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = '{database}' AND query LIKE 'COPY %' \
+             AND state = 'active'"
+        ),
+    )?;
+    Ok(pids.lines().map(str::to_owned).collect())
+}
+
+/// Waits until `database` has `count` sessions running `COPY`; returns them.
+fn wait_for_copies(database: &str, count: usize) -> Result<Vec<String>, Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids = copy_sessions(database)?;
+        if pids.len() >= count {
+            return Ok(pids);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{count} COPY sessions never ran on {database} (found {pids:?})").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until no session is connected to `database`.
+fn assert_no_session_left(database: &str) -> TestResult {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = psql(
+            "postgres",
+            &format!("SELECT pid || ' ' || coalesce(query, '') FROM pg_stat_activity WHERE datname = '{database}'"),
+        )?;
+        if left.trim().is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("sessions are left on {database}: {left}").into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_restore_whose_loader_session_is_ended_fails_at_once_naming_the_service() -> TestResult {
+    let databases = Databases::new();
+    let target = databases.name("main");
+    let service = PostgresService::new("db", &format!("postgresql://postgres@127.0.0.1:5432/{target}"))?
+        .with_layout(DumpLayout { workers: 2, ..DumpLayout::default() });
+    let dump = SlowDump::new()?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(service.restore(&dump).map_err(|error| error.to_string()));
+    });
+    let pids = wait_for_copies(&target, 2)?;
+    psql("postgres", &format!("SELECT pg_terminate_backend({})", pids[0]))?;
+    let started = std::time::Instant::now();
+    let result = receiver.recv_timeout(Duration::from_secs(30)).map_err(|_| "the restore never ended")?;
+    let message = result.err().ok_or("the restore succeeded")?;
+    assert!(
+        message.contains("service `db`") && message.contains("terminating connection due to administrator command"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "it took {:?} to end", started.elapsed());
+    // The other loader was stopped, not left waiting for the rest of its rows.
+    assert_no_session_left(&target)?;
+    Ok(())
+}
+
+/// Takes the streams of a capture slowly, so that the tools stay busy writing them.
+#[derive(Default)]
+struct SlowSink;
+
+impl DumpSink for SlowSink {
+    fn add(&self, name: &str, reader: &mut dyn Read) -> envsnap::Result<()> {
+        let mut buffer = vec![0; 64 << 10];
+        loop {
+            match reader.read(&mut buffer) {
+                Ok(0) => return Ok(()),
+                Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                // What the store does: retry an interrupted read.
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(envsnap::Error::io("reading", name, error)),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_capture_whose_dump_session_is_ended_fails_at_once_naming_the_service() -> TestResult {
+    let databases = Databases::new();
+    let source = databases.name("main");
+    psql("postgres", &format!("CREATE DATABASE \"{source}\""))?;
+    psql(
+        &source,
+        "CREATE TABLE a (x bigint, y text); CREATE TABLE b (x bigint, y text); \
+         INSERT INTO a SELECT g, repeat('a', 200) FROM generate_series(1, 150000) g; \
+         INSERT INTO b SELECT g, repeat('b', 200) FROM generate_series(1, 150000) g;",
+    )?;
+    let layout = DumpLayout { workers: 2, own_stream_from: 0, piece_size: 1 << 40 };
+    let service =
+        PostgresService::new("db", &format!("postgresql://postgres@127.0.0.1:5432/{source}"))?.with_layout(layout);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(service.capture(&SlowSink).map_err(|error| error.to_string()));
+    });
+    let pids = wait_for_copies(&source, 2)?;
+    psql("postgres", &format!("SELECT pg_terminate_backend({})", pids[0]))?;
+    let started = std::time::Instant::now();
+    let result = receiver.recv_timeout(Duration::from_secs(30)).map_err(|_| "the capture never ended")?;
+    let message = result.err().ok_or("the capture succeeded")?;
+    // psql hears of it as a lost connection (over TLS, without the server's reason).
+    assert!(
+        message.contains("service `db`")
+            && message.contains("psql failed")
+            && (message.contains("terminating connection") || message.contains("connection to server was lost")),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "it took {:?} to end", started.elapsed());
+    assert_no_session_left(&source)?;
+    Ok(())
+}
+
+/// A session that holds an `ACCESS EXCLUSIVE` lock on `table` of `database` for two
+/// minutes, as a migration left open would; killed when dropped.
+struct ExclusiveLock {
+    child: std::process::Child,
+}
+
+impl ExclusiveLock {
+    fn take(database: &str, table: &str) -> Result<Self, Error> {
+        let child = Command::new("psql")
+            .args(["-X", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"])
+            .args(["-c", &format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120)")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let lock = ExclusiveLock { child };
+        for _ in 0..250 {
+            let held = psql(
+                database,
+                "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND locktype = 'relation'",
+            )?;
+            if held.trim() != "0" {
+                return Ok(lock);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("the lock was never taken".into())
+    }
+
+    fn pid(database: &str) -> Result<String, Error> {
+        let pid = psql(
+            database,
+            "SELECT pid FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND locktype = 'relation' LIMIT 1",
+        )?;
+        Ok(pid.trim().to_owned())
+    }
+}
+
+impl Drop for ExclusiveLock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until a session of envsnap's on `database` waits for a lock.
+fn wait_for_lock_wait(database: &str) -> TestResult {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' AND wait_event_type = 'Lock' \
+             AND application_name = 'envsnap'"
+        ),
+    )?
+    .trim()
+        == "0"
+    {
+        if std::time::Instant::now() > deadline {
+            return Err("envsnap never waited for the lock".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_snapshot_behind_an_exclusive_lock_gives_up_in_time_naming_the_table_and_the_session() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let lock = ExclusiveLock::take(&main, "orders")?;
+    let holder = ExclusiveLock::pid(&main)?;
+    let started = std::time::Instant::now();
+    let mut backup = project.start(&["backup"], &[("ENVSNAP_LOCK_TIMEOUT", "2".as_ref())])?;
+    let output = common::wait_at_most(&mut backup, 40)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it gave up after {:?}", started.elapsed());
+    for said in [
+        "service `db`",
+        "waited 2 s",
+        "on table orders",
+        &format!("session {holder} "),
+        "ACCESS EXCLUSIVE",
+        "ENVSNAP_LOCK_TIMEOUT",
+        &format!("pg_terminate_backend({holder})"),
+    ] {
+        assert!(stderr.contains(said), "says `{said}`: {stderr}");
+    }
+    assert!(project.snapshots()?.is_empty());
+    drop(lock);
+
+    // A value that is not a number of seconds is refused, naming the variable.
+    let output = project.run_with_env(&["backup"], &[("ENVSNAP_LOCK_TIMEOUT", "soon".as_ref())])?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(stderr.contains("ENVSNAP_LOCK_TIMEOUT is `soon`"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn a_snapshot_told_to_stop_leaves_no_tool_running_and_no_session_waiting() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let lock = ExclusiveLock::take(&main, "people")?;
+    for signal in ["-TERM", "-INT"] {
+        let mut backup = project.start(&["backup"], &[])?;
+        wait_for_lock_wait(&main)?;
+        let tools = common::descendants(backup.id());
+        assert!(!tools.is_empty(), "the backup runs psql");
+        common::signal(backup.id(), signal)?;
+        let output = common::wait_at_most(&mut backup, 15)?;
+        assert!(!output.status.success(), "{signal}: {:?}", output.status);
+        std::thread::sleep(Duration::from_millis(200));
+        let left: Vec<u32> = tools.iter().copied().filter(|&pid| common::running(pid)).collect();
+        assert!(left.is_empty(), "{signal}: tools left running: {left:?}");
+        // psql cancelled its statement: no session of envsnap's is left in the lock's queue.
+        let waiting = psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{main}' AND application_name = 'envsnap'"),
+        )?;
+        assert_eq!(waiting.trim(), "0", "{signal}: envsnap sessions are left on the server");
+    }
+    drop(lock);
+    Ok(())
+}
+
+#[test]
+fn a_stream_that_holds_a_shell_command_runs_nothing() -> TestResult {
+    let databases = Databases::new();
+    let target = databases.name("main");
+    let planted = std::env::temp_dir().join(format!("envsnap-restrict-{target}"));
+    let dump = SlowDump::new()?;
+    let streams = MemoryDump::default();
+    streams.add("0-header.sql", &mut dump.open("0-header.sql")?)?;
+    // envsnap loads every stream inside a \restrict of its own: a \! after a statement, or
+    // after the table's rows, is refused by psql.
+    let hostile = format!("CREATE TABLE public.a (x bigint);\n\\! touch {}\n", planted.display());
+    streams.add("1-pre-data.sql", &mut hostile.as_bytes())?;
+    let rows = format!("COPY public.a (x) FROM stdin;\n1\n\\.\n\\! touch {}\n", planted.display());
+    streams.add("2-data-public.a.sql", &mut rows.as_bytes())?;
+    let service = PostgresService::new("db", &format!("postgresql://postgres@127.0.0.1:5432/{target}"))?;
+    let result = service.restore(&streams);
+    assert!(!planted.exists(), "the dump ran a shell command: {} exists", planted.display());
+    let message = result.err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("service `db`") && message.contains("backslash commands are restricted"),
+        "the restore fails, naming the service and why: {message}"
+    );
+    // The data stream alone, into the database the schema made.
+    let rows_only = MemoryDump::default();
+    rows_only.add("0-header.sql", &mut dump.open("0-header.sql")?)?;
+    rows_only.add("1-pre-data.sql", &mut &b"CREATE TABLE public.a (x bigint);\n"[..])?;
+    rows_only.add("2-data-public.a.sql", &mut rows.as_bytes())?;
+    let message = service.restore(&rows_only).err().map(|error| error.to_string()).unwrap_or_default();
+    assert!(!planted.exists(), "the rows' stream ran a shell command");
+    assert!(message.contains("backslash commands are restricted"), "{message}");
+    Ok(())
+}

@@ -95,3 +95,31 @@ fn an_unknown_service_type_is_refused_with_the_types_there_are() -> TestResult {
     assert!(!project.repository.join("snapshots").exists() || project.snapshots()?.is_empty());
     Ok(())
 }
+
+#[test]
+fn a_backup_told_to_stop_stops_the_whole_dump_pipeline() -> TestResult {
+    let project = Project::new(
+        // The sleep ignores SIGINT, as a careless tool may: it is killed all the same.
+        "[[service]]\nname = \"slow\"\ntype = \"command\"\ndump = \"sh -c \\\"trap '' INT; sleep 300\\\" | cat\"\n\
+         restore = \"cat > /dev/null\"\n",
+    )?;
+    project.ok(&["init"])?;
+    for signal in ["-TERM", "-INT", "-HUP"] {
+        let mut backup = project.start(&["backup"], &[])?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut tools = Vec::new();
+        // sh, sh, sleep and cat.
+        while tools.len() < 4 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tools = common::descendants(backup.id());
+        }
+        assert!(tools.len() >= 4, "the dump runs: {tools:?}");
+        common::signal(backup.id(), signal)?;
+        let output = common::wait_at_most(&mut backup, 15)?;
+        assert!(!output.status.success(), "{signal}: {:?}", output.status);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let left: Vec<u32> = tools.iter().copied().filter(|&pid| common::running(pid)).collect();
+        assert!(left.is_empty(), "{signal}: processes of the dump left running: {left:?}");
+    }
+    Ok(())
+}

@@ -32,6 +32,8 @@ mod wait;
 
 use std::path::PathBuf;
 
+pub(crate) use take::interrupted;
+
 use clap::{Parser, Subcommand};
 
 /// Snapshots of an environment's data — every database and data directory — keyed to

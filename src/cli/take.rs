@@ -284,21 +284,25 @@ impl ShellPause {
 /// interrupted consistent snapshot must still resume the environment.
 static PAUSED: std::sync::Mutex<Option<(std::path::PathBuf, String)>> = std::sync::Mutex::new(None);
 
+/// What a process told to stop by `signal` does (see `main`): stops the tools it runs,
+/// resumes the environment if a snapshot paused it, and exits with 128 + `signal`.
+/// The resume command is held throughout, so the snapshot's own resume, which its
+/// failing tools may set off meanwhile, waits and finds nothing left to do.
+pub(crate) fn interrupted(signal: i32) -> ! {
+    let mut paused = PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    envsnap::element::service::stop_tools();
+    if let Some((work_tree, resume)) = paused.take() {
+        eprintln!("\nenvsnap: interrupted; resuming the environment with `{resume}`");
+        let _ = run_shell(&work_tree, "resume", &resume);
+    }
+    std::process::exit(128 + signal)
+}
+
 impl PauseControl for ShellPause {
     fn pause(&self) -> envsnap::Result<()> {
         if let Some(resume) = &self.resume {
             *PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some((self.work_tree.clone(), resume.clone()));
-            // Installed once per process; a second install fails harmlessly. It takes
-            // SIGINT, SIGTERM and SIGHUP (the `termination` feature of ctrlc).
-            let _ = ctrlc::set_handler(|| {
-                let paused = PAUSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-                if let Some((work_tree, resume)) = paused {
-                    eprintln!("\nenvsnap: interrupted; resuming the environment with `{resume}`");
-                    let _ = run_shell(&work_tree, "resume", &resume);
-                }
-                std::process::exit(130);
-            });
         }
         match &self.pause {
             Some(command) => run_shell(&self.work_tree, "pause", command),

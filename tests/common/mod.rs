@@ -53,6 +53,19 @@ impl Project {
             .output()
     }
 
+    /// Starts envsnap in the work tree with the environment variables `vars` set, its
+    /// stderr piped, and returns at once.
+    pub fn start(&self, args: &[&str], vars: &[(&str, &OsStr)]) -> Result<std::process::Child, std::io::Error> {
+        Command::new(env!("CARGO_BIN_EXE_envsnap"))
+            .args(args)
+            .current_dir(self.root())
+            .env("ENVSNAP_REPOSITORY", &self.repository)
+            .envs(vars.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    }
+
     /// Runs envsnap in the work tree with `PATH` set to `path` (to hide or replace the
     /// tools it runs).
     pub fn run_with_path(&self, args: &[&str], path: &Path) -> Result<Output, std::io::Error> {
@@ -222,4 +235,67 @@ pub fn bin_dir(links: &[&str], scripts: &[(&str, &str)]) -> Result<tempfile::Tem
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
     }
     Ok(dir)
+}
+
+/// The processes that descend from `pid` (its children, theirs, …), from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        if let Some((_, parent)) = process_state(child) {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(parents.iter().filter(|(_, of)| *of == parent).map(|(child, _)| *child));
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Whether process `pid` runs (exists and is not a zombie waiting to be reaped).
+pub fn running(pid: u32) -> bool {
+    process_state(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// The state letter and parent of process `pid`, from /proc/PID/stat.
+fn process_state(pid: u32) -> Option<(char, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (name) state ppid …": the name may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// Sends `signal` (e.g. `-TERM`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) -> TestResult {
+    let status = Command::new("kill").args([signal, &pid.to_string()]).status()?;
+    if !status.success() {
+        return Err(format!("kill {signal} {pid} failed").into());
+    }
+    Ok(())
+}
+
+/// Waits for `child` to exit, at most `seconds`; kills it if it is still running then.
+pub fn wait_at_most(child: &mut std::process::Child, seconds: u64) -> Result<Output, Box<dyn std::error::Error>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait()?.is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("still running after {seconds} s").into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut stderr = Vec::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_end(&mut pipe, &mut stderr)?;
+    }
+    Ok(Output { status: child.wait()?, stdout: Vec::new(), stderr })
 }

@@ -18,6 +18,8 @@ pub mod sqlite;
 
 use std::io::Read;
 
+pub use process::stop_tools;
+
 use crate::config::{ResolvedService, ServiceAccess, ServiceKind};
 use crate::error::{Error, Result};
 

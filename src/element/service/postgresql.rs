@@ -5,7 +5,9 @@
 //! A control session (`psql`) opens a read-only repeatable-read transaction, exports
 //! its snapshot (`pg_export_snapshot()`), lists the tables and takes an `ACCESS SHARE`
 //! lock on each, as `pg_dump -j` does: no `TRUNCATE` or `ALTER` can slip between the
-//! snapshot and the reads. Then several tools read inside that one snapshot at once
+//! snapshot and the reads. Every session waits at most `ENVSNAP_LOCK_TIMEOUT` seconds
+//! (60 by default) for a lock; the control session, when it gives up, names the table
+//! and the session that holds an `ACCESS EXCLUSIVE` lock on it. Then several tools read inside that one snapshot at once
 //! (`--snapshot`), one per core plus one for the schema, each writing one stream:
 //!
 //! | stream | written by |
@@ -68,12 +70,13 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::connection::ConnectionUrl;
 use super::process::{Cancellable, Tool, ToolError, default_workers, read_ahead, run_parallel};
-use super::sql::{self, Advice, HEADER, Pieces, Produce, stream_error};
+use super::sql::{self, Advice, HEADER, LOCK_TIMEOUT_VARIABLE, Pieces, Produce, show_seconds, stream_error};
 use super::{DumpSink, DumpSource, Service};
 use crate::error::{Error, Result};
 
@@ -359,14 +362,9 @@ impl PostgresService {
     }
 
     /// Writes one stream of the capture.
-    fn dump(
-        &self,
-        job: &Job,
-        snapshot: &str,
-        encoding: &str,
-        sink: &dyn DumpSink,
-        cancel: &Arc<AtomicBool>,
-    ) -> Result<()> {
+    fn dump(&self, job: &Job, context: &DumpContext, sink: &dyn DumpSink, cancel: &Arc<AtomicBool>) -> Result<()> {
+        let DumpContext { snapshot, encoding, lock_timeout } = context;
+        let lock_timeout = lock_timeout.as_millis();
         let (stream, mut command, program) = match job {
             Job::Dump { stream, section, arguments, .. } => {
                 let mut command = self.command("pg_dump", &self.url.database);
@@ -375,7 +373,7 @@ impl PostgresService {
                     .arg(format!("--snapshot={snapshot}"))
                     // The control session holds every table's lock: a lock still awaited after
                     // this long is queued behind someone's ACCESS EXCLUSIVE that waits for it.
-                    .arg("--lock-wait-timeout=60s")
+                    .arg(format!("--lock-wait-timeout={lock_timeout}ms"))
                     .args(arguments);
                 (stream, command, "pg_dump")
             }
@@ -394,7 +392,10 @@ impl PostgresService {
                     .env("PGCLIENTENCODING", encoding)
                     // As pg_dump reads: values that load back exactly, and all rows or an error.
                     .args(["-c", "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3"])
-                    .args(["-c", "SET row_security = off; SET statement_timeout = 0; SET lock_timeout = '60s'"])
+                    .arg("-c")
+                    .arg(format!(
+                        "SET row_security = off; SET statement_timeout = 0; SET lock_timeout = '{lock_timeout}ms'"
+                    ))
                     .args(["-c", "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"])
                     .arg("-c")
                     .arg(format!("SET TRANSACTION SNAPSHOT {}", quote_literal(snapshot)))
@@ -437,6 +438,58 @@ impl PostgresService {
         }
     }
 
+    /// Takes the control session's `ACCESS SHARE` lock on every table to dump, waiting
+    /// at most `timeout` for a lock another session holds; then names that session.
+    fn lock_tables(&self, session: &mut Session, tables: &[String], timeout: Duration) -> Result<()> {
+        let names: Vec<String> = tables.iter().map(|name| format!("ONLY {name}")).collect();
+        session.send(&format!("LOCK TABLE {} IN ACCESS SHARE MODE;", names.join(", ")))?;
+        // Any error of the lock shows here, before a dump starts.
+        self.unless_locked_out(session.query("SELECT 1"), timeout).map(drop)
+    }
+
+    /// `result` of the control session, whose statements wait at most `timeout` for a
+    /// lock (`pg_table_size` waits as `LOCK TABLE` does): a lock not granted in time is
+    /// explained.
+    fn unless_locked_out<T>(&self, result: Result<T>, timeout: Duration) -> Result<T> {
+        match result {
+            Err(Error::ServiceFailed { detail, .. }) if detail.contains("canceling statement due to lock timeout") => {
+                Err(self.failed(self.lock_wait(timeout)))
+            }
+            other => other,
+        }
+    }
+
+    /// Why a lock was not granted in time, in words: the sessions that hold or wait for
+    /// an `ACCESS EXCLUSIVE` lock on a table of the database, and what to do.
+    fn lock_wait(&self, timeout: Duration) -> String {
+        let holders = self
+            .admin_on(&self.url.database, &[BLOCKERS_QUERY.to_owned()])
+            .ok()
+            .and_then(|text| serde_json::from_str::<Vec<Blocker>>(text.trim()).ok())
+            .unwrap_or_default();
+        let waited = show_seconds(timeout);
+        let advice = format!(
+            "nothing was captured; let that session finish, or end it, then take the snapshot again \
+             ({LOCK_TIMEOUT_VARIABLE} sets how many seconds a snapshot waits for a lock, now {waited})"
+        );
+        let Some(first) = holders.first() else {
+            return format!(
+                "waited {waited} for an ACCESS SHARE lock on the tables to dump: another session held or awaited a \
+                 lock that conflicts (ACCESS EXCLUSIVE, taken by ALTER TABLE, TRUNCATE, DROP, VACUUM FULL or LOCK \
+                 TABLE); {advice}"
+            );
+        };
+        let others = holders.len() - 1;
+        let others = if others == 0 { String::new() } else { format!(" (and {others} more)") };
+        let how = if first.granted { "holds" } else { "waits for" };
+        format!(
+            "waited {waited} for an ACCESS SHARE lock on table {}: session {} ({}, {}, for {} s: `{}`) {how} an ACCESS \
+             EXCLUSIVE lock on it{others}, which lets no one read the table; {advice}: \
+             `SELECT pg_terminate_backend({})`",
+            first.table, first.pid, first.application, first.state, first.since, first.query, first.pid
+        )
+    }
+
     /// Loads one stream into `database` through `psql`.
     fn load(
         &self,
@@ -453,11 +506,25 @@ impl PostgresService {
         let mut stdin = tool.stdin().expect("stdin is piped");
         let copied = copy_restricted(input, &mut stdin, restrict, cancel);
         drop(stdin);
-        tool.finish().map_err(|error| self.tool_failed(error))?;
-        copied.map_err(|error| match stream_error(error, stream) {
-            Error::Io { source, .. } => self.failed(format!("writing `{stream}` to psql: {source}")),
-            other => other,
-        })
+        match copied {
+            Ok(()) => tool.finish().map_err(|error| self.tool_failed(error)),
+            // psql stopped reading: it died or its session was ended, and says why.
+            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => match tool.finish() {
+                Err(failure) => Err(self.tool_failed(failure)),
+                Ok(()) => Err(self.failed(format!("psql stopped reading `{stream}` before its end: {error}"))),
+            },
+            // The stream could not be read, or another stream failed: psql must not take
+            // what it was given so far for the whole stream, so it is stopped, not
+            // told the stream ended.
+            Err(error) => {
+                tool.kill();
+                drop(tool);
+                Err(match stream_error(error, stream) {
+                    Error::Io { source, .. } => self.failed(format!("reading `{stream}` for psql: {source}")),
+                    other => other,
+                })
+            }
+        }
     }
 
     fn drop_statements(&self, database: &str, server: u32) -> Vec<String> {
@@ -498,6 +565,41 @@ impl PostgresService {
     }
 }
 
+/// What every stream of one capture shares.
+struct DumpContext {
+    /// The exported snapshot the streams read in.
+    snapshot: String,
+    /// The database's encoding.
+    encoding: String,
+    /// How long a tool waits for a lock ([`sql::lock_timeout`]).
+    lock_timeout: Duration,
+}
+
+/// A session that holds or waits for an `ACCESS EXCLUSIVE` lock on a table.
+#[derive(Debug, Deserialize)]
+struct Blocker {
+    table: String,
+    pid: i64,
+    granted: bool,
+    application: String,
+    state: String,
+    /// Seconds since its transaction started.
+    since: i64,
+    query: String,
+}
+
+/// The sessions that hold or wait for an `ACCESS EXCLUSIVE` lock on a table of the
+/// current database, oldest first (the one everybody waits for).
+const BLOCKERS_QUERY: &str = "SELECT coalesce(json_agg(json_build_object('table', l.relation::regclass::text, \
+     'pid', l.pid, 'granted', l.granted, 'application', coalesce(nullif(a.application_name, ''), 'no application name'), \
+     'state', coalesce(a.state, 'unknown state'), \
+     'since', coalesce(extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::bigint, 0), \
+     'query', left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 200)) \
+     ORDER BY l.granted DESC, a.xact_start), '[]')::text \
+     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_backend_pid() \
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
 impl Service for PostgresService {
     fn address(&self) -> String {
         self.address.clone()
@@ -512,12 +614,16 @@ impl Service for PostgresService {
     }
 
     fn capture(&self, sink: &dyn DumpSink) -> Result<()> {
+        let lock_timeout = sql::lock_timeout(|detail| self.failed(detail))?;
         let mut session = Session::open(self)?;
         let version: u32 = session.query("SHOW server_version_num")?.trim().parse().unwrap_or(0);
         if version >= 90_600 {
             // A long dump keeps this session idle in its transaction.
             session.send("SET idle_in_transaction_session_timeout = 0;")?;
         }
+        // Reading a table's size waits for its lock as LOCK TABLE does: every statement
+        // of the session waits at most this long.
+        session.send(&format!("SET lock_timeout = '{}ms';", lock_timeout.as_millis()))?;
         session.send("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;")?;
         let snapshot = session.query("SELECT pg_export_snapshot()")?.trim().to_owned();
         if snapshot.is_empty() || !snapshot.bytes().all(|byte| byte.is_ascii_hexdigit() || byte == b'-') {
@@ -535,19 +641,16 @@ impl Service for PostgresService {
             ctype: text("ctype"),
         };
         let block_size = info["block_size"].as_u64().unwrap_or(8192).max(1);
-        let tables: Vec<Table> = parse_json(&session.query(TABLES_QUERY)?).map_err(|error| self.failed(error))?;
+        let tables = self.unless_locked_out(session.query(TABLES_QUERY), lock_timeout)?;
+        let tables: Vec<Table> = parse_json(&tables).map_err(|error| self.failed(error))?;
         let readable: Vec<String> = tables.iter().filter(|table| table.readable).map(Table::qualified).collect();
         if !readable.is_empty() {
-            let names: Vec<String> = readable.iter().map(|name| format!("ONLY {name}")).collect();
-            session.send(&format!("LOCK TABLE {} IN ACCESS SHARE MODE;", names.join(", ")))?;
-            // Any error of the lock shows here, before a dump starts.
-            session.query("SELECT 1")?;
+            self.lock_tables(&mut session, &readable, lock_timeout)?;
         }
         let jobs = self.plan(&mut session, &tables, version, block_size)?;
         sink.add(HEADER, &mut header.to_sql().as_bytes())?;
-        run_parallel(&jobs, self.layout.workers + 1, |job, cancel| {
-            self.dump(job, &snapshot, &header.encoding, sink, cancel)
-        })?;
+        let context = DumpContext { snapshot, encoding: header.encoding.clone(), lock_timeout };
+        run_parallel(&jobs, self.layout.workers + 1, |job, cancel| self.dump(job, &context, sink, cancel))?;
         session.close()
     }
 
@@ -780,7 +883,13 @@ fn show_major(version: u32) -> String {
 /// How the PostgreSQL tools' failures are told.
 const ADVICE: Advice = Advice {
     install: "install the PostgreSQL client tools (e.g. `apt install postgresql-client`)",
-    connecting: |stderr| stderr.contains("connection to server") || stderr.contains("could not translate host name"),
+    // libpq's "connection to server at … failed", not "connection to server was lost".
+    connecting: |stderr| {
+        stderr.lines().any(|line| {
+            (line.contains("connection to server at") || line.contains("connection to server on socket"))
+                && line.contains("failed")
+        }) || stderr.contains("could not translate host name")
+    },
     hint,
 };
 
@@ -792,6 +901,10 @@ fn hint(stderr: &str) -> &'static str {
         "; create the database, or fix its name in `url` in envsnap.toml"
     } else if stderr.contains("role \"") && stderr.contains("does not exist") {
         "; fix the user in `url` in envsnap.toml"
+    } else if stderr.contains("canceling statement due to lock timeout") {
+        "; another session holds or waits for an ACCESS EXCLUSIVE lock on the table named above (ALTER TABLE, \
+         TRUNCATE, DROP, VACUUM FULL or LOCK TABLE take one): let it finish, or end it, then try again \
+         (ENVSNAP_LOCK_TIMEOUT sets how many seconds to wait for a lock)"
     } else if [
         "Connection refused",
         "could not translate host name",

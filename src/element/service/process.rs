@@ -1,14 +1,38 @@
-//! Running a database's own client tools (`pg_dump`, `psql`, `mariadb-dump`, …) for
-//! the SQL adapters: starting them, collecting their stderr on a thread, reading their
-//! output ahead of the store, stopping them when a capture is abandoned, and running
-//! several at once.
+//! Running the programs that dump and load services (`pg_dump`, `psql`, `mariadb-dump`,
+//! a `type = "command"` service's commands, …): starting them, collecting their stderr
+//! on a thread, reading their output ahead of the store, stopping them when a capture
+//! is abandoned or envsnap is told to stop, and running several at once.
+//!
+//! # No tool outlives envsnap
+//!
+//! Every tool leads a process group of its own, and is listed in [`RUNNING`] from the
+//! moment it is started until it has been waited for. [`stop_tools`], which the binary
+//! calls when it is told to stop (SIGINT, SIGTERM, SIGHUP), signals every listed group
+//! and waits for the tools to exit. A group of its own reaches whatever a tool started
+//! itself (the pipeline of a shell command, the real `psql` behind Debian's wrapper),
+//! and keeps a Ctrl-C at the terminal from reaching the tools before envsnap has
+//! decided what to do. A tool leaves the list only once it has exited and before it is
+//! reaped (`waitid` with `WNOWAIT`), so its process id cannot have been given to
+//! another process when it is signalled.
+//!
+//! # Cancellation is an error of its own
+//!
+//! When one of several streams fails, the others stop at their next read with an
+//! error whose kind is `Other` and whose payload is [`Cancelled`]. Never
+//! `ErrorKind::Interrupted`: `io::copy`, `read_to_end` and `read_exact` retry that
+//! kind, and the reader would refuse again at once, forever, at 100% CPU.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use crate::error::Error;
 
@@ -28,6 +52,11 @@ pub enum ToolError {
         /// What the system said.
         error: io::Error,
     },
+    /// It was not started: envsnap is stopping ([`stop_tools`]).
+    Stopped {
+        /// The program.
+        program: String,
+    },
     /// It exited unsuccessfully.
     Failed {
         /// The program.
@@ -42,6 +71,77 @@ pub enum ToolError {
 /// How much of a tool's stderr is kept: its last 64 KiB.
 const STDERR_KEPT: usize = 64 << 10;
 
+/// The tools started and not yet waited for, by process id (which is also their
+/// process group's id), and whether envsnap is stopping (then no tool starts).
+static RUNNING: Mutex<Running> = Mutex::new(Running { tools: BTreeSet::new(), stopping: false });
+
+struct Running {
+    tools: BTreeSet<i32>,
+    stopping: bool,
+}
+
+/// How long tools have, after the interrupt, to end their sessions on their own
+/// before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Stops every running tool, for a process that was told to stop: each tool's process
+/// group gets SIGINT first, on which `psql` and `pg_dump` cancel their query on the
+/// server and the MariaDB client kills its own, so no statement is left running or
+/// waiting for a lock there; what still runs in the groups after three seconds, or
+/// once every leader has exited, is killed. Returns
+/// once every tool has exited. No tool starts afterwards. It may be called more than
+/// once, from any thread.
+pub fn stop_tools() {
+    let mut running = crate::store::lock(&RUNNING);
+    running.stopping = true;
+    let tools: Vec<Pid> = running.tools.iter().filter_map(|&pid| Pid::from_raw(pid)).collect();
+    for &pid in &tools {
+        let _ = rustix::process::kill_process_group(pid, Signal::INT);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    let mut left = tools.clone();
+    while !left.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        left.retain(|&pid| !exited(pid));
+    }
+    // Whatever is left of each group: a leader that would not stop, and what a leader
+    // that did stop left running (a shell's pipeline). The leaders are not reaped yet
+    // (their removal from the list waits for this lock), so each group id is still
+    // theirs.
+    for &pid in &tools {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+    }
+    // SIGKILL cannot be caught: each exits at once.
+    let killed = Instant::now() + Duration::from_secs(2);
+    while !left.is_empty() && Instant::now() < killed {
+        left.retain(|&pid| !exited(pid));
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The tools stay listed: whoever waits for them removes them, and a tool not
+    // waited for is reaped when envsnap exits.
+}
+
+/// Whether the child `pid` has exited (it is not reaped: its id stays taken).
+fn exited(pid: Pid) -> bool {
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT | WaitIdOptions::NOHANG;
+    match rustix::process::waitid(WaitId::Pid(pid), options) {
+        Ok(status) => status.is_some(),
+        // Not a child any more (reaped meanwhile): gone.
+        Err(_) => true,
+    }
+}
+
+/// Waits until `child` has exited, without reaping it, then takes it off [`RUNNING`]:
+/// while it is listed, its id cannot be another process's.
+fn unlist(child: &Child) {
+    let Some(pid) = i32::try_from(child.id()).ok() else { return };
+    if let Some(id) = Pid::from_raw(pid) {
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+        while let Err(rustix::io::Errno::INTR) = rustix::process::waitid(WaitId::Pid(id), options) {}
+    }
+    crate::store::lock(&RUNNING).tools.remove(&pid);
+}
+
 /// A tool that was started. Dropped before [`Tool::finish`], it is killed and
 /// reaped, so that an abandoned capture never leaves a dump running.
 #[derive(Debug)]
@@ -55,13 +155,23 @@ impl Tool {
     /// Starts `command` (whose stdin and stdout the caller has set); its stderr is
     /// collected. `program` names it in errors.
     pub fn start(program: &str, command: &mut Command) -> Result<Tool, ToolError> {
-        let mut child = command.stderr(Stdio::piped()).spawn().map_err(|error| {
+        // Listed under the same lock that `stop_tools` takes, so that no tool starts
+        // unseen while envsnap stops.
+        let mut running = crate::store::lock(&RUNNING);
+        if running.stopping {
+            return Err(ToolError::Stopped { program: program.to_owned() });
+        }
+        let mut child = command.stderr(Stdio::piped()).process_group(0).spawn().map_err(|error| {
             if error.kind() == io::ErrorKind::NotFound {
                 ToolError::Missing { program: program.to_owned() }
             } else {
                 ToolError::Io { program: program.to_owned(), error }
             }
         })?;
+        if let Ok(pid) = i32::try_from(child.id()) {
+            running.tools.insert(pid);
+        }
+        drop(running);
         let stderr = child.stderr.take().map(|mut stderr| {
             // On a thread of its own, so a chatty tool never blocks on a full pipe; only
             // the end is kept, where the error is, so memory stays bounded.
@@ -99,10 +209,10 @@ impl Tool {
         self.child.as_mut().and_then(|child| child.stdin.take())
     }
 
-    /// Stops it now (a capture that is abandoned).
+    /// Stops it now (a capture that is abandoned), with whatever it started itself.
     pub fn kill(&mut self) {
         if let Some(child) = &mut self.child {
-            let _ = child.kill();
+            kill_group(child);
         }
     }
 
@@ -123,13 +233,23 @@ fn wait(program: &str, mut child: Child) -> Result<ExitStatus, ToolError> {
     // Our ends of its pipes must close first, or a tool blocked writing to them waits forever.
     drop(child.stdin.take());
     drop(child.stdout.take());
+    unlist(&child);
     child.wait().map_err(|error| ToolError::Io { program: program.to_owned(), error })
+}
+
+/// Kills `child`'s process group (it leads one, see [`Tool::start`]); the child
+/// itself at least, should the group be gone.
+fn kill_group(child: &mut Child) {
+    let group = i32::try_from(child.id()).ok().and_then(Pid::from_raw);
+    if group.is_none_or(|group| rustix::process::kill_process_group(group, Signal::KILL).is_err()) {
+        let _ = child.kill();
+    }
 }
 
 impl Drop for Tool {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            kill_group(&mut child);
             let _ = wait(&self.program, child);
         }
     }
@@ -235,8 +355,16 @@ impl<R: Read> Read for Cancellable<'_, R> {
     }
 }
 
+/// Why a read of one stream stopped: another stream of the same dump or restore
+/// failed, and its error is the one reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stopped because another part of the work failed")]
+pub struct Cancelled;
+
+/// The error a cancelled read returns: of kind `Other`, which no reader retries (see
+/// the module documentation).
 fn cancelled() -> io::Error {
-    io::Error::new(io::ErrorKind::Interrupted, "stopped because another part of the dump failed")
+    io::Error::other(Cancelled)
 }
 
 /// How many tools run at once: one per core, at least two (a tool mostly waits on

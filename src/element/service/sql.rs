@@ -3,6 +3,7 @@
 //! of streams read back from the store.
 
 use std::io::{self, Read};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -54,6 +55,41 @@ fn header_json(text: &str) -> Option<serde_json::Value> {
         .find_map(|line| line.strip_prefix("-- {").and_then(|json| serde_json::from_str(&format!("{{{json}")).ok()))
 }
 
+/// The environment variable that sets how long a dump or a restore waits for a lock
+/// held by another session before it gives up, in seconds (a decimal fraction is
+/// allowed).
+pub const LOCK_TIMEOUT_VARIABLE: &str = "ENVSNAP_LOCK_TIMEOUT";
+
+/// How long a dump or restore waits for a lock when [`LOCK_TIMEOUT_VARIABLE`] is not
+/// set: long enough for a short migration or `VACUUM FULL` of a small table to end,
+/// short enough that a snapshot stuck behind a session left idle holding a lock says
+/// so within a minute.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The lock timeout: [`LOCK_TIMEOUT_VARIABLE`], or [`DEFAULT_LOCK_TIMEOUT`]. `failed`
+/// turns the reason a value is refused into the adapter's error.
+pub fn lock_timeout(failed: impl Fn(String) -> Error) -> Result<Duration> {
+    let Some(value) = std::env::var_os(LOCK_TIMEOUT_VARIABLE) else { return Ok(DEFAULT_LOCK_TIMEOUT) };
+    let text = value.to_string_lossy();
+    match text.trim().parse::<f64>() {
+        // At least a millisecond: 0 would mean "wait forever" to the servers.
+        Ok(seconds) if seconds.is_finite() && (0.001..=86_400.0).contains(&seconds) => {
+            Ok(Duration::from_millis((seconds * 1000.0).round() as u64))
+        }
+        _ => Err(failed(format!(
+            "{LOCK_TIMEOUT_VARIABLE} is `{text}`: set it to how many seconds a dump or restore may wait for a lock \
+             (from 0.001 to 86400), or unset it for {} s",
+            DEFAULT_LOCK_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// `duration` for people: `2 s`, `0.5 s`.
+pub fn show_seconds(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(1000) { format!("{} s", millis / 1000) } else { format!("{} s", duration.as_secs_f64()) }
+}
+
 /// What a database's client tools need said when they fail.
 pub struct Advice {
     /// What to install when one is missing, e.g. "install the PostgreSQL client tools
@@ -74,6 +110,7 @@ impl Advice {
                 format!("`{program}` is not installed or not in PATH: {}", self.install)
             }
             ToolError::Io { program, error } => format!("cannot run `{program}`: {error}"),
+            ToolError::Stopped { program } => format!("`{program}` was not started: envsnap was told to stop"),
             ToolError::Failed { program, status, stderr } => {
                 let said = summarize(&stderr);
                 let hint = (self.hint)(&stderr);
@@ -171,6 +208,12 @@ mod tests {
         let header = serde_json::json!({ "format": 1, "database": "app\n\"main\"\n-- {", "version": 150_020 });
         let title = format!("a dump of database {:?}", "app\n\"main\"");
         assert_eq!(header_json(&header_text(&title, &header)), Some(header));
+    }
+
+    #[test]
+    fn seconds_are_shown_whole_when_they_are() {
+        assert_eq!(show_seconds(Duration::from_secs(60)), "60 s");
+        assert_eq!(show_seconds(Duration::from_millis(1500)), "1.5 s");
     }
 
     #[test]
