@@ -1,5 +1,11 @@
 //! A repository: the store's objects, its config, the catalog and the lock.
 //!
+//! The objects (config, packs, snapshots, pins, …) are reached only through a
+//! [`Backend`], so that a repository runs over any storage: the local file system, memory,
+//! a fault-injecting twin in tests, and later object storage. The catalog, the locks and
+//! the jobs' lock files stay local files under the repository folder whatever the
+//! backend: SQLite and `flock` need a local file system.
+//!
 //! ```text
 //! <repository>/
 //!   config.json        format version and chunker sizes; checked on open
@@ -62,7 +68,7 @@ pub enum Access {
 /// An open repository.
 pub struct Repository {
     root: PathBuf,
-    backend: LocalBackend,
+    backend: Box<dyn Backend>,
     catalog: Mutex<Catalog>,
     config: RepositoryConfig,
     _lock: Option<RepositoryLock>,
@@ -98,17 +104,23 @@ impl Repository {
     /// Creates a repository at `root` that cuts chunks with `chunker`. Returns
     /// `Ok(false)` when one is there already (and leaves it as it is).
     pub fn init(root: &Path, chunker: ChunkerParams) -> Result<bool> {
-        let config_path = root.join(CONFIG);
-        if config_path.exists() {
-            Self::read_config(root)?;
-            return Ok(false);
+        Self::init_with(root, &LocalBackend::new(root), chunker)
+    }
+
+    /// Like [`Repository::init`], with the objects in `backend`; `root` is the local
+    /// folder of the catalog and the locks.
+    pub fn init_with(root: &Path, backend: &dyn Backend, chunker: ChunkerParams) -> Result<bool> {
+        let config_path = backend.describe(CONFIG);
+        match Self::read_config(root, backend) {
+            Ok(_) => return Ok(false),
+            Err(Error::RepositoryMissing { .. }) => {}
+            Err(error) => return Err(error),
         }
         crate::store::backend::create_private_dir_all(root).context("creating the repository", root)?;
         // An existing empty directory given to init becomes private too.
         fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(crate::store::backend::PRIVATE_DIR))
             .context("creating the repository", root)?;
         let config = RepositoryConfig { format: FORMAT_VERSION, chunker };
-        let backend = LocalBackend::new(root);
         let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");
         backend.put(CONFIG, &bytes).map_err(|e| Error::io("writing", &config_path, e))?;
         Catalog::open(&root.join(CATALOG))?;
@@ -118,7 +130,18 @@ impl Repository {
     /// Opens the repository at `root`. `waiting` is told who holds the lock when
     /// this has to wait for it.
     pub fn open(root: &Path, access: Access, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
-        let config = Self::read_config(root)?;
+        Self::open_with(root, Box::new(LocalBackend::new(root)), access, waiting)
+    }
+
+    /// Like [`Repository::open`], with the objects in `backend`; `root` is the local
+    /// folder of the catalog and the locks.
+    pub fn open_with(
+        root: &Path,
+        backend: Box<dyn Backend>,
+        access: Access,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
+        let config = Self::read_config(root, backend.as_ref())?;
         let lock = match access {
             Access::Read => None,
             Access::Verify => Some(RepositoryLock::acquire(root, LockKind::Shared, waiting)?),
@@ -141,7 +164,7 @@ impl Repository {
         let fresh_catalog = !catalog_path.exists();
         let repository = Repository {
             root: root.to_owned(),
-            backend: LocalBackend::new(root),
+            backend,
             catalog: Mutex::new(Catalog::open(&catalog_path)?),
             config,
             _lock: lock,
@@ -149,7 +172,7 @@ impl Repository {
             access,
         };
         if access == Access::Write {
-            repository.backend.clean_temporary().context("cleaning", root.join("tmp"))?;
+            repository.backend.clean_temporary().context("cleaning", repository.backend.describe("tmp"))?;
         }
         // A lost catalog is rebuilt; otherwise, packs written by a backup that was
         // killed before indexing them are indexed (writers only, as only they may
@@ -161,9 +184,9 @@ impl Repository {
         Ok(repository)
     }
 
-    fn read_config(root: &Path) -> Result<RepositoryConfig> {
-        let path = root.join(CONFIG);
-        let bytes = match fs::read(&path) {
+    fn read_config(root: &Path, backend: &dyn Backend) -> Result<RepositoryConfig> {
+        let path = backend.describe(CONFIG);
+        let bytes = match backend.get(CONFIG) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::RepositoryMissing { path: root.to_owned() });
@@ -201,7 +224,7 @@ impl Repository {
 
     /// The storage of its objects.
     pub fn backend(&self) -> &dyn Backend {
-        &self.backend
+        self.backend.as_ref()
     }
 
     /// The catalog, behind its lock.
@@ -214,7 +237,8 @@ impl Repository {
         &self.config
     }
 
-    /// Indexes every pack in the store that the catalog does not know; forgets packs
+    /// Indexes every pack in the store that the catalog does not know and whose bytes
+    /// match its name; forgets packs
     /// the catalog knows but the store has lost. Returns how many packs were indexed.
     pub fn index_new_packs(&self) -> Result<usize> {
         let stored = self.list("packs")?;
@@ -225,8 +249,11 @@ impl Repository {
             if !name.ends_with(".pack") || known.contains(name) {
                 continue;
             }
-            // A pack that cannot be parsed is left for `check` to report.
-            let Ok(entries) = read_pack_entries(&self.backend, name, *size) else {
+            // Only a pack whose bytes match its name is indexed: one torn by a crash,
+            // or damaged, is left for `check` to report. Packs the catalog lacks are few
+            // (a backup killed before indexing), so reading them whole costs little;
+            // after the catalog is lost, it is the price of indexing nothing false.
+            let Ok(entries) = store::read_verified_pack(self.backend.as_ref(), name) else {
                 continue;
             };
             store::lock(&self.catalog).add_pack(name, *size, &entries)?;
@@ -261,7 +288,7 @@ impl Repository {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        self.backend.list(prefix).context("listing", self.root.join(prefix))
+        self.backend.list(prefix).context("listing", self.backend.describe(prefix))
     }
 
     /// Reads and verifies a snapshot's manifest from the store.
@@ -510,7 +537,7 @@ impl Repository {
         {
             let mut rebuilt = Catalog::open(&partial)?;
             for (name, size) in self.list("packs")? {
-                match read_pack_entries(&self.backend, &name, size) {
+                match read_pack_entries(self.backend.as_ref(), &name, size) {
                     Ok(entries) => {
                         rebuilt.add_pack(&name, size, &entries)?;
                         report.packs += 1;

@@ -1,0 +1,272 @@
+//! Backup, restore, prune, repair and check over storage that fails on command: a full
+//! disk, read errors, torn writes and slow calls, through [`FaultyBackend`] over the
+//! local file system, so that what is left on disk can be inspected too.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestResult, noise};
+use envsnap::backup::{BackupOptions, backup};
+use envsnap::check::check;
+use envsnap::element::mount::Mount;
+use envsnap::progress::NoProgress;
+use envsnap::repository::{Access, Repository};
+use envsnap::restore::{RestoreTarget, restore};
+use envsnap::snapshot::{Mode, Snapshot, Trigger};
+use envsnap::store::backend::{Backend, Faults, FaultyBackend, LocalBackend};
+
+/// A work folder with data to back up and a repository, removed when dropped.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Result<Self, Box<dyn std::error::Error>> {
+        let dir = tempfile::Builder::new().prefix("envsnap-faults-").tempdir()?;
+        fs::create_dir(dir.path().join("data"))?;
+        Repository::init(&dir.path().join("store"), Default::default())?;
+        Ok(Fixture { dir })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// The repository opened for writing over a faulty twin of its local storage.
+    fn open(&self) -> Result<(Repository, Arc<Faults>), envsnap::Error> {
+        let (backend, faults) = FaultyBackend::new(Box::new(LocalBackend::new(self.store())));
+        let repository = Repository::open_with(&self.store(), Box::new(backend), Access::Write, &mut |_| {})?;
+        Ok((repository, faults))
+    }
+
+    /// Writes `size` bytes that do not compress to `data/<name>`; returns them.
+    fn write(&self, name: &str, seed: u64, size: usize) -> Result<Vec<u8>, std::io::Error> {
+        let bytes = noise(seed, size);
+        fs::write(self.data().join(name), &bytes)?;
+        Ok(bytes)
+    }
+
+    /// What `data/` holds now, by file name.
+    fn contents(&self) -> Result<BTreeMap<String, Vec<u8>>, std::io::Error> {
+        let mut files = BTreeMap::new();
+        for entry in fs::read_dir(self.data())? {
+            let entry = entry?;
+            files.insert(entry.file_name().to_string_lossy().into_owned(), fs::read(entry.path())?);
+        }
+        Ok(files)
+    }
+}
+
+fn backup_of(repository: &Repository, data: &Path) -> envsnap::Result<Snapshot> {
+    let options = BackupOptions {
+        env: "main".into(),
+        commit: None,
+        created: chrono::Utc::now(),
+        trigger: Trigger::Manual,
+        mode: Mode::Live,
+        note: None,
+        expires: None,
+        user: "tester".into(),
+        host: "here".into(),
+        mounts: vec![Mount { name: "data".into(), path: data.to_owned(), exclude: vec![] }],
+        services: vec![],
+        pause: None,
+    };
+    Ok(backup(repository, &options, &NoProgress)?.snapshot)
+}
+
+/// Restores `snapshot` into a fresh folder `to` and returns what it holds, by file name.
+fn restored(repository: &Repository, snapshot: &Snapshot, to: &Path) -> envsnap::Result<BTreeMap<String, Vec<u8>>> {
+    let target = RestoreTarget { tree: snapshot.manifest.elements[0].tree, destination: to.to_owned(), replace: None };
+    let outcome = restore(repository, &[target], &NoProgress).map(|_| ());
+    let mut files = BTreeMap::new();
+    if let Ok(entries) = fs::read_dir(to) {
+        for entry in entries.flatten() {
+            if let Ok(bytes) = fs::read(entry.path()) {
+                files.insert(entry.file_name().to_string_lossy().into_owned(), bytes);
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(to);
+    outcome.map(|()| files)
+}
+
+/// Every object the store holds is whole: each pack's bytes match its name, each
+/// manifest its id, and no write left anything in `tmp/`.
+fn assert_no_partial_object(store: &Path) -> TestResult {
+    let local = LocalBackend::new(store);
+    for (name, _) in local.list("packs")? {
+        let bytes = local.get(&name)?;
+        let hex = name.rsplit('/').next().and_then(|file| file.strip_suffix(".pack")).ok_or("a pack name")?;
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hex, "pack {name} is whole");
+    }
+    for (name, _) in local.list("snapshots")? {
+        let bytes = local.get(&name)?;
+        let hex = name.strip_prefix("snapshots/").and_then(|file| file.strip_suffix(".json")).ok_or("a name")?;
+        assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hex, "manifest {name} is whole");
+    }
+    assert!(local.list("tmp")?.is_empty(), "no partial write is left in tmp/");
+    Ok(())
+}
+
+#[test]
+fn a_full_disk_fails_the_backup_and_every_earlier_snapshot_still_restores_byte_for_byte() -> TestResult {
+    let fixture = Fixture::new()?;
+    fixture.write("a", 1, 700 << 10)?;
+    fixture.write("b", 2, 300 << 10)?;
+    let (repository, faults) = fixture.open()?;
+    let first = backup_of(&repository, &fixture.data())?;
+    let expected = fixture.contents()?;
+
+    fixture.write("c", 3, 2 << 20)?;
+    faults.fill_after(1 << 20);
+    let failed = backup_of(&repository, &fixture.data()).expect_err("the disk is full");
+    assert!(matches!(failed, envsnap::Error::StorageFull { .. }), "{failed}");
+    assert_eq!(repository.snapshots(None)?.len(), 1, "the failed backup published nothing");
+    assert_no_partial_object(&fixture.store())?;
+    let to = fixture.dir.path().join("out");
+    assert_eq!(restored(&repository, &first, &to)?, expected);
+    drop(repository);
+
+    // Reopened, with room again: the earlier snapshot is intact, and a backup goes through.
+    let (repository, _) = fixture.open()?;
+    assert!(check(&repository, true, &NoProgress)?.is_clean());
+    assert_eq!(restored(&repository, &first, &to)?, expected);
+    let second = backup_of(&repository, &fixture.data())?;
+    assert_eq!(restored(&repository, &second, &to)?, fixture.contents()?);
+    Ok(())
+}
+
+#[test]
+fn a_read_error_during_restore_or_check_names_the_pack_and_fails_cleanly() -> TestResult {
+    let fixture = Fixture::new()?;
+    fixture.write("a", 4, 400 << 10)?;
+    let (repository, faults) = fixture.open()?;
+    let snapshot = backup_of(&repository, &fixture.data())?;
+    let (pack, _) = repository.backend().list("packs")?.remove(0);
+    let pack_path = repository.backend().describe(&pack).display().to_string();
+
+    faults.fail_reads("packs/");
+    let to = fixture.dir.path().join("out");
+    let failed = restored(&repository, &snapshot, &to).expect_err("the pack cannot be read");
+    assert!(failed.to_string().contains(&pack_path), "the restore names the pack: {failed}");
+
+    let report = check(&repository, false, &NoProgress)?;
+    assert_eq!(report.damaged_snapshots.len(), 1, "{report:?}");
+    assert!(report.damaged_snapshots[0].1.contains(&pack_path), "{report:?}");
+    let report = check(&repository, true, &NoProgress)?;
+    assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
+    assert_eq!(report.damaged_packs[0].pack, pack_path);
+    assert_eq!(report.damaged_packs[0].snapshots, [snapshot.id], "the snapshot that needs it is named");
+
+    // The error was the storage's, not the data's: once it reads again, all is there.
+    faults.heal_reads();
+    assert_eq!(restored(&repository, &snapshot, &to)?, fixture.contents()?);
+    assert!(check(&repository, true, &NoProgress)?.is_clean());
+    Ok(())
+}
+
+#[test]
+fn a_torn_write_is_never_visible_as_an_object() -> TestResult {
+    let fixture = Fixture::new()?;
+    fixture.write("a", 5, 500 << 10)?;
+    let (repository, faults) = fixture.open()?;
+    let first = backup_of(&repository, &fixture.data())?;
+    let expected = fixture.contents()?;
+
+    // A pack torn in two, then a manifest torn in two.
+    fixture.write("b", 6, 500 << 10)?;
+    faults.tear_next_write("packs/");
+    backup_of(&repository, &fixture.data()).expect_err("the pack write tore");
+    fixture.write("c", 7, 100 << 10)?;
+    faults.tear_next_write("snapshots/");
+    backup_of(&repository, &fixture.data()).expect_err("the manifest write tore");
+    drop(repository);
+
+    for step in ["reopened", "repaired"] {
+        let (repository, _) = fixture.open()?;
+        if step == "repaired" {
+            let report = repository.repair()?;
+            assert_eq!(report.unreadable.len(), 2, "both torn objects are reported: {report:?}");
+        }
+        let listed: Vec<_> = repository.snapshots(None)?.into_iter().map(|snapshot| snapshot.id).collect();
+        assert_eq!(listed, [first.id], "{step}: only the whole snapshot is listed");
+        let report = check(&repository, true, &NoProgress)?;
+        assert_eq!(report.damaged_packs.len(), 1, "{step}: check reports the torn pack: {report:?}");
+        assert!(report.damaged_packs[0].snapshots.is_empty(), "{step}: no snapshot needs it");
+        assert!(report.warnings.iter().any(|warning| warning.contains("snapshots/")), "{step}: {report:?}");
+        let to = fixture.dir.path().join("out");
+        assert_eq!(restored(&repository, &first, &to)?, expected, "{step}");
+    }
+
+    // The next backup stores what the torn pack held anew.
+    let (repository, _) = fixture.open()?;
+    let third = backup_of(&repository, &fixture.data())?;
+    let to = fixture.dir.path().join("out");
+    assert_eq!(restored(&repository, &third, &to)?, fixture.contents()?);
+    Ok(())
+}
+
+#[test]
+fn prune_that_fails_on_a_full_disk_or_a_read_error_leaves_every_snapshot_restorable() -> TestResult {
+    let fixture = Fixture::new()?;
+    for n in 0..6 {
+        fixture.write(&format!("gone{n}"), 10 + n, 200 << 10)?;
+    }
+    fixture.write("kept", 20, 200 << 10)?;
+    let (repository, faults) = fixture.open()?;
+    let old = backup_of(&repository, &fixture.data())?;
+    for n in 0..6 {
+        fs::remove_file(fixture.data().join(format!("gone{n}")))?;
+    }
+    let kept = backup_of(&repository, &fixture.data())?;
+    let expected = fixture.contents()?;
+    repository.delete(&old.id)?;
+    let to = fixture.dir.path().join("out");
+
+    // Repacking the one pack `kept` shares with the deleted snapshot needs room.
+    faults.fill_after(0);
+    let failed = envsnap::prune::prune(&repository, false, Duration::ZERO, &mut |_| {}).expect_err("full");
+    assert!(matches!(failed, envsnap::Error::StorageFull { .. }), "{failed}");
+    faults.free_space();
+    assert_eq!(restored(&repository, &kept, &to)?, expected);
+    assert_no_partial_object(&fixture.store())?;
+
+    faults.fail_reads("packs/");
+    envsnap::prune::prune(&repository, false, Duration::ZERO, &mut |_| {}).expect_err("unreadable");
+    faults.heal_reads();
+    assert_eq!(restored(&repository, &kept, &to)?, expected);
+    assert!(check(&repository, true, &NoProgress)?.is_clean());
+
+    let report = envsnap::prune::prune(&repository, false, Duration::ZERO, &mut |_| {})?;
+    assert!(report.packs_repacked + report.packs_deleted > 0, "{report:?}");
+    assert_eq!(restored(&repository, &kept, &to)?, expected);
+    assert!(check(&repository, true, &NoProgress)?.is_clean());
+    Ok(())
+}
+
+#[test]
+fn slow_storage_is_slow_but_loses_nothing() -> TestResult {
+    let fixture = Fixture::new()?;
+    fixture.write("a", 40, 300 << 10)?;
+    fixture.write("b", 41, 10)?;
+    let (repository, faults) = fixture.open()?;
+    faults.slow_down(Duration::from_millis(20));
+    let started = std::time::Instant::now();
+    let snapshot = backup_of(&repository, &fixture.data())?;
+    let to = fixture.dir.path().join("out");
+    assert_eq!(restored(&repository, &snapshot, &to)?, fixture.contents()?);
+    assert!(check(&repository, true, &NoProgress)?.is_clean());
+    assert!(started.elapsed() >= Duration::from_millis(100), "every call waited");
+    assert!(faults.written() > 300 << 10);
+    Ok(())
+}
