@@ -33,8 +33,8 @@ use crate::snapshot::{MANIFEST_FORMAT, Manifest, Snapshot, manifest_name};
 use crate::store::backend::{Backend, LocalBackend};
 use crate::store::chunker::ChunkerParams;
 use crate::store::lock::{LockKind, RepositoryLock};
-use crate::store::pack::PackEntry;
-use crate::store::{self, decode_blob, read_pack_entries};
+use crate::store::pack::{self, PackEntry};
+use crate::store::{self, decode_blob};
 use crate::tree::Tree;
 
 /// The store format this build writes and reads.
@@ -528,22 +528,35 @@ impl Repository {
 
     /// Rebuilds the catalog from the store alone: every pack's footer and every
     /// snapshot manifest. The new catalog replaces the old one only when complete.
+    ///
+    /// Repair only makes things better: a pack is indexed from its footer only when
+    /// its bytes match its name. A damaged pack keeps, of what the old catalog and its
+    /// footer place in it, every blob that still verifies where it is said to be; a pack
+    /// that cannot be read at all keeps the old catalog's entries, untouched. So a blob
+    /// that restored before `repair` restores after it.
     pub fn repair(&self) -> Result<RepairReport> {
         let partial = self.root.join(format!("{CATALOG}.rebuild"));
         for suffix in ["", "-wal", "-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", partial.display()));
         }
         let mut report = RepairReport::default();
+        // What the old catalog places in each pack, if it can still say.
+        let old_packs: HashMap<String, Vec<PackEntry>> = store::lock(&self.catalog)
+            .pack_contents()
+            .map(|packs| packs.into_iter().map(|(name, _, entries)| (name, entries)).collect())
+            .unwrap_or_default();
         {
             let mut rebuilt = Catalog::open(&partial)?;
             for (name, size) in self.list("packs")? {
-                match read_pack_entries(self.backend.as_ref(), &name, size) {
-                    Ok(entries) => {
-                        rebuilt.add_pack(&name, size, &entries)?;
-                        report.packs += 1;
-                        report.blobs += entries.len();
-                    }
-                    Err(error) => report.unreadable.push(format!("{name}: {error}")),
+                let old = old_packs.get(&name).map(Vec::as_slice).unwrap_or_default();
+                let (entries, problem) = self.entries_to_index(&name, old);
+                if !entries.is_empty() {
+                    rebuilt.add_pack(&name, size, &entries)?;
+                    report.packs += 1;
+                    report.blobs += entries.len();
+                }
+                if let Some(problem) = problem {
+                    report.unreadable.push(format!("{name}: {problem}"));
                 }
             }
             for (name, _) in self.list("snapshots")? {
@@ -586,6 +599,57 @@ impl Repository {
         *catalog = Catalog::open(&target)?;
         Ok(report)
     }
+}
+
+impl Repository {
+    /// What `repair` indexes of pack `name`, and what was wrong with it; `old` is what
+    /// the old catalog placed in it.
+    fn entries_to_index(&self, name: &str, old: &[PackEntry]) -> (Vec<PackEntry>, Option<String>) {
+        let bytes = match self.backend.get(name) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let problem = format!(
+                    "cannot be read ({error}); {} the old catalog placed in it are kept as they were",
+                    counted(old.len(), "blob", "blobs")
+                );
+                return (old.to_vec(), Some(problem));
+            }
+        };
+        let footer = pack::parse_pack(&bytes);
+        let problem = match &footer {
+            Ok(entries) if store::pack_id_of_name(name) == Some(ObjectId::of(&bytes)) => {
+                return (entries.clone(), None);
+            }
+            Ok(_) => "its bytes do not match its name".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        // Damaged: keep every blob, from the old catalog or the footer, whose bytes
+        // still match its id where it is said to be.
+        let mut kept = Vec::new();
+        let mut seen = HashSet::new();
+        let candidates = old.iter().chain(footer.as_deref().unwrap_or_default());
+        for entry in candidates {
+            let Some(end) = entry.offset.checked_add(u64::from(entry.length)) else { continue };
+            let Some(stored) = usize::try_from(entry.offset)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .and_then(|(start, end)| bytes.get(start..end))
+            else {
+                continue;
+            };
+            if !seen.contains(&entry.id) && decode_blob(entry, stored.to_vec()).is_ok() {
+                seen.insert(entry.id);
+                kept.push(*entry);
+            }
+        }
+        let problem = format!("{problem}; indexed only the {} that verify", counted(kept.len(), "blob", "blobs"));
+        (kept, Some(problem))
+    }
+}
+
+/// `count` and the noun that fits it.
+fn counted(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 /// What `repair` found.
