@@ -61,8 +61,11 @@ pub enum Access {
     Read,
     /// Check: a shared lock, so that no writer adds packs while they are counted.
     Verify,
-    /// Backup, delete, repair: the exclusive lock; waits for the holder.
+    /// Backup, delete, prune: the exclusive lock; waits for the holder.
     Write,
+    /// Repair: the exclusive lock, and a catalog that cannot be opened or read is no
+    /// error, since rebuilding it is the point ([`Repository::repair`]).
+    Repair,
 }
 
 /// An open repository.
@@ -78,6 +81,9 @@ pub struct Repository {
     /// nothing can prune either.
     readers: Mutex<Option<RepositoryLock>>,
     access: Access,
+    /// Why the catalog file could not be opened, when opened for [`Access::Repair`]
+    /// (an empty catalog in memory stands in for it meanwhile).
+    catalog_damage: Option<String>,
 }
 
 /// The name of the object that pins snapshot `id`.
@@ -145,7 +151,7 @@ impl Repository {
         let lock = match access {
             Access::Read => None,
             Access::Verify => Some(RepositoryLock::acquire(root, LockKind::Shared, waiting)?),
-            Access::Write => Some(RepositoryLock::acquire(root, LockKind::Exclusive, waiting)?),
+            Access::Write | Access::Repair => Some(RepositoryLock::acquire(root, LockKind::Exclusive, waiting)?),
         };
         let readers = match RepositoryLock::acquire_at(&root.join(READERS_LOCK), LockKind::Shared, waiting) {
             Ok(readers) => Some(readers),
@@ -161,16 +167,31 @@ impl Repository {
             Err(error) => return Err(error),
         };
         let catalog_path = root.join(CATALOG);
-        let fresh_catalog = !catalog_path.exists();
+        // An empty file is what a catalog truncated to nothing leaves: SQLite takes it
+        // for a new database, so it is rebuilt as a missing one is.
+        let fresh_catalog = fs::metadata(&catalog_path).map_or(true, |metadata| metadata.len() == 0);
+        let (catalog, catalog_damage) = match Catalog::open(&catalog_path) {
+            Ok(catalog) => (catalog, None),
+            // A newer catalog is not damaged: repair must not move it aside.
+            Err(error @ Error::FormatTooNew { .. }) => return Err(error),
+            Err(error) if access == Access::Repair => (Catalog::in_memory()?, Some(error.to_string())),
+            Err(error) => return Err(error),
+        };
         let repository = Repository {
             root: root.to_owned(),
             backend,
-            catalog: Mutex::new(Catalog::open(&catalog_path)?),
+            catalog: Mutex::new(catalog),
             config,
             _lock: lock,
             readers: Mutex::new(readers),
             access,
+            catalog_damage,
         };
+        if access == Access::Repair {
+            // Repair rebuilds everything from the store: nothing to reconcile first.
+            repository.backend.clean_temporary().context("cleaning", repository.backend.describe("tmp"))?;
+            return Ok(repository);
+        }
         if access == Access::Write {
             repository.backend.clean_temporary().context("cleaning", repository.backend.describe("tmp"))?;
         }
@@ -540,6 +561,10 @@ impl Repository {
             let _ = fs::remove_file(format!("{}{suffix}", partial.display()));
         }
         let mut report = RepairReport::default();
+        let damage = match &self.catalog_damage {
+            Some(damage) => Some(damage.clone()),
+            None => store::lock(&self.catalog).integrity_problem(),
+        };
         // What the old catalog places in each pack, if it can still say.
         let old_packs: HashMap<String, Vec<PackEntry>> = store::lock(&self.catalog)
             .pack_contents()
@@ -592,6 +617,22 @@ impl Repository {
         // Close the old catalog before its files are replaced.
         *catalog = Catalog::in_memory()?;
         let target = self.root.join(CATALOG);
+        if let Some(damage) = damage {
+            // A damaged catalog is moved aside, never deleted: whoever wants to look
+            // into what happened, or to dig out what the store cannot give back, can.
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+            let aside = self.root.join(format!("{CATALOG}.damaged-{stamp}"));
+            for suffix in ["", "-wal", "-shm"] {
+                let from = PathBuf::from(format!("{}{suffix}", target.display()));
+                let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                match fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(Error::io("moving aside", from, error)),
+                }
+            }
+            report.moved_aside = Some((aside, damage));
+        }
         for suffix in ["-wal", "-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", target.display()));
         }
@@ -663,6 +704,8 @@ pub struct RepairReport {
     pub snapshots: usize,
     /// Objects that could not be read, with why.
     pub unreadable: Vec<String>,
+    /// Where the old catalog was moved, and why, when it was damaged.
+    pub moved_aside: Option<(PathBuf, String)>,
 }
 
 /// A restore into an environment, as `undo` needs to know it.

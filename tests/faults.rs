@@ -329,3 +329,67 @@ fn slow_storage_is_slow_but_loses_nothing() -> TestResult {
     assert!(faults.written() > 300 << 10);
     Ok(())
 }
+
+const CONFIG: &str = r#"
+production = "main"
+
+[[mount]]
+name = "data"
+path = "data"
+"#;
+
+/// A project with two snapshots of `data/`; returns it and their ids, oldest first.
+fn project_with_snapshots() -> Result<(common::Project, Vec<String>), Box<dyn std::error::Error>> {
+    let project = common::Project::new(CONFIG)?;
+    project.ok(&["init"])?;
+    fs::create_dir(project.root().join("data"))?;
+    fs::write(project.root().join("data/a"), noise(50, 200 << 10))?;
+    let first = project.backup(&[])?;
+    fs::write(project.root().join("data/b"), noise(51, 100 << 10))?;
+    let second = project.backup(&[])?;
+    Ok((project, vec![first, second]))
+}
+
+/// Restores snapshot `id` with the binary and compares it with `data/` as it is now.
+fn assert_restores(project: &common::Project, id: &str) -> TestResult {
+    let out = project.root().join(format!("restored-{}", &id[..12]));
+    project.ok(&["restore", &id[..12], "--to", out.to_str().ok_or("utf-8")?])?;
+    common::assert_same_tree(&project.root().join("data"), &out.join("data"))?;
+    fs::remove_dir_all(out)?;
+    Ok(())
+}
+
+#[test]
+fn repair_moves_a_damaged_catalog_aside_and_rebuilds_it() -> TestResult {
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 3] = [
+        ("truncated", |bytes| bytes.truncate(bytes.len() / 2)),
+        ("garbage", |bytes| bytes.iter_mut().enumerate().for_each(|(n, byte)| *byte = (n * 7 % 251) as u8)),
+        ("a flipped header byte", |bytes| bytes[0] ^= 0x20),
+    ];
+    for (what, damage) in damages {
+        let (project, ids) = project_with_snapshots()?;
+        let catalog = project.repository.join("catalog.sqlite");
+        let mut bytes = fs::read(&catalog)?;
+        damage(&mut bytes);
+        fs::write(&catalog, &bytes)?;
+
+        let said = project.ok(&["repair"]).map_err(|error| format!("{what}: {error}"))?;
+        assert!(said.contains("moved it aside"), "{what}: {said}");
+        let aside: Vec<_> = fs::read_dir(&project.repository)?
+            .filter_map(|entry| entry.ok())
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("catalog.sqlite.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{what}: the damaged catalog is kept");
+        assert_eq!(fs::read(aside[0].path())?, bytes, "{what}: as it was");
+        let listed: Vec<String> =
+            project.snapshots()?.iter().filter_map(|entry| entry["id"].as_str().map(str::to_owned)).collect();
+        assert_eq!(listed.len(), 2, "{what}: {listed:?}");
+        for id in &ids {
+            assert!(listed.contains(id), "{what}: {id} is listed again");
+        }
+        assert_restores(&project, &ids[1])?;
+        project.ok(&["check", "--read-data"])?;
+    }
+    Ok(())
+}

@@ -173,6 +173,21 @@ impl Catalog {
         self.connection.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|source| self.error(source))
     }
 
+    /// What is wrong with the database file, if anything: SQLite's `quick_check`, which
+    /// reads every page. `None` when it is intact.
+    pub fn integrity_problem(&self) -> Option<String> {
+        let checked = self.connection.prepare("PRAGMA quick_check").and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+        });
+        match checked {
+            Ok(lines) if lines.iter().all(|line| line == "ok") => None,
+            Ok(lines) => Some(lines.into_iter().take(3).collect::<Vec<_>>().join("; ")),
+            Err(error) => Some(error.to_string()),
+        }
+    }
+
     fn error(&self, source: rusqlite::Error) -> Error {
         catalog_error(&self.path, source)
     }
