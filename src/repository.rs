@@ -570,6 +570,11 @@ impl Repository {
             .pack_contents()
             .map(|packs| packs.into_iter().map(|(name, _, entries)| (name, entries)).collect())
             .unwrap_or_default();
+        // The old catalog's copies of the manifests, if it can still give them.
+        let old_manifests: HashMap<ObjectId, Manifest> = store::lock(&self.catalog)
+            .snapshots(None)
+            .map(|snapshots| snapshots.into_iter().map(|snapshot| (snapshot.id, snapshot.manifest)).collect())
+            .unwrap_or_default();
         {
             let mut rebuilt = Catalog::open(&partial)?;
             for (name, size) in self.list("packs")? {
@@ -592,7 +597,19 @@ impl Repository {
                         rebuilt.add_snapshot(&id, &manifest)?;
                         report.snapshots += 1;
                     }
-                    Some((_, Err(error))) => report.unreadable.push(format!("{name}: {error}")),
+                    // The catalog keeps a copy of every manifest: when it still encodes
+                    // to the snapshot's id, it is the manifest, byte for byte.
+                    Some((id, Err(error))) => {
+                        match old_manifests.get(&id).map(|manifest| (manifest, manifest.encode())) {
+                            Some((manifest, (encoded_id, bytes))) if encoded_id == id => {
+                                self.backend.put(&name, &bytes).context("writing", self.backend.describe(&name))?;
+                                rebuilt.add_snapshot(&id, manifest)?;
+                                report.snapshots += 1;
+                                report.manifests_restored.push(format!("{name}: {error}"));
+                            }
+                            _ => report.unreadable.push(format!("{name}: {error}")),
+                        }
+                    }
                     None => report.unreadable.push(format!("{name}: not a snapshot manifest name")),
                 }
             }
@@ -704,6 +721,8 @@ pub struct RepairReport {
     pub snapshots: usize,
     /// Objects that could not be read, with why.
     pub unreadable: Vec<String>,
+    /// Damaged manifests written anew from the catalog's intact copy, with what was wrong.
+    pub manifests_restored: Vec<String>,
     /// Where the old catalog was moved, and why, when it was damaged.
     pub moved_aside: Option<(PathBuf, String)>,
 }

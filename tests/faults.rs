@@ -393,3 +393,23 @@ fn repair_moves_a_damaged_catalog_aside_and_rebuilds_it() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn repair_restores_a_damaged_manifest_from_the_catalogs_copy() -> TestResult {
+    let (project, ids) = project_with_snapshots()?;
+    let manifest = project.repository.join(format!("snapshots/{}.json", ids[1]));
+    let intact = fs::read(&manifest)?;
+    let mut bytes = intact.clone();
+    bytes[10] ^= 0x04;
+    fs::write(&manifest, &bytes)?;
+    let said = project.fails(&["check"], 1)?;
+    assert!(said.contains("damaged"), "{said}");
+
+    let said = project.ok(&["repair"])?;
+    assert!(said.contains("restored from the catalog's copy"), "{said}");
+    assert_eq!(fs::read(&manifest)?, intact, "the manifest is as it was written");
+    assert_eq!(project.snapshots()?.len(), 2, "no snapshot is dropped");
+    assert_restores(&project, &ids[1])?;
+    project.ok(&["check", "--read-data"])?;
+    Ok(())
+}

@@ -17,6 +17,9 @@ pub fn run(global: &Global, _args: &Args) -> Result<()> {
     if let Some((aside, damage)) = &report.moved_aside {
         println!("the catalog was damaged ({damage}): moved it aside to {}", aside.display());
     }
+    for restored in &report.manifests_restored {
+        println!("restored from the catalog's copy: {restored}");
+    }
     for problem in &report.unreadable {
         println!("skipped {problem}");
     }
