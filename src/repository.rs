@@ -218,9 +218,16 @@ impl Repository {
         struct Version {
             format: u32,
         }
-        let corrupt =
-            |error: serde_json::Error| Error::Corrupt { what: path.display().to_string(), detail: error.to_string() };
-        let version: Version = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        let corrupt = |detail: String| Error::ConfigDamaged {
+            path: path.clone(),
+            detail,
+            replacement: serde_json::to_string(&RepositoryConfig {
+                format: FORMAT_VERSION,
+                chunker: ChunkerParams::default(),
+            })
+            .expect("a config always serializes"),
+        };
+        let version: Version = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if version.format > FORMAT_VERSION {
             return Err(Error::FormatTooNew {
                 path: root.to_owned(),
@@ -228,12 +235,9 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
-        let config: RepositoryConfig = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        let config: RepositoryConfig = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if !config.chunker.is_valid() {
-            return Err(Error::Corrupt {
-                what: path.display().to_string(),
-                detail: "invalid chunker sizes".to_owned(),
-            });
+            return Err(corrupt("invalid chunker sizes".to_owned()));
         }
         Ok(config)
     }

@@ -413,3 +413,27 @@ fn repair_restores_a_damaged_manifest_from_the_catalogs_copy() -> TestResult {
     project.ok(&["check", "--read-data"])?;
     Ok(())
 }
+
+#[test]
+fn a_damaged_config_gets_advice_that_works() -> TestResult {
+    let (project, ids) = project_with_snapshots()?;
+    let config = project.repository.join("config.json");
+    for damaged in [&b"{\"format\": 1, \"chunk"[..], b"", b"\x00\xff garbage"] {
+        fs::write(&config, damaged)?;
+        let said = project.fails(&["list"], 1)?;
+        assert!(said.contains("config.json") && said.contains("damaged"), "{said}");
+        let advice = said.split("e.g. `").nth(1).and_then(|rest| rest.split('`').next()).ok_or(said.clone())?;
+        let followed = std::process::Command::new("sh").arg("-c").arg(advice).status()?;
+        assert!(followed.success(), "{advice}");
+        assert!(fs::read(project.repository.join("config.json.damaged"))? == damaged, "the damaged one is kept");
+        project.ok(&["check", "--read-data"])?;
+        assert_eq!(project.snapshots()?.len(), 2);
+        assert_restores(&project, &ids[1])?;
+        fs::remove_file(project.repository.join("config.json.damaged"))?;
+    }
+    // A new backup deduplicates against the old ones: the chunk sizes are the same.
+    let before = packs_of(&project.repository)?.len();
+    project.backup(&[])?;
+    assert!(packs_of(&project.repository)?.len() <= before + 1);
+    Ok(())
+}
