@@ -14,6 +14,7 @@
 //!   pins/<id>          empty: the snapshot is pinned
 //!   gone/<hex name>    when envsnap first saw that branch deleted (RFC 3339)
 //!   catalog.sqlite     the index; rebuilt from packs and snapshots by `repair`
+//!   records.sqlite     the jobs and the activity log: primary data, never rebuilt
 //!   lock               held by writers
 //!   tmp/               objects being written
 //! ```
@@ -619,22 +620,8 @@ impl Repository {
             }
         }
         let mut catalog = store::lock(&self.catalog);
-        // The activity log is the one thing the store cannot give back: keep what of
-        // it the old catalog still yields.
-        if let Ok(log) = catalog.activities(None, None) {
-            let rebuilt = Catalog::open(&partial)?;
-            for activity in log.iter().rev() {
-                rebuilt.record(activity)?;
-            }
-        }
-        // So are the jobs: those waiting in line go on in the rebuilt catalog (they
-        // open it anew as they wait), and ended ones keep their ids working.
-        if let Ok(jobs) = catalog.jobs(None) {
-            let rebuilt = Catalog::open(&partial)?;
-            for job in jobs.iter().rev() {
-                rebuilt.copy_job(job)?;
-            }
-        }
+        // The jobs and the activity log are in their own file (`records.sqlite`), which
+        // the rebuilt catalog attaches as the old one did: nothing to carry over.
         // Close the old catalog before its files are replaced.
         *catalog = Catalog::in_memory()?;
         let target = self.root.join(CATALOG);

@@ -437,3 +437,28 @@ fn a_damaged_config_gets_advice_that_works() -> TestResult {
     assert!(packs_of(&project.repository)?.len() <= before + 1);
     Ok(())
 }
+
+#[test]
+fn repair_loses_neither_the_activity_log_nor_the_jobs() -> TestResult {
+    let (project, _) = project_with_snapshots()?;
+    let log = project.ok(&["activity", "--json"])?;
+    let jobs = project.ok(&["list", "--all", "--json"])?;
+    assert!(log.contains("backup"), "{log}");
+    for damage in ["deleted", "garbage"] {
+        let catalog = project.repository.join("catalog.sqlite");
+        match damage {
+            "deleted" => fs::remove_file(&catalog)?,
+            _ => fs::write(&catalog, noise(60, 8192))?,
+        }
+        project.ok(&["repair"])?;
+        let after = project.ok(&["activity", "--json"])?;
+        // The log holds what it held, and the repair itself after it.
+        let before: Vec<serde_json::Value> = serde_json::from_str(&log)?;
+        let after: Vec<serde_json::Value> = serde_json::from_str(&after)?;
+        for entry in &before {
+            assert!(after.contains(entry), "{damage}: {entry} is still in the log");
+        }
+        assert_eq!(project.ok(&["list", "--all", "--json"])?, jobs, "{damage}: the same jobs and snapshots");
+    }
+    Ok(())
+}
