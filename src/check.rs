@@ -61,11 +61,12 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
     let indexed: HashMap<String, u64> = store::lock(repository.catalog()).packs()?.into_iter().collect();
     report.packs = stored.len();
     let stored_names: HashSet<&str> = stored.iter().map(|(name, _)| name.as_str()).collect();
+    // Packs the index places blobs in that the store lost, whole or in part: every
+    // snapshot that needs one of their blobs can no longer be restored in full.
+    let mut lost: BTreeMap<String, String> = BTreeMap::new();
     for name in indexed.keys() {
         if !stored_names.contains(name.as_str()) {
-            report
-                .warnings
-                .push(format!("pack {} is indexed but missing from the store", backend.describe(name).display()));
+            lost.insert(name.clone(), "it is missing from the store".to_owned());
         }
     }
     for (name, size) in &stored {
@@ -73,9 +74,9 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
             None => report
                 .warnings
                 .push(format!("pack {} is not in the index: run `envsnap repair`", backend.describe(name).display())),
-            Some(known) if known != size => report
-                .warnings
-                .push(format!("pack {} is {size} bytes, the index says {known}", backend.describe(name).display())),
+            Some(known) if known != size => {
+                lost.insert(name.clone(), format!("it is {size} bytes, the index says {known}: truncated or replaced"));
+            }
             Some(_) => {}
         }
     }
@@ -83,17 +84,25 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
     // Blobs found damaged, and in which pack.
     let mut damaged_blobs: HashMap<ObjectId, String> = HashMap::new();
     let mut pack_problems: BTreeMap<String, String> = BTreeMap::new();
-    if read_data {
-        let total = stored.iter().map(|(_, size)| size).sum();
-        progress.begin("reading all data", Some(total));
-        // What the index places in each pack: lost with it when it cannot be read, or
-        // when its footer, which would say so, is damaged too.
-        let mut indexed_blobs: HashMap<String, Vec<ObjectId>> = HashMap::new();
+    // What the index places in each pack: lost with it when it cannot be read, or
+    // when its footer, which would say so, is damaged too.
+    let mut indexed_blobs: HashMap<String, Vec<ObjectId>> = HashMap::new();
+    if read_data || !lost.is_empty() {
         for (blob, pack) in store::lock(repository.catalog()).blob_packs()? {
             indexed_blobs.entry(pack).or_default().push(blob);
         }
+    }
+    for (name, detail) in lost {
+        for blob in indexed_blobs.get(&name).map(Vec::as_slice).unwrap_or_default() {
+            damaged_blobs.insert(*blob, name.clone());
+        }
+        pack_problems.insert(name, detail);
+    }
+    if read_data {
+        let total = stored.iter().map(|(_, size)| size).sum();
+        progress.begin("reading all data", Some(total));
         let found = Mutex::new(Vec::new());
-        stored.par_iter().for_each(|(name, size)| {
+        stored.par_iter().filter(|(name, _)| !pack_problems.contains_key(name)).for_each(|(name, size)| {
             let indexed = indexed_blobs.get(name).map(Vec::as_slice).unwrap_or_default();
             let result = verify_pack(repository, name, *size, indexed);
             progress.add_bytes(*size);
@@ -160,7 +169,11 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
                     if let Some(pack) = damaged_blobs.get(chunk) {
                         users.entry(pack.clone()).or_default().insert(snapshot.id);
                         problem.get_or_insert_with(|| {
-                            format!("chunk {} in pack {} is damaged", chunk.short(12), backend.describe(pack).display())
+                            format!(
+                                "chunk {} in pack {} is lost or damaged",
+                                chunk.short(12),
+                                backend.describe(pack).display()
+                            )
                         });
                     }
                 }
@@ -188,6 +201,10 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
             report.damaged_snapshots.push((snapshot.id, problem));
         }
     }
+    // What list shows: a snapshot found damaged is not restorable until a check finds
+    // it whole. A structural check cannot see what only reading the data finds, so it
+    // adds to what the last full check found; a check that read all data replaces it.
+    store::lock(repository.catalog()).record_damage(&report.damaged_snapshots, read_data)?;
     report.damaged_packs = pack_problems
         .into_iter()
         .map(|(pack, detail)| DamagedPack {

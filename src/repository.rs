@@ -460,6 +460,12 @@ impl Repository {
         catalog.jobs_with_prefix(prefix)
     }
 
+    /// The snapshots `check` found cannot be restored in full, with why (see
+    /// [`crate::catalog::Catalog::record_damage`]).
+    pub fn damage(&self) -> Result<HashMap<ObjectId, String>> {
+        store::lock(&self.catalog).damage()
+    }
+
     /// The activity log, newest first (see [`crate::catalog::Catalog::activities`]).
     pub fn activities(&self, env: Option<&str>, limit: Option<usize>) -> Result<Vec<crate::activity::Activity>> {
         store::lock(&self.catalog).activities(env, limit)

@@ -462,3 +462,29 @@ fn repair_loses_neither_the_activity_log_nor_the_jobs() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn check_names_every_snapshot_a_lost_pack_breaks_and_list_shows_them_not_restorable() -> TestResult {
+    for loss in ["truncated", "deleted"] {
+        let (project, ids) = project_with_snapshots()?;
+        // The pack of the first snapshot holds `a`, which both snapshots need.
+        let packs = packs_of(&project.repository)?;
+        let (name, size) = packs.iter().max_by_key(|(_, size)| *size).ok_or("a pack")?.clone();
+        let path = project.repository.join(&name);
+        match loss {
+            "truncated" => fs::File::options().write(true).open(&path)?.set_len(size / 2)?,
+            _ => fs::remove_file(&path)?,
+        }
+        let said = project.fails(&["check"], 1)?;
+        let out = project.run(&["check"])?;
+        let stdout = String::from_utf8(out.stdout)?;
+        for id in &ids {
+            assert!(stdout.contains(&format!("snapshot {} cannot be fully restored", &id[..12])), "{loss}: {stdout}");
+        }
+        assert!(said.contains("2 of 2 snapshots are affected"), "{loss}: {said}");
+        for entry in project.snapshots()? {
+            assert_eq!(entry["restorable"], false, "{loss}: {entry}");
+        }
+    }
+    Ok(())
+}

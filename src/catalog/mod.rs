@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS records.jobs (
     snapshot  TEXT,
     error     TEXT
 );
+CREATE TABLE IF NOT EXISTS records.damage (
+    snapshot TEXT PRIMARY KEY,
+    problem  TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS records.activity (
     id          INTEGER PRIMARY KEY,
     started     TEXT NOT NULL,
@@ -696,6 +700,35 @@ impl Catalog {
             })
             .and_then(Iterator::collect)
             .map_err(|e| self.error(e))
+    }
+
+    /// Records what `check` found: the snapshots that cannot be restored in full, with
+    /// why. With `replace`, they replace what was recorded; else they are added to it.
+    pub fn record_damage(&self, damaged: &[(ObjectId, String)], replace: bool) -> Result<()> {
+        let transaction = self.connection.unchecked_transaction().map_err(|e| self.error(e))?;
+        if replace {
+            transaction.execute("DELETE FROM damage", []).map_err(|e| self.error(e))?;
+        }
+        for (id, problem) in damaged {
+            transaction
+                .execute(
+                    "INSERT OR REPLACE INTO damage (snapshot, problem) VALUES (?1, ?2)",
+                    params![id.to_hex(), problem],
+                )
+                .map_err(|e| self.error(e))?;
+        }
+        transaction.commit().map_err(|e| self.error(e))
+    }
+
+    /// The snapshots the last checks found damaged, with why.
+    pub fn damage(&self) -> Result<HashMap<ObjectId, String>> {
+        let mut statement =
+            self.connection.prepare("SELECT snapshot, problem FROM damage").map_err(|e| self.error(e))?;
+        let rows: Vec<(String, String)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        Ok(rows.into_iter().filter_map(|(id, problem)| Some((ObjectId::from_hex(&id)?, problem))).collect())
     }
 
     /// The ids that start with `prefix` (lowercase hex).
