@@ -2,9 +2,10 @@
 //! environment, and with what result — the record a team reads after the fact.
 //!
 //! The binary appends one [`Activity`] per command that changes something (a backup,
-//! a restore, a delete, a prune, a hook run, …), successful or not; the catalog keeps
-//! them ([`crate::catalog::Catalog::record`]). Unlike the rest of the catalog the log
-//! cannot be rebuilt from the store, so `repair` carries it over when it can read it.
+//! a restore, a delete, a prune, a hook run, …), successful or not
+//! ([`crate::catalog::Catalog::record`]). Unlike the index the log cannot be rebuilt
+//! from the store, so it lives in a file of its own beside the catalog,
+//! [`crate::catalog::RECORDS`], which rebuilding the catalog never touches.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

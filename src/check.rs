@@ -61,11 +61,12 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
     let indexed: HashMap<String, u64> = store::lock(repository.catalog()).packs()?.into_iter().collect();
     report.packs = stored.len();
     let stored_names: HashSet<&str> = stored.iter().map(|(name, _)| name.as_str()).collect();
+    // Packs the index places blobs in that the store lost, whole or in part: every
+    // snapshot that needs one of their blobs can no longer be restored in full.
+    let mut lost: BTreeMap<String, String> = BTreeMap::new();
     for name in indexed.keys() {
         if !stored_names.contains(name.as_str()) {
-            report
-                .warnings
-                .push(format!("pack {} is indexed but missing from the store", backend.describe(name).display()));
+            lost.insert(name.clone(), "it is missing from the store".to_owned());
         }
     }
     for (name, size) in &stored {
@@ -73,9 +74,9 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
             None => report
                 .warnings
                 .push(format!("pack {} is not in the index: run `envsnap repair`", backend.describe(name).display())),
-            Some(known) if known != size => report
-                .warnings
-                .push(format!("pack {} is {size} bytes, the index says {known}", backend.describe(name).display())),
+            Some(known) if known != size => {
+                lost.insert(name.clone(), format!("it is {size} bytes, the index says {known}: truncated or replaced"));
+            }
             Some(_) => {}
         }
     }
@@ -83,12 +84,27 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
     // Blobs found damaged, and in which pack.
     let mut damaged_blobs: HashMap<ObjectId, String> = HashMap::new();
     let mut pack_problems: BTreeMap<String, String> = BTreeMap::new();
+    // What the index places in each pack: lost with it when it cannot be read, or
+    // when its footer, which would say so, is damaged too.
+    let mut indexed_blobs: HashMap<String, Vec<ObjectId>> = HashMap::new();
+    if read_data || !lost.is_empty() {
+        for (blob, pack) in store::lock(repository.catalog()).blob_packs()? {
+            indexed_blobs.entry(pack).or_default().push(blob);
+        }
+    }
+    for (name, detail) in lost {
+        for blob in indexed_blobs.get(&name).map(Vec::as_slice).unwrap_or_default() {
+            damaged_blobs.insert(*blob, name.clone());
+        }
+        pack_problems.insert(name, detail);
+    }
     if read_data {
         let total = stored.iter().map(|(_, size)| size).sum();
         progress.begin("reading all data", Some(total));
         let found = Mutex::new(Vec::new());
-        stored.par_iter().for_each(|(name, size)| {
-            let result = verify_pack(repository, name, *size);
+        stored.par_iter().filter(|(name, _)| !pack_problems.contains_key(name)).for_each(|(name, size)| {
+            let indexed = indexed_blobs.get(name).map(Vec::as_slice).unwrap_or_default();
+            let result = verify_pack(repository, name, *size, indexed);
             progress.add_bytes(*size);
             store::lock(&found).push((name.clone(), result));
         });
@@ -107,6 +123,24 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
     // Walk every snapshot's trees once each.
     let snapshots = repository.snapshots(None)?;
     report.snapshots = snapshots.len();
+    // A manifest the catalog lacks was refused when the catalog was brought in line
+    // with the store: torn, damaged or planted. No snapshot is listed from it.
+    let listed: HashSet<ObjectId> = snapshots.iter().map(|snapshot| snapshot.id).collect();
+    let manifests =
+        backend.list("snapshots").map_err(|e| crate::Error::io("listing", backend.describe("snapshots"), e))?;
+    for (name, _) in manifests {
+        let id =
+            name.strip_prefix("snapshots/").and_then(|file| file.strip_suffix(".json")).and_then(ObjectId::from_hex);
+        let problem = match id {
+            Some(id) if listed.contains(&id) => continue,
+            Some(id) => match repository.read_manifest(&id) {
+                Ok(_) => "it is not in the catalog: run `envsnap repair`".to_owned(),
+                Err(error) => format!("{error}; no snapshot is listed from it"),
+            },
+            None => "not a snapshot manifest's name".to_owned(),
+        };
+        report.warnings.push(format!("{}: {problem}", backend.describe(&name).display()));
+    }
     // Per tree, the first chunk it needs that the index lacks: trees are shared by
     // many snapshots, so each is looked up once.
     let mut missing_in_tree: HashMap<ObjectId, Option<String>> = HashMap::new();
@@ -135,7 +169,11 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
                     if let Some(pack) = damaged_blobs.get(chunk) {
                         users.entry(pack.clone()).or_default().insert(snapshot.id);
                         problem.get_or_insert_with(|| {
-                            format!("chunk {} in pack {} is damaged", chunk.short(12), backend.describe(pack).display())
+                            format!(
+                                "chunk {} in pack {} is lost or damaged",
+                                chunk.short(12),
+                                backend.describe(pack).display()
+                            )
                         });
                     }
                 }
@@ -163,6 +201,10 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
             report.damaged_snapshots.push((snapshot.id, problem));
         }
     }
+    // What list shows: a snapshot found damaged is not restorable until a check finds
+    // it whole. A structural check cannot see what only reading the data finds, so it
+    // adds to what the last full check found; a check that read all data replaces it.
+    store::lock(repository.catalog()).record_damage(&report.damaged_snapshots, read_data)?;
     report.damaged_packs = pack_problems
         .into_iter()
         .map(|(pack, detail)| DamagedPack {
@@ -175,11 +217,21 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
 }
 
 /// Reads a whole pack and verifies it; on damage, says what is wrong and which blobs
-/// are lost (all the index places in it, when its footer cannot be trusted).
-fn verify_pack(repository: &Repository, name: &str, size: u64) -> Result<(), (String, Vec<ObjectId>)> {
+/// are lost (all that `indexed` or its footer place in it, when it cannot be read or
+/// parsed).
+pub(crate) fn verify_pack(
+    repository: &Repository,
+    name: &str,
+    size: u64,
+    indexed: &[ObjectId],
+) -> Result<(), (String, Vec<ObjectId>)> {
     let backend = repository.backend();
     let indexed_blobs = || -> Vec<ObjectId> {
-        read_pack_entries(backend, name, size).map(|entries| entries.iter().map(|e| e.id).collect()).unwrap_or_default()
+        let mut blobs = indexed.to_vec();
+        if let Ok(entries) = read_pack_entries(backend, name, size) {
+            blobs.extend(entries.iter().map(|entry| entry.id));
+        }
+        blobs
     };
     let bytes = backend.get(name).map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
     let entries = pack::parse_pack(&bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
@@ -191,12 +243,7 @@ fn verify_pack(repository: &Repository, name: &str, size: u64) -> Result<(), (St
             bad.push(entry.id);
         }
     }
-    let name_matches = name
-        .rsplit('/')
-        .next()
-        .and_then(|file| file.strip_suffix(".pack"))
-        .and_then(ObjectId::from_hex)
-        .is_some_and(|id| id == ObjectId::of(&bytes));
+    let name_matches = store::pack_id_of_name(name) == Some(ObjectId::of(&bytes));
     match (bad.is_empty(), name_matches) {
         (true, true) => Ok(()),
         (true, false) => Err(("its bytes do not match its name (the damage is outside the blobs)".to_owned(), bad)),

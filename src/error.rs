@@ -40,6 +40,27 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The repository's `config.json` cannot be read as one. It holds only the format
+    /// version and the chunk sizes, which no stored object depends on for reading, so
+    /// writing it anew loses nothing; `repair` cannot, as it needs the config to open.
+    #[error(
+        "the repository's config {} is damaged: {detail}. The snapshots do not depend on it: it holds only \
+         the format version and the chunk sizes. Move it aside and write it anew, e.g. \
+         `mv '{path}' '{path}.damaged' && echo '{replacement}' > '{path}'` (the default chunk sizes: if the \
+         repository was made with `init --chunker-params`, give those, so that new backups deduplicate \
+         against the old ones), then run `envsnap check`",
+        path.display(),
+        path = path.display()
+    )]
+    ConfigDamaged {
+        /// The config file.
+        path: PathBuf,
+        /// How it is damaged.
+        detail: String,
+        /// A config that works, in JSON.
+        replacement: String,
+    },
+
     /// The repository was written by a newer envsnap.
     #[error(
         "the repository at {} has format version {found}, but this envsnap reads up to version {supported}: \

@@ -1,5 +1,11 @@
 //! A repository: the store's objects, its config, the catalog and the lock.
 //!
+//! The objects (config, packs, snapshots, pins, …) are reached only through a
+//! [`Backend`], so that a repository runs over any storage: the local file system, memory,
+//! a fault-injecting twin in tests, and later object storage. The catalog, the locks and
+//! the jobs' lock files stay local files under the repository folder whatever the
+//! backend: SQLite and `flock` need a local file system.
+//!
 //! ```text
 //! <repository>/
 //!   config.json        format version and chunker sizes; checked on open
@@ -8,6 +14,7 @@
 //!   pins/<id>          empty: the snapshot is pinned
 //!   gone/<hex name>    when envsnap first saw that branch deleted (RFC 3339)
 //!   catalog.sqlite     the index; rebuilt from packs and snapshots by `repair`
+//!   records.sqlite     the jobs and the activity log: primary data, never rebuilt
 //!   lock               held by writers
 //!   tmp/               objects being written
 //! ```
@@ -27,8 +34,8 @@ use crate::snapshot::{MANIFEST_FORMAT, Manifest, Snapshot, manifest_name};
 use crate::store::backend::{Backend, LocalBackend};
 use crate::store::chunker::ChunkerParams;
 use crate::store::lock::{LockKind, RepositoryLock};
-use crate::store::pack::PackEntry;
-use crate::store::{self, decode_blob, read_pack_entries};
+use crate::store::pack::{self, PackEntry};
+use crate::store::{self, decode_blob};
 use crate::tree::Tree;
 
 /// The store format this build writes and reads.
@@ -55,14 +62,17 @@ pub enum Access {
     Read,
     /// Check: a shared lock, so that no writer adds packs while they are counted.
     Verify,
-    /// Backup, delete, repair: the exclusive lock; waits for the holder.
+    /// Backup, delete, prune: the exclusive lock; waits for the holder.
     Write,
+    /// Repair: the exclusive lock, and a catalog that cannot be opened or read is no
+    /// error, since rebuilding it is the point ([`Repository::repair`]).
+    Repair,
 }
 
 /// An open repository.
 pub struct Repository {
     root: PathBuf,
-    backend: LocalBackend,
+    backend: Box<dyn Backend>,
     catalog: Mutex<Catalog>,
     config: RepositoryConfig,
     _lock: Option<RepositoryLock>,
@@ -72,6 +82,9 @@ pub struct Repository {
     /// nothing can prune either.
     readers: Mutex<Option<RepositoryLock>>,
     access: Access,
+    /// Why the catalog file could not be opened, when opened for [`Access::Repair`]
+    /// (an empty catalog in memory stands in for it meanwhile).
+    catalog_damage: Option<String>,
 }
 
 /// The name of the object that pins snapshot `id`.
@@ -98,17 +111,23 @@ impl Repository {
     /// Creates a repository at `root` that cuts chunks with `chunker`. Returns
     /// `Ok(false)` when one is there already (and leaves it as it is).
     pub fn init(root: &Path, chunker: ChunkerParams) -> Result<bool> {
-        let config_path = root.join(CONFIG);
-        if config_path.exists() {
-            Self::read_config(root)?;
-            return Ok(false);
+        Self::init_with(root, &LocalBackend::new(root), chunker)
+    }
+
+    /// Like [`Repository::init`], with the objects in `backend`; `root` is the local
+    /// folder of the catalog and the locks.
+    pub fn init_with(root: &Path, backend: &dyn Backend, chunker: ChunkerParams) -> Result<bool> {
+        let config_path = backend.describe(CONFIG);
+        match Self::read_config(root, backend) {
+            Ok(_) => return Ok(false),
+            Err(Error::RepositoryMissing { .. }) => {}
+            Err(error) => return Err(error),
         }
         crate::store::backend::create_private_dir_all(root).context("creating the repository", root)?;
         // An existing empty directory given to init becomes private too.
         fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(crate::store::backend::PRIVATE_DIR))
             .context("creating the repository", root)?;
         let config = RepositoryConfig { format: FORMAT_VERSION, chunker };
-        let backend = LocalBackend::new(root);
         let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");
         backend.put(CONFIG, &bytes).map_err(|e| Error::io("writing", &config_path, e))?;
         Catalog::open(&root.join(CATALOG))?;
@@ -118,11 +137,22 @@ impl Repository {
     /// Opens the repository at `root`. `waiting` is told who holds the lock when
     /// this has to wait for it.
     pub fn open(root: &Path, access: Access, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
-        let config = Self::read_config(root)?;
+        Self::open_with(root, Box::new(LocalBackend::new(root)), access, waiting)
+    }
+
+    /// Like [`Repository::open`], with the objects in `backend`; `root` is the local
+    /// folder of the catalog and the locks.
+    pub fn open_with(
+        root: &Path,
+        backend: Box<dyn Backend>,
+        access: Access,
+        waiting: &mut dyn FnMut(&str),
+    ) -> Result<Self> {
+        let config = Self::read_config(root, backend.as_ref())?;
         let lock = match access {
             Access::Read => None,
             Access::Verify => Some(RepositoryLock::acquire(root, LockKind::Shared, waiting)?),
-            Access::Write => Some(RepositoryLock::acquire(root, LockKind::Exclusive, waiting)?),
+            Access::Write | Access::Repair => Some(RepositoryLock::acquire(root, LockKind::Exclusive, waiting)?),
         };
         let readers = match RepositoryLock::acquire_at(&root.join(READERS_LOCK), LockKind::Shared, waiting) {
             Ok(readers) => Some(readers),
@@ -138,18 +168,33 @@ impl Repository {
             Err(error) => return Err(error),
         };
         let catalog_path = root.join(CATALOG);
-        let fresh_catalog = !catalog_path.exists();
+        // An empty file is what a catalog truncated to nothing leaves: SQLite takes it
+        // for a new database, so it is rebuilt as a missing one is.
+        let fresh_catalog = fs::metadata(&catalog_path).map_or(true, |metadata| metadata.len() == 0);
+        let (catalog, catalog_damage) = match Catalog::open(&catalog_path) {
+            Ok(catalog) => (catalog, None),
+            // A newer catalog is not damaged: repair must not move it aside.
+            Err(error @ Error::FormatTooNew { .. }) => return Err(error),
+            Err(error) if access == Access::Repair => (Catalog::in_memory()?, Some(error.to_string())),
+            Err(error) => return Err(error),
+        };
         let repository = Repository {
             root: root.to_owned(),
-            backend: LocalBackend::new(root),
-            catalog: Mutex::new(Catalog::open(&catalog_path)?),
+            backend,
+            catalog: Mutex::new(catalog),
             config,
             _lock: lock,
             readers: Mutex::new(readers),
             access,
+            catalog_damage,
         };
+        if access == Access::Repair {
+            // Repair rebuilds everything from the store: nothing to reconcile first.
+            repository.backend.clean_temporary().context("cleaning", repository.backend.describe("tmp"))?;
+            return Ok(repository);
+        }
         if access == Access::Write {
-            repository.backend.clean_temporary().context("cleaning", root.join("tmp"))?;
+            repository.backend.clean_temporary().context("cleaning", repository.backend.describe("tmp"))?;
         }
         // A lost catalog is rebuilt; otherwise, packs written by a backup that was
         // killed before indexing them are indexed (writers only, as only they may
@@ -161,9 +206,9 @@ impl Repository {
         Ok(repository)
     }
 
-    fn read_config(root: &Path) -> Result<RepositoryConfig> {
-        let path = root.join(CONFIG);
-        let bytes = match fs::read(&path) {
+    fn read_config(root: &Path, backend: &dyn Backend) -> Result<RepositoryConfig> {
+        let path = backend.describe(CONFIG);
+        let bytes = match backend.get(CONFIG) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::RepositoryMissing { path: root.to_owned() });
@@ -174,9 +219,16 @@ impl Repository {
         struct Version {
             format: u32,
         }
-        let corrupt =
-            |error: serde_json::Error| Error::Corrupt { what: path.display().to_string(), detail: error.to_string() };
-        let version: Version = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        let corrupt = |detail: String| Error::ConfigDamaged {
+            path: path.clone(),
+            detail,
+            replacement: serde_json::to_string(&RepositoryConfig {
+                format: FORMAT_VERSION,
+                chunker: ChunkerParams::default(),
+            })
+            .expect("a config always serializes"),
+        };
+        let version: Version = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if version.format > FORMAT_VERSION {
             return Err(Error::FormatTooNew {
                 path: root.to_owned(),
@@ -184,12 +236,9 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
-        let config: RepositoryConfig = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        let config: RepositoryConfig = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if !config.chunker.is_valid() {
-            return Err(Error::Corrupt {
-                what: path.display().to_string(),
-                detail: "invalid chunker sizes".to_owned(),
-            });
+            return Err(corrupt("invalid chunker sizes".to_owned()));
         }
         Ok(config)
     }
@@ -201,7 +250,7 @@ impl Repository {
 
     /// The storage of its objects.
     pub fn backend(&self) -> &dyn Backend {
-        &self.backend
+        self.backend.as_ref()
     }
 
     /// The catalog, behind its lock.
@@ -214,7 +263,8 @@ impl Repository {
         &self.config
     }
 
-    /// Indexes every pack in the store that the catalog does not know; forgets packs
+    /// Indexes every pack in the store that the catalog does not know and whose bytes
+    /// match its name; forgets packs
     /// the catalog knows but the store has lost. Returns how many packs were indexed.
     pub fn index_new_packs(&self) -> Result<usize> {
         let stored = self.list("packs")?;
@@ -225,8 +275,11 @@ impl Repository {
             if !name.ends_with(".pack") || known.contains(name) {
                 continue;
             }
-            // A pack that cannot be parsed is left for `check` to report.
-            let Ok(entries) = read_pack_entries(&self.backend, name, *size) else {
+            // Only a pack whose bytes match its name is indexed: one torn by a crash,
+            // or damaged, is left for `check` to report. Packs the catalog lacks are few
+            // (a backup killed before indexing), so reading them whole costs little;
+            // after the catalog is lost, it is the price of indexing nothing false.
+            let Ok(entries) = store::read_verified_pack(self.backend.as_ref(), name) else {
                 continue;
             };
             store::lock(&self.catalog).add_pack(name, *size, &entries)?;
@@ -261,7 +314,7 @@ impl Repository {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        self.backend.list(prefix).context("listing", self.root.join(prefix))
+        self.backend.list(prefix).context("listing", self.backend.describe(prefix))
     }
 
     /// Reads and verifies a snapshot's manifest from the store.
@@ -407,6 +460,12 @@ impl Repository {
         catalog.jobs_with_prefix(prefix)
     }
 
+    /// The snapshots `check` found cannot be restored in full, with why (see
+    /// [`crate::catalog::Catalog::record_damage`]).
+    pub fn damage(&self) -> Result<HashMap<ObjectId, String>> {
+        store::lock(&self.catalog).damage()
+    }
+
     /// The activity log, newest first (see [`crate::catalog::Catalog::activities`]).
     pub fn activities(&self, env: Option<&str>, limit: Option<usize>) -> Result<Vec<crate::activity::Activity>> {
         store::lock(&self.catalog).activities(env, limit)
@@ -501,22 +560,44 @@ impl Repository {
 
     /// Rebuilds the catalog from the store alone: every pack's footer and every
     /// snapshot manifest. The new catalog replaces the old one only when complete.
+    ///
+    /// Repair only makes things better: a pack is indexed from its footer only when
+    /// its bytes match its name. A damaged pack keeps, of what the old catalog and its
+    /// footer place in it, every blob that still verifies where it is said to be; a pack
+    /// that cannot be read at all keeps the old catalog's entries, untouched. So a blob
+    /// that restored before `repair` restores after it.
     pub fn repair(&self) -> Result<RepairReport> {
         let partial = self.root.join(format!("{CATALOG}.rebuild"));
         for suffix in ["", "-wal", "-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", partial.display()));
         }
         let mut report = RepairReport::default();
+        let damage = match &self.catalog_damage {
+            Some(damage) => Some(damage.clone()),
+            None => store::lock(&self.catalog).integrity_problem(),
+        };
+        // What the old catalog places in each pack, if it can still say.
+        let old_packs: HashMap<String, Vec<PackEntry>> = store::lock(&self.catalog)
+            .pack_contents()
+            .map(|packs| packs.into_iter().map(|(name, _, entries)| (name, entries)).collect())
+            .unwrap_or_default();
+        // The old catalog's copies of the manifests, if it can still give them.
+        let old_manifests: HashMap<ObjectId, Manifest> = store::lock(&self.catalog)
+            .snapshots(None)
+            .map(|snapshots| snapshots.into_iter().map(|snapshot| (snapshot.id, snapshot.manifest)).collect())
+            .unwrap_or_default();
         {
             let mut rebuilt = Catalog::open(&partial)?;
             for (name, size) in self.list("packs")? {
-                match read_pack_entries(&self.backend, &name, size) {
-                    Ok(entries) => {
-                        rebuilt.add_pack(&name, size, &entries)?;
-                        report.packs += 1;
-                        report.blobs += entries.len();
-                    }
-                    Err(error) => report.unreadable.push(format!("{name}: {error}")),
+                let old = old_packs.get(&name).map(Vec::as_slice).unwrap_or_default();
+                let (entries, problem) = self.entries_to_index(&name, old);
+                if !entries.is_empty() {
+                    rebuilt.add_pack(&name, size, &entries)?;
+                    report.packs += 1;
+                    report.blobs += entries.len();
+                }
+                if let Some(problem) = problem {
+                    report.unreadable.push(format!("{name}: {problem}"));
                 }
             }
             for (name, _) in self.list("snapshots")? {
@@ -527,31 +608,45 @@ impl Repository {
                         rebuilt.add_snapshot(&id, &manifest)?;
                         report.snapshots += 1;
                     }
-                    Some((_, Err(error))) => report.unreadable.push(format!("{name}: {error}")),
+                    // The catalog keeps a copy of every manifest: when it still encodes
+                    // to the snapshot's id, it is the manifest, byte for byte.
+                    Some((id, Err(error))) => {
+                        match old_manifests.get(&id).map(|manifest| (manifest, manifest.encode())) {
+                            Some((manifest, (encoded_id, bytes))) if encoded_id == id => {
+                                self.backend.put(&name, &bytes).context("writing", self.backend.describe(&name))?;
+                                rebuilt.add_snapshot(&id, manifest)?;
+                                report.snapshots += 1;
+                                report.manifests_restored.push(format!("{name}: {error}"));
+                            }
+                            _ => report.unreadable.push(format!("{name}: {error}")),
+                        }
+                    }
                     None => report.unreadable.push(format!("{name}: not a snapshot manifest name")),
                 }
             }
         }
         let mut catalog = store::lock(&self.catalog);
-        // The activity log is the one thing the store cannot give back: keep what of
-        // it the old catalog still yields.
-        if let Ok(log) = catalog.activities(None, None) {
-            let rebuilt = Catalog::open(&partial)?;
-            for activity in log.iter().rev() {
-                rebuilt.record(activity)?;
-            }
-        }
-        // So are the jobs: those waiting in line go on in the rebuilt catalog (they
-        // open it anew as they wait), and ended ones keep their ids working.
-        if let Ok(jobs) = catalog.jobs(None) {
-            let rebuilt = Catalog::open(&partial)?;
-            for job in jobs.iter().rev() {
-                rebuilt.copy_job(job)?;
-            }
-        }
+        // The jobs and the activity log are in their own file (`records.sqlite`), which
+        // the rebuilt catalog attaches as the old one did: nothing to carry over.
         // Close the old catalog before its files are replaced.
         *catalog = Catalog::in_memory()?;
         let target = self.root.join(CATALOG);
+        if let Some(damage) = damage {
+            // A damaged catalog is moved aside, never deleted: whoever wants to look
+            // into what happened, or to dig out what the store cannot give back, can.
+            let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+            let aside = self.root.join(format!("{CATALOG}.damaged-{stamp}"));
+            for suffix in ["", "-wal", "-shm"] {
+                let from = PathBuf::from(format!("{}{suffix}", target.display()));
+                let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+                match fs::rename(&from, &to) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(Error::io("moving aside", from, error)),
+                }
+            }
+            report.moved_aside = Some((aside, damage));
+        }
         for suffix in ["-wal", "-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", target.display()));
         }
@@ -559,6 +654,57 @@ impl Repository {
         *catalog = Catalog::open(&target)?;
         Ok(report)
     }
+}
+
+impl Repository {
+    /// What `repair` indexes of pack `name`, and what was wrong with it; `old` is what
+    /// the old catalog placed in it.
+    fn entries_to_index(&self, name: &str, old: &[PackEntry]) -> (Vec<PackEntry>, Option<String>) {
+        let bytes = match self.backend.get(name) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let problem = format!(
+                    "cannot be read ({error}); {} the old catalog placed in it are kept as they were",
+                    counted(old.len(), "blob", "blobs")
+                );
+                return (old.to_vec(), Some(problem));
+            }
+        };
+        let footer = pack::parse_pack(&bytes);
+        let problem = match &footer {
+            Ok(entries) if store::pack_id_of_name(name) == Some(ObjectId::of(&bytes)) => {
+                return (entries.clone(), None);
+            }
+            Ok(_) => "its bytes do not match its name".to_owned(),
+            Err(error) => error.to_string(),
+        };
+        // Damaged: keep every blob, from the old catalog or the footer, whose bytes
+        // still match its id where it is said to be.
+        let mut kept = Vec::new();
+        let mut seen = HashSet::new();
+        let candidates = old.iter().chain(footer.as_deref().unwrap_or_default());
+        for entry in candidates {
+            let Some(end) = entry.offset.checked_add(u64::from(entry.length)) else { continue };
+            let Some(stored) = usize::try_from(entry.offset)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .and_then(|(start, end)| bytes.get(start..end))
+            else {
+                continue;
+            };
+            if !seen.contains(&entry.id) && decode_blob(entry, stored.to_vec()).is_ok() {
+                seen.insert(entry.id);
+                kept.push(*entry);
+            }
+        }
+        let problem = format!("{problem}; indexed only the {} that verify", counted(kept.len(), "blob", "blobs"));
+        (kept, Some(problem))
+    }
+}
+
+/// `count` and the noun that fits it.
+fn counted(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
 }
 
 /// What `repair` found.
@@ -572,6 +718,10 @@ pub struct RepairReport {
     pub snapshots: usize,
     /// Objects that could not be read, with why.
     pub unreadable: Vec<String>,
+    /// Damaged manifests written anew from the catalog's intact copy, with what was wrong.
+    pub manifests_restored: Vec<String>,
+    /// Where the old catalog was moved, and why, when it was damaged.
+    pub moved_aside: Option<(PathBuf, String)>,
 }
 
 /// A restore into an environment, as `undo` needs to know it.

@@ -2,6 +2,8 @@
 //!
 //! It is an index, not the truth: everything in it can be rebuilt from the store
 //! (pack footers and snapshot manifests) by [`crate::repository::Repository::repair`].
+//! The jobs and the activity log, which nothing could rebuild, are kept in a database of
+//! their own, [`RECORDS`], attached to the same connection, so the same queries reach them.
 //! That is why it may lag the store after a crash, and why opening a repository
 //! reconciles the two before use.
 
@@ -46,7 +48,16 @@ CREATE TABLE IF NOT EXISTS snapshots (
     manifest  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS snapshots_by_env ON snapshots(env, created);
-CREATE TABLE IF NOT EXISTS jobs (
+";
+
+/// The file beside the catalog that holds the jobs and the activity log.
+pub const RECORDS: &str = "records.sqlite";
+
+/// The tables of [`RECORDS`]: primary data, not an index. They live in a database of
+/// their own, attached to the catalog's connection as `records`, so that rebuilding
+/// the catalog, or moving a damaged one aside, cannot lose them.
+const RECORDS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records.jobs (
     id        TEXT PRIMARY KEY,
     env       TEXT NOT NULL,
     commit_id TEXT,
@@ -65,7 +76,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     snapshot  TEXT,
     error     TEXT
 );
-CREATE TABLE IF NOT EXISTS activity (
+CREATE TABLE IF NOT EXISTS records.damage (
+    snapshot TEXT PRIMARY KEY,
+    problem  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records.activity (
     id          INTEGER PRIMARY KEY,
     started     TEXT NOT NULL,
     duration_ms INTEGER NOT NULL,
@@ -126,23 +141,12 @@ pub struct Catalog {
 impl Catalog {
     /// Opens (creating if needed) the catalog at `path`; refuses a newer schema.
     pub fn open(path: &Path) -> Result<Self> {
-        // SQLite would create the file after the umask; it gives the -wal and -shm
-        // files the mode of the database, so creating it 0600 first keeps all three
-        // private.
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(crate::store::backend::PRIVATE_FILE)
-            .open(path)
-        {
-            Ok(_) => {}
-            // There already (or a read-only repository): SQLite opens it as it is.
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(Error::io("creating", path, error)),
-        }
+        create_private(path)?;
+        let records = path.with_file_name(RECORDS);
+        create_private(&records)?;
         let connection = Connection::open(path).map_err(|source| catalog_error(path, source))?;
         let catalog = Catalog { connection, path: path.to_owned() };
-        catalog.prepare()?;
+        catalog.prepare(&records.to_string_lossy())?;
         Ok(catalog)
     }
 
@@ -151,11 +155,12 @@ impl Catalog {
         let path = PathBuf::from(":memory:");
         let connection = Connection::open_in_memory().map_err(|source| catalog_error(&path, source))?;
         let catalog = Catalog { connection, path };
-        catalog.prepare()?;
+        catalog.prepare(":memory:")?;
         Ok(catalog)
     }
 
-    fn prepare(&self) -> Result<()> {
+    fn prepare(&self, records: &str) -> Result<()> {
+        self.connection.execute("ATTACH DATABASE ?1 AS records", [records]).map_err(|source| self.error(source))?;
         let found: u32 = self
             .connection
             .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -166,11 +171,65 @@ impl Catalog {
         // WAL lets readers list and restore while a backup writes. NORMAL sync may lose
         // the last transactions on power loss, never corrupt: the index is rebuilt from
         // the packs, which are synced themselves.
+        // The records are not rebuilt from anywhere, but a lost last transaction costs
+        // a progress figure or a log line, never the database.
         self.connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 60000;")
+            .execute_batch(
+                "PRAGMA main.journal_mode = WAL; PRAGMA records.journal_mode = WAL; PRAGMA main.synchronous = NORMAL;
+                 PRAGMA records.synchronous = NORMAL; PRAGMA busy_timeout = 60000;",
+            )
             .map_err(|source| self.error(source))?;
         self.connection.execute_batch(SCHEMA).map_err(|source| self.error(source))?;
+        self.connection.execute_batch(RECORDS_SCHEMA).map_err(|source| self.error(source))?;
+        self.move_records_out()?;
         self.connection.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|source| self.error(source))
+    }
+
+    /// Moves the jobs and the activity log of a catalog written before they had a file
+    /// of their own into [`RECORDS`], in their order, in one transaction.
+    fn move_records_out(&self) -> Result<()> {
+        let old: i64 = self
+            .connection
+            .query_row(
+                "SELECT count(*) FROM main.sqlite_master WHERE type = 'table' AND name IN ('jobs', 'activity')",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))?;
+        // Both were added together, by one schema.
+        if old != 2 {
+            return Ok(());
+        }
+        self.connection
+            .execute_batch(
+                "BEGIN IMMEDIATE;
+                 INSERT OR IGNORE INTO records.jobs SELECT * FROM main.jobs ORDER BY rowid;
+                 INSERT INTO records.activity (started, duration_ms, user, host, action, env, snapshots, result, detail)
+                     SELECT started, duration_ms, user, host, action, env, snapshots, result, detail
+                     FROM main.activity ORDER BY id;
+                 DROP TABLE main.jobs;
+                 DROP TABLE main.activity;
+                 COMMIT;",
+            )
+            .map_err(|e| {
+                let _ = self.connection.execute_batch("ROLLBACK");
+                self.error(e)
+            })
+    }
+
+    /// What is wrong with the database file, if anything: SQLite's `quick_check`, which
+    /// reads every page. `None` when it is intact.
+    pub fn integrity_problem(&self) -> Option<String> {
+        let checked = self.connection.prepare("PRAGMA main.quick_check").and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
+        });
+        match checked {
+            Ok(lines) if lines.iter().all(|line| line == "ok") => None,
+            Ok(lines) => Some(lines.into_iter().take(3).collect::<Vec<_>>().join("; ")),
+            Err(error) => Some(error.to_string()),
+        }
     }
 
     fn error(&self, source: rusqlite::Error) -> Error {
@@ -643,6 +702,35 @@ impl Catalog {
             .map_err(|e| self.error(e))
     }
 
+    /// Records what `check` found: the snapshots that cannot be restored in full, with
+    /// why. With `replace`, they replace what was recorded; else they are added to it.
+    pub fn record_damage(&self, damaged: &[(ObjectId, String)], replace: bool) -> Result<()> {
+        let transaction = self.connection.unchecked_transaction().map_err(|e| self.error(e))?;
+        if replace {
+            transaction.execute("DELETE FROM damage", []).map_err(|e| self.error(e))?;
+        }
+        for (id, problem) in damaged {
+            transaction
+                .execute(
+                    "INSERT OR REPLACE INTO damage (snapshot, problem) VALUES (?1, ?2)",
+                    params![id.to_hex(), problem],
+                )
+                .map_err(|e| self.error(e))?;
+        }
+        transaction.commit().map_err(|e| self.error(e))
+    }
+
+    /// The snapshots the last checks found damaged, with why.
+    pub fn damage(&self) -> Result<HashMap<ObjectId, String>> {
+        let mut statement =
+            self.connection.prepare("SELECT snapshot, problem FROM damage").map_err(|e| self.error(e))?;
+        let rows: Vec<(String, String)> = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.error(e))?;
+        Ok(rows.into_iter().filter_map(|(id, problem)| Some((ObjectId::from_hex(&id)?, problem))).collect())
+    }
+
     /// The ids that start with `prefix` (lowercase hex).
     pub fn snapshots_with_prefix(&self, prefix: &str) -> Result<Vec<ObjectId>> {
         let mut statement = self
@@ -652,6 +740,18 @@ impl Catalog {
         let ids: Vec<String> =
             statement.query_map([prefix], |row| row.get(0)).and_then(Iterator::collect).map_err(|e| self.error(e))?;
         Ok(ids.iter().filter_map(|id| ObjectId::from_hex(id)).collect())
+    }
+}
+
+/// Creates `path` 0600 unless it exists: SQLite would create it after the umask, and
+/// it gives the -wal and -shm files the mode of the database, so all three stay private.
+fn create_private(path: &Path) -> Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(crate::store::backend::PRIVATE_FILE).open(path)
+    {
+        // There already (or a read-only repository): SQLite opens it as it is.
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::io("creating", path, error)),
     }
 }
 
@@ -692,6 +792,28 @@ mod tests {
         catalog.remove_pack("packs/aa/one.pack")?;
         assert_eq!(catalog.locate(&id)?, None);
         assert_eq!(catalog.pack_names()?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn an_older_catalogs_jobs_and_log_move_to_their_own_file() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("creating", "tmp", e))?;
+        let path = dir.path().join("catalog.sqlite");
+        let old = Connection::open(&path).map_err(|e| catalog_error(&path, e))?;
+        let tables = RECORDS_SCHEMA.replace("records.", "");
+        old.execute_batch(&tables).map_err(|e| catalog_error(&path, e))?;
+        old.execute_batch(
+            "INSERT INTO activity (started, duration_ms, user, host, action, env, snapshots, result, detail)
+             VALUES ('2026-01-01T00:00:00.000Z', 5, 'ann', 'box', 'backup', 'main', '', 'success', NULL);",
+        )
+        .map_err(|e| catalog_error(&path, e))?;
+        drop(old);
+        let catalog = Catalog::open(&path)?;
+        assert_eq!(catalog.activities(None, None)?.len(), 1);
+        drop(catalog);
+        // The catalog itself can go now: the log stays.
+        std::fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
+        assert_eq!(Catalog::open(&path)?.activities(None, None)?.len(), 1);
         Ok(())
     }
 

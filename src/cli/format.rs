@@ -112,6 +112,17 @@ impl SnapshotView {
         }
     }
 
+    /// The view of a complete snapshot, restorable unless `check` found it damaged
+    /// (`damage` says why).
+    pub fn of_checked(snapshot: &Snapshot, damage: Option<&String>) -> Self {
+        let mut view = SnapshotView::of(snapshot);
+        if let Some(damage) = damage {
+            view.restorable = false;
+            view.error = Some(format!("`envsnap check` found it cannot be restored in full: {damage}"));
+        }
+        view
+    }
+
     /// The view of a backup job that has no snapshot (yet): queued, running or failed.
     pub fn of_job(job: &Job) -> Self {
         SnapshotView {

@@ -118,8 +118,13 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             JobState::Complete => false,
         })
         .collect();
-    let mut views: Vec<SnapshotView> =
-        jobs.iter().map(SnapshotView::of_job).chain(snapshots.iter().map(SnapshotView::of)).collect();
+    // What `check` last found: a snapshot it found damaged is not restorable.
+    let damage = repository.damage()?;
+    let mut views: Vec<SnapshotView> = jobs
+        .iter()
+        .map(SnapshotView::of_job)
+        .chain(snapshots.iter().map(|snapshot| SnapshotView::of_checked(snapshot, damage.get(&snapshot.id))))
+        .collect();
     // RFC 3339 in UTC with whole seconds sorts as text; newest first.
     views.sort_by(|a, b| b.created.cmp(&a.created));
     let mut out = std::io::stdout().lock();

@@ -12,8 +12,14 @@ pub struct Args {}
 
 pub fn run(global: &Global, _args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
-    let repository = context.open(Access::Write)?;
+    let repository = context.open(Access::Repair)?;
     let report = repository.repair()?;
+    if let Some((aside, damage)) = &report.moved_aside {
+        println!("the catalog was damaged ({damage}): moved it aside to {}", aside.display());
+    }
+    for restored in &report.manifests_restored {
+        println!("restored from the catalog's copy: {restored}");
+    }
     for problem in &report.unreadable {
         println!("skipped {problem}");
     }

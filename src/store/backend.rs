@@ -3,7 +3,8 @@
 //! The store speaks to its storage only through [`Backend`]: whole immutable objects
 //! written once under a name, read whole or by range, listed and removed. Nothing
 //! needs an append or an in-place rewrite, so object storage (S3 and the like) can
-//! implement it later, and tests can use [`MemoryBackend`] or inject faults.
+//! implement it later, and tests can use [`MemoryBackend`] or inject faults with
+//! [`FaultyBackend`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -12,6 +13,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Storage of named, immutable objects.
 ///
@@ -35,6 +37,13 @@ pub trait Backend: Send + Sync {
 
     /// The path of an object, for messages.
     fn describe(&self, name: &str) -> PathBuf;
+
+    /// Removes what interrupted writes left behind. Called only while the repository's
+    /// exclusive lock is held, so that no live write is removed. Storage whose writes
+    /// leave nothing behind when they fail (object stores, memory) has nothing to do.
+    fn clean_temporary(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A backend on the local file system, rooted at the repository directory.
@@ -58,7 +67,7 @@ impl std::fmt::Debug for LocalBackend {
 }
 
 /// The folder, inside the root, where objects are written before they are renamed
-/// into place. A crash leaves files here; [`LocalBackend::clean_temporary`] removes them.
+/// into place. A crash leaves files here; [`Backend::clean_temporary`] removes them.
 const TEMPORARY: &str = "tmp";
 
 impl LocalBackend {
@@ -74,23 +83,6 @@ impl LocalBackend {
     /// The root folder.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Removes what interrupted writes left behind. Call only while holding the
-    /// repository's exclusive lock, so that no live write is removed.
-    pub fn clean_temporary(&self) -> io::Result<()> {
-        let dir = self.root.join(TEMPORARY);
-        match fs::read_dir(&dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry?;
-                    fs::remove_file(entry.path())?;
-                }
-                Ok(())
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(error) => Err(error),
-        }
     }
 
     fn temporary_path(&self) -> PathBuf {
@@ -191,6 +183,21 @@ impl Backend for LocalBackend {
     fn describe(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
+
+    fn clean_temporary(&self) -> io::Result<()> {
+        let dir = self.root.join(TEMPORARY);
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry?;
+                    fs::remove_file(entry.path())?;
+                }
+                Ok(())
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// A backend in memory, for tests.
@@ -249,6 +256,173 @@ impl Backend for MemoryBackend {
     }
 }
 
+/// A backend that fails on command, wrapping another: the twin that tests of full
+/// disks, read errors, torn writes and slow storage run on, without root and without
+/// filling a real disk. The faults are set through the [`Faults`] handle, which a test
+/// keeps while the repository owns the backend.
+///
+/// It is public, beside [`MemoryBackend`], rather than behind a cargo feature: the
+/// black-box tests in `tests/` link the library as users build it, and a twin that
+/// costs nothing unless constructed is simpler than a feature each test must remember.
+/// It is for tests: nothing in envsnap constructs one.
+pub struct FaultyBackend {
+    inner: Box<dyn Backend>,
+    faults: Arc<Faults>,
+}
+
+impl std::fmt::Debug for FaultyBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyBackend").field("faults", &self.faults).finish_non_exhaustive()
+    }
+}
+
+/// The faults a [`FaultyBackend`] injects, changed at any time from any thread.
+#[derive(Debug, Default)]
+pub struct Faults {
+    state: Mutex<FaultState>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Bytes that still fit, when the storage is to fill up.
+    space: Option<u64>,
+    /// Reads of an object whose name contains one of these fail with `EIO`.
+    unreadable: Vec<String>,
+    /// The next write of an object whose name starts with this is torn.
+    tear: Option<String>,
+    /// How long every call waits before it acts.
+    delay: Duration,
+    /// Bytes stored by successful writes.
+    written: u64,
+}
+
+impl Faults {
+    fn state(&self) -> std::sync::MutexGuard<'_, FaultState> {
+        // Every critical section is a single field update: a panic leaves it consistent.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The storage fills up after `bytes` more bytes: a write that does not fit fails
+    /// with `ENOSPC` and stores nothing, as [`LocalBackend`] leaves nothing of one.
+    pub fn fill_after(&self, bytes: u64) {
+        self.state().space = Some(bytes);
+    }
+
+    /// The storage has room again.
+    pub fn free_space(&self) {
+        self.state().space = None;
+    }
+
+    /// Reads of every object whose name contains `pattern` fail with `EIO`.
+    pub fn fail_reads(&self, pattern: &str) {
+        self.state().unreadable.push(pattern.to_owned());
+    }
+
+    /// Reads succeed again.
+    pub fn heal_reads(&self) {
+        self.state().unreadable.clear();
+    }
+
+    /// The next write of an object whose name starts with `prefix` is torn: the first
+    /// half of its bytes lands under its name and the write fails with `EIO`, which is
+    /// what storage without an atomic rename leaves after a crash mid-write.
+    pub fn tear_next_write(&self, prefix: &str) {
+        self.state().tear = Some(prefix.to_owned());
+    }
+
+    /// Every call waits `delay` before it acts.
+    pub fn slow_down(&self, delay: Duration) {
+        self.state().delay = delay;
+    }
+
+    /// Bytes stored so far by writes that succeeded.
+    pub fn written(&self) -> u64 {
+        self.state().written
+    }
+}
+
+impl FaultyBackend {
+    /// Wraps `inner`; returns the backend and the handle that sets its faults. No
+    /// fault is set at first.
+    pub fn new(inner: Box<dyn Backend>) -> (Self, Arc<Faults>) {
+        let faults = Arc::new(Faults::default());
+        (FaultyBackend { inner, faults: Arc::clone(&faults) }, faults)
+    }
+
+    fn wait(&self) {
+        let delay = self.faults.state().delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn check_read(&self, name: &str) -> io::Result<()> {
+        self.wait();
+        if self.faults.state().unreadable.iter().any(|pattern| name.contains(pattern.as_str())) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for FaultyBackend {
+    fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.wait();
+        let torn = {
+            let mut state = self.faults.state();
+            if let Some(space) = state.space {
+                if data.len() as u64 > space {
+                    // A full disk: the raw errno, so that callers see what they would.
+                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                state.space = Some(space - data.len() as u64);
+            }
+            match &state.tear {
+                Some(prefix) if name.starts_with(prefix.as_str()) => {
+                    state.tear = None;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if torn {
+            self.inner.put(name, &data[..data.len() / 2])?;
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.inner.put(name, data)?;
+        self.faults.state().written += data.len() as u64;
+        Ok(())
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.check_read(name)?;
+        self.inner.get(name)
+    }
+
+    fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
+        self.check_read(name)?;
+        self.inner.get_range(name, offset, length)
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<(String, u64)>> {
+        self.wait();
+        self.inner.list(prefix)
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.wait();
+        self.inner.remove(name)
+    }
+
+    fn describe(&self, name: &str) -> PathBuf {
+        self.inner.describe(name)
+    }
+
+    fn clean_temporary(&self) -> io::Result<()> {
+        self.inner.clean_temporary()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +444,30 @@ mod tests {
     fn local_and_memory_backends_agree() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         exercise(&LocalBackend::new(dir.path()))?;
-        exercise(&MemoryBackend::default())
+        exercise(&MemoryBackend::default())?;
+        exercise(&FaultyBackend::new(Box::new(MemoryBackend::default())).0)
+    }
+
+    #[test]
+    fn faults_fail_what_they_name_and_nothing_else() -> io::Result<()> {
+        let (backend, faults) = FaultyBackend::new(Box::new(MemoryBackend::default()));
+        faults.fill_after(10);
+        let full = backend.put("packs/a", &[0; 11]).expect_err("does not fit");
+        assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+        assert!(backend.get("packs/a").is_err(), "a write that did not fit stores nothing");
+        backend.put("packs/b", &[1; 10])?;
+        faults.free_space();
+        faults.fail_reads("packs/b");
+        assert_eq!(backend.get_range("packs/b", 0, 1).expect_err("unreadable").raw_os_error(), Some(libc::EIO));
+        faults.heal_reads();
+        assert_eq!(backend.get("packs/b")?, [1; 10]);
+        faults.tear_next_write("snapshots/");
+        backend.put("packs/c", b"whole")?;
+        assert!(backend.put("snapshots/d", b"torn in two").is_err());
+        assert_eq!(backend.get("snapshots/d")?, b"torn ");
+        backend.put("snapshots/e", b"whole again")?;
+        assert_eq!(faults.written(), 10 + 5 + 11);
+        Ok(())
     }
 
     #[test]

@@ -152,6 +152,24 @@ pub fn read_pack_entries(backend: &dyn Backend, name: &str, size: u64) -> Result
     pack::parse_footer(&footer, data_end).map_err(|e| corrupt(e.to_string()))
 }
 
+/// The id a pack's object name gives it, if the name is one envsnap writes.
+pub fn pack_id_of_name(name: &str) -> Option<ObjectId> {
+    name.rsplit('/').next().and_then(|file| file.strip_suffix(".pack")).and_then(ObjectId::from_hex)
+}
+
+/// Reads a whole pack and returns its entries, only if its bytes hash to its name: a
+/// pack torn by a crash, or damaged anywhere (its footer included), is refused, so
+/// that nothing is ever indexed from it.
+pub fn read_verified_pack(backend: &dyn Backend, name: &str) -> Result<Vec<PackEntry>> {
+    let corrupt =
+        |detail: String| Error::Corrupt { what: format!("pack {}", backend.describe(name).display()), detail };
+    let bytes = backend.get(name).map_err(|error| Error::io("reading", backend.describe(name), error))?;
+    if pack_id_of_name(name) != Some(ObjectId::of(&bytes)) {
+        return Err(corrupt("its bytes do not match its name".to_owned()));
+    }
+    pack::parse_pack(&bytes).map_err(|error| corrupt(error.to_string()))
+}
+
 /// Counters of what a writer stored.
 #[derive(Debug, Default)]
 pub struct WriteStats {
