@@ -11,6 +11,12 @@
 //! Covered: RDB versions 1 to 12 (Redis 7.4), all value types up to hashes with field
 //! expiries, module values (type 2, which annotate their own structure), function
 //! libraries and module auxiliary data.
+//!
+//! A stored RDB file is hostile input. No length it declares is trusted: strings are
+//! copied or gathered as their bytes arrive, never allocated up front, and every loop
+//! over a declared count reads at least one byte per turn, so a file that claims a
+//! 4 GiB string or four billion members in a few bytes fails at its end, having cost
+//! no more than its real size. Nothing here recurses.
 
 use std::fmt;
 use std::io::{self, BufRead, Write};
@@ -445,12 +451,12 @@ impl<R: BufRead> RdbReader<R> {
         match self.encoded_length(out)? {
             Length::Plain(length) => read(self, length, out),
             Length::Special(size @ 0..=2) => {
-                let bytes = read(self, 1 << size, out)?;
-                let number = match bytes.as_slice() {
-                    [a] => i64::from(*a as i8),
-                    [a, b] => i64::from(i16::from_le_bytes([*a, *b])),
-                    [a, b, c, d] => i64::from(i32::from_le_bytes([*a, *b, *c, *d])),
-                    _ => unreachable!("1, 2 or 4 bytes were read"),
+                let mut bytes = [0; 4];
+                self.exact(&mut bytes[..1 << size], out)?;
+                let number = match size {
+                    0 => i64::from(bytes[0] as i8),
+                    1 => i64::from(i16::from_le_bytes([bytes[0], bytes[1]])),
+                    _ => i64::from(i32::from_le_bytes(bytes)),
                 };
                 Ok(number.to_string().into_bytes())
             }
@@ -628,9 +634,137 @@ impl<W: Write> Write for RdbWriter<W> {
     }
 }
 
+/// Records the largest single allocation a piece of work makes on its thread, so that
+/// tests can tell a declared length that drove an allocation from one that did not.
+#[cfg(test)]
+#[allow(unsafe_code)] // A global allocator can only be written with `unsafe`.
+pub(crate) mod allocation {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    struct Recording;
+
+    thread_local! {
+        /// The largest request seen while recording; `None` when not recording.
+        static LARGEST: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    fn note(size: usize) {
+        let _ = LARGEST.try_with(|largest| {
+            if let Some(seen) = largest.get() {
+                largest.set(Some(seen.max(size)));
+            }
+        });
+    }
+
+    // SAFETY: every call is passed unchanged to the system allocator; recording touches
+    // only a thread-local `Cell` that needs no allocation.
+    unsafe impl GlobalAlloc for Recording {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            // SAFETY: the caller's guarantees for `layout` are passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            note(layout.size());
+            // SAFETY: as for `alloc`.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size);
+            // SAFETY: the caller's guarantees for `pointer`, `layout` and `new_size` are passed on.
+            unsafe { System.realloc(pointer, layout, new_size) }
+        }
+
+        unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+            // SAFETY: `pointer` came from `System` with this `layout`.
+            unsafe { System.dealloc(pointer, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static RECORDING: Recording = Recording;
+
+    /// Runs `work`; returns its result and the largest allocation it made.
+    pub(crate) fn largest<T>(work: impl FnOnce() -> T) -> (T, usize) {
+        LARGEST.with(|largest| largest.set(Some(0)));
+        let result = work();
+        let seen = LARGEST.with(|largest| largest.replace(None)).unwrap_or(0);
+        (result, seen)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reads a whole stream, every value to `io::sink()`.
+    fn read_all(bytes: &[u8]) -> Result<()> {
+        let mut reader = RdbReader::new(bytes)?;
+        loop {
+            match reader.next()? {
+                Item::Key { kind, .. } => reader.value(kind, &mut io::sink())?,
+                Item::Eof => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_allocation_record_sees_what_is_allocated() {
+        let (buffer, largest) = allocation::largest(|| vec![1u8; 3 << 20]);
+        assert!(largest >= buffer.len());
+        let ((), largest) = allocation::largest(|| ());
+        assert_eq!(largest, 0);
+    }
+
+    #[test]
+    fn a_claimed_4_gib_string_in_a_few_bytes_fails_fast_without_allocating() {
+        // A string key "k" whose value claims 2^32 - 1 bytes (a 32-bit length), then
+        // one of 2^40 (a 64-bit length), and a key of 500 MiB (Redis's limit allows it).
+        let mut value_32 = b"REDIS0011\x00\x01k\x80".to_vec();
+        value_32.extend_from_slice(&u32::MAX.to_be_bytes());
+        value_32.extend_from_slice(b"abcd");
+        let mut value_64 = b"REDIS0011\x00\x01k\x81".to_vec();
+        value_64.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        let mut key = b"REDIS0011\x00\x80".to_vec();
+        key.extend_from_slice(&(500u32 << 20).to_be_bytes());
+        key.extend_from_slice(b"abcdef");
+        for stream in [value_32, value_64, key] {
+            assert!(stream.len() <= 24);
+            let started = std::time::Instant::now();
+            let (result, largest) = allocation::largest(|| read_all(&stream));
+            assert!(result.is_err(), "a truncated stream was accepted");
+            assert!(largest < 64 << 10, "a claimed length drove an allocation of {largest} bytes");
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn a_compressed_string_claiming_a_huge_inflated_size_allocates_by_what_is_there() {
+        // An AUX field whose LZF value claims to inflate to 500 MiB from 3 bytes.
+        let mut stream = b"REDIS0011\xfa\x01a\xc3\x03\x80".to_vec();
+        stream.extend_from_slice(&(500u32 << 20).to_be_bytes());
+        stream.extend_from_slice(&[0, b'x', 0]);
+        let (result, largest) = allocation::largest(|| read_all(&stream));
+        assert!(result.is_err(), "a compressed string that does not inflate to its length was accepted");
+        assert!(largest < 64 << 10, "a claimed length drove an allocation of {largest} bytes");
+    }
+
+    #[test]
+    fn four_billion_claimed_members_end_with_the_data() {
+        // A set (type 2) claiming 2^32 - 1 members, of which two are there.
+        let mut stream = b"REDIS0011\x02\x01k\x80".to_vec();
+        stream.extend_from_slice(&u32::MAX.to_be_bytes());
+        stream.extend_from_slice(b"\x01a\x01b");
+        let started = std::time::Instant::now();
+        let (result, largest) = allocation::largest(|| read_all(&stream));
+        assert!(result.is_err());
+        assert!(largest < 64 << 10, "a claimed count drove an allocation of {largest} bytes");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn the_crc_is_the_one_redis_uses() {

@@ -102,9 +102,17 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// Replies longer than this are refused rather than allocated: no reply envsnap asks
-/// for is larger than Redis's own limit on a value (512 MiB), plus room for framing.
+/// Replies longer than this are refused: no reply envsnap asks for is larger than
+/// Redis's own limit on a value (512 MiB), plus room for framing.
 const MAX_BULK: i64 = 1 << 30;
+
+/// Arrays nested deeper than this are refused rather than followed: the deepest reply
+/// envsnap asks for (`SCAN`: a cursor and an array of keys) has two levels, and each
+/// level costs a stack frame, so a server sending `*1` forever must not exhaust the stack.
+const MAX_DEPTH: usize = 16;
+
+/// The longest line read, so that a server that never sends a line end costs no more.
+const MAX_LINE: u64 = 64 << 10;
 
 impl Connection {
     /// Connects to `endpoint`.
@@ -164,67 +172,92 @@ impl Connection {
 
     /// Reads the next reply.
     pub fn reply(&mut self) -> io::Result<Reply> {
-        let line = self.line()?;
-        let (kind, rest) = line.split_first().ok_or_else(|| invalid("an empty reply line"))?;
-        let text = || String::from_utf8_lossy(rest).into_owned();
-        match kind {
-            b'+' => Ok(Reply::Status(text())),
-            b'-' => Ok(Reply::Error(text())),
-            b':' => Ok(Reply::Integer(number(rest)?)),
-            b'$' => {
-                let length = number(rest)?;
-                if length < 0 {
-                    return Ok(Reply::Bulk(None));
-                }
-                if length > MAX_BULK {
-                    return Err(invalid("a reply larger than 1 GiB"));
-                }
-                let mut data = vec![0; length as usize + 2];
-                self.reader.read_exact(&mut data)?;
-                if !data.ends_with(b"\r\n") {
-                    return Err(invalid("a bulk reply without its CRLF"));
-                }
-                data.truncate(length as usize);
-                Ok(Reply::Bulk(Some(data)))
-            }
-            b'*' => {
-                let count = number(rest)?;
-                if count < 0 {
-                    return Ok(Reply::Array(None));
-                }
-                let mut items = Vec::with_capacity(count.min(1024) as usize);
-                for _ in 0..count {
-                    items.push(self.reply()?);
-                }
-                Ok(Reply::Array(Some(items)))
-            }
-            _ => Err(invalid("a reply of unknown type")),
-        }
+        read_reply(&mut self.reader)
     }
 
     /// Reads one line, without its line ending (`\r\n`, or a bare `\n`, which a master
     /// sends to keep a replica waiting while it prepares a snapshot).
     pub fn line(&mut self) -> io::Result<Vec<u8>> {
-        let mut line = Vec::new();
-        (&mut self.reader).take(64 << 10).read_until(b'\n', &mut line)?;
-        if !line.ends_with(b"\n") {
-            return Err(if line.len() >= 64 << 10 {
-                invalid("a reply line longer than 64 KiB")
-            } else {
-                io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")
-            });
-        }
-        line.pop();
-        if line.ends_with(b"\r") {
-            line.pop();
-        }
-        Ok(line)
+        read_line(&mut self.reader)
     }
 
     /// The raw bytes that follow, for the snapshot a `SYNC` streams.
     pub fn raw(&mut self) -> &mut dyn BufRead {
         &mut self.reader
     }
+}
+
+/// Reads one reply from `reader`.
+///
+/// Nothing is allocated on the word of a length the server sends: a bulk reply grows as
+/// its bytes arrive and an array as its items do, so a reply that claims a gigabyte and
+/// stops costs what it really sent.
+pub(crate) fn read_reply(reader: &mut impl BufRead) -> io::Result<Reply> {
+    reply_at(reader, 0)
+}
+
+fn reply_at<R: BufRead>(reader: &mut R, depth: usize) -> io::Result<Reply> {
+    let line = read_line(reader)?;
+    let (kind, rest) = line.split_first().ok_or_else(|| invalid("an empty reply line"))?;
+    let text = || String::from_utf8_lossy(rest).into_owned();
+    match kind {
+        b'+' => Ok(Reply::Status(text())),
+        b'-' => Ok(Reply::Error(text())),
+        b':' => Ok(Reply::Integer(number(rest)?)),
+        b'$' => {
+            let length = number(rest)?;
+            if length < 0 {
+                return Ok(Reply::Bulk(None));
+            }
+            if length > MAX_BULK {
+                return Err(invalid("a reply larger than 1 GiB"));
+            }
+            let framed = length as u64 + 2;
+            let mut data = Vec::new();
+            reader.by_ref().take(framed).read_to_end(&mut data)?;
+            if data.len() as u64 != framed {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection mid-reply"));
+            }
+            if !data.ends_with(b"\r\n") {
+                return Err(invalid("a bulk reply without its CRLF"));
+            }
+            data.truncate(length as usize);
+            Ok(Reply::Bulk(Some(data)))
+        }
+        b'*' => {
+            let count = number(rest)?;
+            if count < 0 {
+                return Ok(Reply::Array(None));
+            }
+            if depth >= MAX_DEPTH {
+                return Err(invalid(&format!("arrays nested more than {MAX_DEPTH} deep")));
+            }
+            let mut items = Vec::new();
+            for _ in 0..count {
+                items.push(reply_at(reader, depth + 1)?);
+            }
+            Ok(Reply::Array(Some(items)))
+        }
+        _ => Err(invalid("a reply of unknown type")),
+    }
+}
+
+/// Reads one line from `reader`, without its line ending (`\r\n` or a bare `\n`).
+pub(crate) fn read_line(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    reader.by_ref().take(MAX_LINE).read_until(b'\n', &mut line)?;
+    if !line.ends_with(b"\n") {
+        return Err(if line.len() as u64 >= MAX_LINE {
+            invalid("a reply line longer than 64 KiB")
+        } else {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection")
+        });
+    }
+    line.pop();
+    if line.ends_with(b"\r") {
+        line.pop();
+    }
+    Ok(line)
 }
 
 fn number(text: &[u8]) -> io::Result<i64> {
@@ -251,5 +284,67 @@ impl Reply {
             Reply::Status(text) => Some(text.into_bytes()),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::element::service::redis::rdb::allocation;
+
+    fn parse(bytes: &[u8]) -> io::Result<Reply> {
+        read_reply(&mut &bytes[..])
+    }
+
+    #[test]
+    fn replies_of_every_type_parse() -> io::Result<()> {
+        assert_eq!(parse(b"+OK\r\n")?, Reply::Status("OK".to_owned()));
+        assert_eq!(parse(b"-ERR no\r\n")?, Reply::Error("ERR no".to_owned()));
+        assert_eq!(parse(b":-42\r\n")?, Reply::Integer(-42));
+        assert_eq!(parse(b"$3\r\na\r\n\r\n")?, Reply::Bulk(Some(b"a\r\n".to_vec())));
+        assert_eq!(parse(b"$-1\r\n")?, Reply::Bulk(None));
+        assert_eq!(parse(b"*-1\r\n")?, Reply::Array(None));
+        let scan = parse(b"*2\r\n$1\r\n0\r\n*1\r\n$1\r\nk\r\n")?;
+        let keys = Reply::Array(Some(vec![Reply::Bulk(Some(b"k".to_vec()))]));
+        assert_eq!(scan, Reply::Array(Some(vec![Reply::Bulk(Some(b"0".to_vec())), keys])));
+        Ok(())
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        let nested = b"*1\r\n".repeat(1_000_000);
+        let error = parse(&nested).err();
+        assert!(
+            error.as_ref().is_some_and(|error| error.kind() == io::ErrorKind::InvalidData
+                && error.to_string().contains("nested more than 16 deep")),
+            "{error:?}"
+        );
+        let mut just_deep_enough = b"*1\r\n".repeat(MAX_DEPTH);
+        just_deep_enough.extend_from_slice(b":1\r\n");
+        assert!(parse(&just_deep_enough).is_ok());
+    }
+
+    #[test]
+    fn a_bulk_claiming_a_gibibyte_costs_only_what_arrived() {
+        let started = std::time::Instant::now();
+        let (result, largest) = allocation::largest(|| parse(b"$1073741823\r\nabc"));
+        assert!(result.is_err_and(|error| error.kind() == io::ErrorKind::UnexpectedEof));
+        assert!(largest < 64 << 10, "the claimed length drove an allocation of {largest} bytes");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(parse(b"$1073741825\r\n").is_err_and(|error| error.kind() == io::ErrorKind::InvalidData));
+    }
+
+    #[test]
+    fn an_array_claiming_more_items_than_sent_costs_only_what_arrived() {
+        let (result, largest) = allocation::largest(|| parse(b"*9223372036854775807\r\n:1\r\n:2\r\n"));
+        assert!(result.is_err_and(|error| error.kind() == io::ErrorKind::UnexpectedEof));
+        assert!(largest < 64 << 10, "the claimed count drove an allocation of {largest} bytes");
+    }
+
+    #[test]
+    fn a_line_without_an_end_is_cut_at_64_kib() {
+        let endless = vec![b'+'; 1 << 20];
+        let error = parse(&endless).err();
+        assert!(error.is_some_and(|error| error.to_string().contains("longer than 64 KiB")));
     }
 }
