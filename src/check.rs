@@ -2,7 +2,8 @@
 //!
 //! The structural check compares the store's packs with the index, reads every
 //! snapshot manifest against its id, and walks every tree, making sure each blob a
-//! snapshot needs is indexed. With `read_data`, every pack is read whole: its bytes
+//! snapshot needs is indexed, each file's chunks add up to its recorded size, and each
+//! tree is one a restore could write (no `..`, no name twice, every directory a tree). With `read_data`, every pack is read whole: its bytes
 //! against its name, and every blob in it against its id. Damage is reported by pack,
 //! with the snapshots that need the damaged blobs.
 
@@ -11,12 +12,13 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::id::ObjectId;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::store::{self, decode_blob, pack, read_pack_entries};
-use crate::tree::NodeKind;
+use crate::tree::{NodeKind, Tree};
 
 /// What a check found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -141,15 +143,17 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
         };
         report.warnings.push(format!("{}: {problem}", backend.describe(&name).display()));
     }
-    // Per tree, the first chunk it needs that the index lacks: trees are shared by
-    // many snapshots, so each is looked up once.
+    // Per tree, the first thing wrong with it: a chunk it needs that the index lacks, a
+    // file whose chunks do not add up to its size, an entry no restore could write.
+    // Trees are shared by many snapshots, so each is looked up once.
     let mut missing_in_tree: HashMap<ObjectId, Option<String>> = HashMap::new();
     let mut users: BTreeMap<String, BTreeSet<ObjectId>> = BTreeMap::new();
     for snapshot in &snapshots {
         let mut problem: Option<String> = repository.read_manifest(&snapshot.id).err().map(|error| error.to_string());
-        let mut pending: Vec<ObjectId> = snapshot.manifest.elements.iter().map(|element| element.tree).collect();
+        let mut pending: Vec<(ObjectId, String)> =
+            snapshot.manifest.elements.iter().map(|element| (element.tree, element.name.clone())).collect();
         let mut visited = HashSet::new();
-        while let Some(tree_id) = pending.pop() {
+        while let Some((tree_id, path)) = pending.pop() {
             if !visited.insert(tree_id) {
                 continue;
             }
@@ -164,7 +168,9 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
                 }
             };
             for node in &tree.nodes {
-                pending.extend(node.subtree.filter(|_| node.kind == NodeKind::Dir));
+                if let Some(subtree) = node.subtree.filter(|_| node.kind == NodeKind::Dir) {
+                    pending.push((subtree, format!("{path}/{}", String::from_utf8_lossy(&node.name))));
+                }
                 for chunk in &node.content {
                     if let Some(pack) = damaged_blobs.get(chunk) {
                         users.entry(pack.clone()).or_default().insert(snapshot.id);
@@ -181,20 +187,13 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
             let missing = match missing_in_tree.get(&tree_id) {
                 Some(missing) => missing.clone(),
                 None => {
-                    let catalog = store::lock(repository.catalog());
-                    let mut missing = None;
-                    for chunk in tree.nodes.iter().flat_map(|node| &node.content) {
-                        if catalog.locate(chunk)?.is_none() {
-                            missing = Some(format!("chunk {} is missing from the repository", chunk.short(12)));
-                            break;
-                        }
-                    }
+                    let missing = tree_problem(&tree, &store::lock(repository.catalog()))?;
                     missing_in_tree.insert(tree_id, missing.clone());
                     missing
                 }
             };
             if let Some(missing) = missing {
-                problem.get_or_insert(missing);
+                problem.get_or_insert_with(|| format!("in {path}: {missing}"));
             }
         }
         if let Some(problem) = problem {
@@ -214,6 +213,42 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
         })
         .collect();
     Ok(report)
+}
+
+/// The first thing wrong with `tree` that reading its blobs would not show: a name no
+/// restore can write (empty, `.`, `..`, holding `/` or NUL), a name twice, a directory
+/// without a subtree, a chunk the index lacks, or a file whose chunks hold more or fewer
+/// bytes than its recorded size.
+fn tree_problem(tree: &Tree, catalog: &Catalog) -> Result<Option<String>> {
+    let mut names = HashSet::new();
+    for node in &tree.nodes {
+        let name = String::from_utf8_lossy(&node.name);
+        if node.name.is_empty()
+            || node.name == b"."
+            || node.name == b".."
+            || node.name.contains(&b'/')
+            || node.name.contains(&0)
+        {
+            return Ok(Some(format!("its tree holds an entry named `{name}`, which no restore can write")));
+        }
+        if !names.insert(node.name.as_slice()) {
+            return Ok(Some(format!("its tree holds `{name}` twice")));
+        }
+        if node.kind == NodeKind::Dir && node.subtree.is_none() {
+            return Ok(Some(format!("directory `{name}` has no tree")));
+        }
+        let mut held = 0u64;
+        for chunk in &node.content {
+            match catalog.locate(chunk)? {
+                Some(location) => held += u64::from(location.entry.raw_length),
+                None => return Ok(Some(format!("chunk {} is missing from the repository", chunk.short(12)))),
+            }
+        }
+        if node.kind == NodeKind::File && held != node.size {
+            return Ok(Some(format!("file `{name}` records {} bytes, its chunks hold {held}", node.size)));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads a whole pack and verifies it; on damage, says what is wrong and which blobs

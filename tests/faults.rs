@@ -488,3 +488,46 @@ fn check_names_every_snapshot_a_lost_pack_breaks_and_list_shows_them_not_restora
     }
     Ok(())
 }
+
+/// Publishes a copy of `snapshot` whose root tree is `tree` changed by `change`.
+fn publish_changed(
+    repository: &Repository,
+    snapshot: &Snapshot,
+    change: impl FnOnce(&mut envsnap::tree::Tree),
+) -> envsnap::Result<Snapshot> {
+    let mut tree = repository.read_tree(&snapshot.manifest.elements[0].tree)?;
+    change(&mut tree);
+    let writer = envsnap::store::BlobWriter::new(repository.backend(), repository.catalog())?;
+    let id = writer.add(envsnap::store::pack::BlobKind::Tree, &tree.encode())?;
+    writer.flush()?;
+    let mut manifest = snapshot.manifest.clone();
+    manifest.elements[0].tree = id;
+    manifest.note = Some(format!("{:?}", std::time::Instant::now()));
+    repository.publish(&manifest)
+}
+
+#[test]
+fn check_names_a_file_whose_size_disagrees_with_its_chunks_and_trees_no_restore_can_write() -> TestResult {
+    let fixture = Fixture::new()?;
+    fixture.write("a", 70, 100 << 10)?;
+    fixture.write("b", 71, 10)?;
+    let (repository, _) = fixture.open()?;
+    let good = backup_of(&repository, &fixture.data())?;
+    type Change = fn(&mut envsnap::tree::Tree);
+    let changes: [(&str, Change); 4] = [
+        ("records 5 bytes", |tree| tree.nodes[0].size = 5),
+        ("`..`", |tree| tree.nodes[0].name = b"..".to_vec()),
+        ("twice", |tree| tree.nodes[1].name = tree.nodes[0].name.clone()),
+        ("has no tree", |tree| tree.nodes[0].kind = envsnap::tree::NodeKind::Dir),
+    ];
+    for (said, change) in changes {
+        let bad = publish_changed(&repository, &good, change)?;
+        let report = check(&repository, true, &NoProgress)?;
+        let found: Vec<_> = report.damaged_snapshots.iter().filter(|(id, _)| *id == bad.id).collect();
+        assert_eq!(found.len(), 1, "{said}: {report:?}");
+        assert!(found[0].1.contains(said), "{said}: {}", found[0].1);
+        assert!(report.damaged_snapshots.iter().all(|(id, _)| *id != good.id), "{said}: the good one is whole");
+        repository.delete(&bad.id)?;
+    }
+    Ok(())
+}

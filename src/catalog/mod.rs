@@ -171,12 +171,12 @@ impl Catalog {
         // WAL lets readers list and restore while a backup writes. NORMAL sync may lose
         // the last transactions on power loss, never corrupt: the index is rebuilt from
         // the packs, which are synced themselves.
-        // The records are not rebuilt from anywhere, but a lost last transaction costs
-        // a progress figure or a log line, never the database.
+        // The records keep SQLite's rollback journal and full sync: they are rebuilt
+        // from nowhere, and a reader of them needs no -wal and -shm files, so `list` on
+        // a full disk still opens (WAL would make every open create two files more).
         self.connection
             .execute_batch(
-                "PRAGMA main.journal_mode = WAL; PRAGMA records.journal_mode = WAL; PRAGMA main.synchronous = NORMAL;
-                 PRAGMA records.synchronous = NORMAL; PRAGMA busy_timeout = 60000;",
+                "PRAGMA main.journal_mode = WAL; PRAGMA main.synchronous = NORMAL; PRAGMA busy_timeout = 60000;",
             )
             .map_err(|source| self.error(source))?;
         self.connection.execute_batch(SCHEMA).map_err(|source| self.error(source))?;
