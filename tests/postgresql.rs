@@ -719,7 +719,11 @@ impl ExclusiveLock {
     fn pid(database: &str) -> Result<String, Error> {
         let pid = psql(
             database,
-            "SELECT pid FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND locktype = 'relation' LIMIT 1",
+            // Other tests take locks in their own databases at the same time: only this
+            // database's table lock is the one held here.
+            "SELECT pid FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND granted AND locktype = 'relation' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND relation = 'orders'::regclass LIMIT 1",
         )?;
         Ok(pid.trim().to_owned())
     }
