@@ -325,8 +325,7 @@ impl Repository {
         if ObjectId::of(&bytes) != *id {
             return Err(Error::Corrupt { what: what(), detail: "its manifest does not match its id".to_owned() });
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt { what: what(), detail: e.to_string() })?;
+        let manifest = Manifest::decode(&bytes).map_err(|e| Error::Corrupt { what: what(), detail: e.to_string() })?;
         if manifest.format > MANIFEST_FORMAT {
             return Err(Error::FormatTooNew {
                 path: self.backend.describe(&name),
