@@ -1177,4 +1177,30 @@ mod tests {
         assert_eq!(literal("a'b"), "CONVERT(X'612762' USING utf8mb4)");
         assert_eq!(identifier("a`b"), "`a``b`");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever a stored dump holds, the scanner neither panics nor grows: its
+        /// buffers stay within their bounds, and where the dump is cut into pieces does
+        /// not change what it finds.
+        #[test]
+        fn any_bytes_are_scanned_within_bounds_however_they_are_cut(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            cut in 0usize..4096,
+        ) {
+            let mut whole = ClientCommands::default();
+            let found_whole = whole.scan(&bytes);
+            let mut pieces = ClientCommands::default();
+            let cut = cut.min(bytes.len());
+            let found_pieces = pieces.scan(&bytes[..cut]).or_else(|| pieces.scan(&bytes[cut..]));
+            proptest::prop_assert_eq!(found_whole, found_pieces);
+            for scanner in [&whole, &pieces] {
+                proptest::prop_assert!(scanner.shown.len() <= 200);
+                proptest::prop_assert!(scanner.recent.len() <= 64.max(scanner.delimiter.len()));
+                proptest::prop_assert!(scanner.delimiter.len() <= 64);
+                proptest::prop_assert!(scanner.word.as_ref().is_none_or(|word| word.len() <= 17));
+            }
+        }
+    }
 }
