@@ -258,16 +258,10 @@ impl Commit<'_> {
             Entry::Symlink(index) => &self.plan.symlinks[index].path,
             Entry::Dir(index) => &self.plan.dirs[index].path,
         };
-        let rename = || rfs::renameat(&self.staging.dir, staged.as_str(), fd, name);
-        match rename() {
-            Ok(()) => Ok(()),
-            Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
-                remove_tree(fd, name, path, depth)?;
-                at(rename(), "moving into place", path)
-            }
+        match rename_over(self.staging.dir.as_fd(), &staged, fd, name, path, depth)? {
             // Below a mount point of another file system: copy beside, then rename.
             Err(Errno::XDEV) => self.copy_into_place(entry, &staged, fd, name, path, depth),
-            Err(errno) => Err(Error::io("moving into place", path, errno.into())),
+            result => at(result, "moving into place", path),
         }
     }
 
@@ -311,13 +305,8 @@ impl Commit<'_> {
                 }
             }
         }
-        let rename = || rfs::renameat(fd, temporary.as_str(), fd, name);
-        let renamed = match rename() {
-            Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
-                remove_tree(fd, name, path, depth).and_then(|()| at(rename(), "moving into place", path))
-            }
-            other => at(other, "moving into place", path),
-        };
+        let renamed =
+            rename_over(fd, &temporary, fd, name, path, depth).and_then(|result| at(result, "moving into place", path));
         if renamed.is_err() {
             let _ = rfs::unlinkat(fd, temporary.as_str(), AtFlags::empty());
         }
@@ -338,6 +327,26 @@ impl Commit<'_> {
             remove_tree(fd, &name, &dir.path.join(&name), depth)?;
         }
         Ok(())
+    }
+}
+
+/// Renames `from` of `from_dir` over `name` of `dir`, first removing a directory that
+/// stands there (a rename replaces anything else atomically). `Err` is a failed
+/// removal; the rename's own outcome is left to the caller, who may answer `EXDEV`.
+fn rename_over(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &Path,
+    depth: usize,
+) -> Result<rustix::io::Result<()>> {
+    match rfs::renameat(from_dir, from, dir, name) {
+        Err(Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST) => {
+            remove_tree(dir, name, path, depth)?;
+            Ok(rfs::renameat(from_dir, from, dir, name))
+        }
+        result => Ok(result),
     }
 }
 
