@@ -299,6 +299,19 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// The file of the jobs and the activity log is damaged.
+    #[error(
+        "{}: the jobs and the activity log are damaged ({detail}); run `envsnap repair`, which keeps every \
+         entry it can still read and moves the damaged file aside",
+        path.display()
+    )]
+    RecordsDamaged {
+        /// The records file.
+        path: PathBuf,
+        /// What SQLite found wrong.
+        detail: String,
+    },
+
     /// A service's URL that its adapter cannot use.
     #[error("service `{name}`: its url {detail}; fix `url` in envsnap.toml")]
     ServiceUrl {

@@ -27,10 +27,10 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::catalog::{self, Catalog, records};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
-use crate::snapshot::{MANIFEST_FORMAT, Manifest, Snapshot, manifest_name};
+use crate::snapshot::{MANIFEST_FORMAT, MAX_MANIFEST_SIZE, Manifest, Snapshot, manifest_name};
 use crate::store::backend::{Backend, LocalBackend};
 use crate::store::chunker::ChunkerParams;
 use crate::store::lock::{LockKind, RepositoryLock};
@@ -42,6 +42,8 @@ use crate::tree::Tree;
 pub const FORMAT_VERSION: u32 = 1;
 
 const CONFIG: &str = "config.json";
+/// A `config.json` is a hundred bytes; anything past this is not one.
+const MAX_CONFIG_SIZE: u64 = 64 << 10;
 /// The catalog's file in the repository.
 pub const CATALOG: &str = "catalog.sqlite";
 
@@ -85,6 +87,8 @@ pub struct Repository {
     /// Why the catalog file could not be opened, when opened for [`Access::Repair`]
     /// (an empty catalog in memory stands in for it meanwhile).
     catalog_damage: Option<String>,
+    /// What `repair` saved of a damaged records file, found as it opened the repository.
+    records_salvage: Option<records::Salvage>,
 }
 
 /// The name of the object that pins snapshot `id`.
@@ -171,6 +175,9 @@ impl Repository {
         // An empty file is what a catalog truncated to nothing leaves: SQLite takes it
         // for a new database, so it is rebuilt as a missing one is.
         let fresh_catalog = fs::metadata(&catalog_path).map_or(true, |metadata| metadata.len() == 0);
+        // The records are saved before anything opens them: the catalog attaches them.
+        let records_salvage =
+            if access == Access::Repair { records::salvage(&root.join(catalog::RECORDS))? } else { None };
         let (catalog, catalog_damage) = match Catalog::open(&catalog_path) {
             Ok(catalog) => (catalog, None),
             // A newer catalog is not damaged: repair must not move it aside.
@@ -187,6 +194,7 @@ impl Repository {
             readers: Mutex::new(readers),
             access,
             catalog_damage,
+            records_salvage,
         };
         if access == Access::Repair {
             // Repair rebuilds everything from the store: nothing to reconcile first.
@@ -208,7 +216,7 @@ impl Repository {
 
     fn read_config(root: &Path, backend: &dyn Backend) -> Result<RepositoryConfig> {
         let path = backend.describe(CONFIG);
-        let bytes = match backend.get(CONFIG) {
+        let bytes = match backend.get(CONFIG, MAX_CONFIG_SIZE) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::RepositoryMissing { path: root.to_owned() });
@@ -320,7 +328,8 @@ impl Repository {
     /// Reads and verifies a snapshot's manifest from the store.
     pub fn read_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let name = manifest_name(id);
-        let bytes = self.backend.get(&name).context("reading", self.backend.describe(&name))?;
+        let bytes =
+            self.backend.get(&name, MAX_MANIFEST_SIZE as u64).context("reading", self.backend.describe(&name))?;
         let what = || format!("snapshot {}", id.short(12));
         if ObjectId::of(&bytes) != *id {
             return Err(Error::Corrupt { what: what(), detail: "its manifest does not match its id".to_owned() });
@@ -401,7 +410,8 @@ impl Repository {
         for (name, _) in self.list("gone")? {
             let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { continue };
             let Ok(branch) = String::from_utf8(branch) else { continue };
-            let bytes = self.backend.get(&name).context("reading", self.backend.describe(&name))?;
+            // An RFC 3339 time is some 30 bytes.
+            let bytes = self.backend.get(&name, 4096).context("reading", self.backend.describe(&name))?;
             let since = std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
@@ -481,22 +491,19 @@ impl Repository {
     /// The last restore that changed environment `env`, if one was recorded.
     pub fn last_restore(&self, env: &str) -> Result<Option<RestoreRecord>> {
         /// A record is a few hundred bytes; anything larger is not one.
-        const MAX_RECORD: usize = 64 << 10;
+        const MAX_RECORD: u64 = 64 << 10;
         let name = restore_record_name(env);
         let path = self.backend.describe(&name);
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("restore record {}", path.display()),
             detail: format!("{detail}; remove it to forget the last restore into `{env}`"),
         };
-        // Its size is learnt before it is read, so a planted huge file costs no memory.
-        let listed = self.backend.list("restores").context("listing", self.backend.describe("restores"))?;
-        let Some((_, size)) = listed.into_iter().find(|(listed, _)| *listed == name) else {
-            return Ok(None);
+        let bytes = match self.backend.get(&name, MAX_RECORD) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Err(corrupt(error.to_string())),
+            Err(error) => return Err(Error::io("reading", &path, error)),
         };
-        if size > MAX_RECORD as u64 {
-            return Err(corrupt(format!("it is {size} bytes, far more than a record holds")));
-        }
-        let bytes = self.backend.get_range(&name, 0, size as usize).context("reading", &path)?;
         let record: RestoreRecord = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if record.env != env {
             return Err(corrupt(format!("it records a restore into `{}`", record.env)));
@@ -570,7 +577,7 @@ impl Repository {
         for suffix in ["", "-wal", "-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", partial.display()));
         }
-        let mut report = RepairReport::default();
+        let mut report = RepairReport { records: self.records_salvage.clone(), ..RepairReport::default() };
         let damage = match &self.catalog_damage {
             Some(damage) => Some(damage.clone()),
             None => store::lock(&self.catalog).integrity_problem(),
@@ -659,7 +666,7 @@ impl Repository {
     /// What `repair` indexes of pack `name`, and what was wrong with it; `old` is what
     /// the old catalog placed in it.
     fn entries_to_index(&self, name: &str, old: &[PackEntry]) -> (Vec<PackEntry>, Option<String>) {
-        let bytes = match self.backend.get(name) {
+        let bytes = match self.backend.get(name, pack::MAX_PACK_SIZE) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let problem = format!(
@@ -721,6 +728,8 @@ pub struct RepairReport {
     pub manifests_restored: Vec<String>,
     /// Where the old catalog was moved, and why, when it was damaged.
     pub moved_aside: Option<(PathBuf, String)>,
+    /// What was saved of the jobs and the activity log, when their file was damaged.
+    pub records: Option<records::Salvage>,
 }
 
 /// A restore into an environment, as `undo` needs to know it.

@@ -163,7 +163,8 @@ pub fn pack_id_of_name(name: &str) -> Option<ObjectId> {
 pub fn read_verified_pack(backend: &dyn Backend, name: &str) -> Result<Vec<PackEntry>> {
     let corrupt =
         |detail: String| Error::Corrupt { what: format!("pack {}", backend.describe(name).display()), detail };
-    let bytes = backend.get(name).map_err(|error| Error::io("reading", backend.describe(name), error))?;
+    let bytes =
+        backend.get(name, pack::MAX_PACK_SIZE).map_err(|error| Error::io("reading", backend.describe(name), error))?;
     if pack_id_of_name(name) != Some(ObjectId::of(&bytes)) {
         return Err(corrupt("its bytes do not match its name".to_owned()));
     }

@@ -29,6 +29,13 @@ pub const MAX_DATA_BLOB: u32 = fastcdc::v2020::MAXIMUM_MAX;
 /// hundred thousand entries, far above any real one, far below what exhausts memory.
 pub const MAX_TREE_BLOB: u32 = 64 << 20;
 
+/// The largest pack a reader accepts. A writer closes a pack once it holds
+/// [`PACK_TARGET`](super::PACK_TARGET) bytes, footer included, so the last blob added,
+/// at most a tree's [`MAX_TREE_BLOB`] stored plain, is all it can go past that by;
+/// this leaves room for as much again. A larger "pack" (a sparse file, a planted
+/// object) is refused before any of it is read.
+pub const MAX_PACK_SIZE: u64 = 128 << 20;
+
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlobKind {
@@ -141,9 +148,10 @@ impl PackBuilder {
         self.bytes.extend_from_slice(stored);
     }
 
-    /// Bytes so far, footer not counted.
+    /// The pack's size were it finished now: its bytes so far, footer and trailer
+    /// counted, so that many small blobs cannot grow a footer past what readers take.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len().max(HEADER.len()) + self.entries.len() * ENTRY_SIZE + TRAILER_SIZE
     }
 
     fn header_written(&mut self) {
@@ -181,6 +189,9 @@ pub enum PackError {
     /// The pack is shorter than its header and trailer.
     #[error("too short to be a pack ({0} bytes)")]
     TooShort(u64),
+    /// The pack is larger than any pack a writer makes.
+    #[error("{0} bytes, more than the {max} bytes of the largest pack", max = MAX_PACK_SIZE)]
+    Oversized(u64),
     /// The trailer magic is wrong.
     #[error("no pack trailer at the end")]
     BadTrailer,
@@ -207,6 +218,9 @@ pub enum PackError {
 pub fn footer_location(trailer: &[u8], pack_size: u64) -> Result<(u64, usize), PackError> {
     if pack_size < (HEADER.len() + TRAILER_SIZE) as u64 || trailer.len() != TRAILER_SIZE {
         return Err(PackError::TooShort(pack_size));
+    }
+    if pack_size > MAX_PACK_SIZE {
+        return Err(PackError::Oversized(pack_size));
     }
     if &trailer[4..] != TRAILER_MAGIC {
         return Err(PackError::BadTrailer);
@@ -247,7 +261,12 @@ pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, Pack
             if raw_length > kind.max_raw_length() {
                 return Err(PackError::TooLarge { index, raw_length });
             }
-            if compression == Compression::None && raw_length != length {
+            // A writer stores a blob compressed only when that makes it smaller.
+            let honest = match compression {
+                Compression::None => raw_length == length,
+                Compression::Zstd => length < raw_length,
+            };
+            if !honest {
                 return Err(bad());
             }
             Ok(PackEntry { id, kind, compression, offset, length, raw_length })
@@ -328,5 +347,42 @@ mod tests {
         builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::Zstd, &stored, 1 << 30);
         let (_, bytes, _) = builder.finish();
         assert_eq!(parse_pack(&bytes), Err(PackError::TooLarge { index: 0, raw_length: 1 << 30 }));
+    }
+
+    #[test]
+    fn a_pack_larger_than_any_writer_makes_is_refused_unread() {
+        let mut builder = PackBuilder::new();
+        builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::None, b"x", 1);
+        let (_, bytes, _) = builder.finish();
+        // A sparse file, or a planted object, claiming a footer far beyond any pack.
+        let trailer = &bytes[bytes.len() - TRAILER_SIZE..];
+        assert_eq!(footer_location(trailer, 1 << 40), Err(PackError::Oversized(1 << 40)));
+        assert_eq!(footer_location(trailer, MAX_PACK_SIZE).map(|(_, length)| length), Ok(ENTRY_SIZE));
+    }
+
+    #[test]
+    fn a_pack_counts_its_footer_so_many_small_blobs_close_it_in_time() {
+        let mut builder = PackBuilder::new();
+        let mut count = 0u32;
+        while builder.len() < crate::store::PACK_TARGET {
+            builder.add(ObjectId::of(&count.to_le_bytes()), BlobKind::Data, Compression::None, &[1], 1);
+            count += 1;
+        }
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(bytes.len(), builder_size(count), "len() is the finished size");
+        assert!(bytes.len() as u64 <= MAX_PACK_SIZE);
+        assert_eq!(parse_pack(&bytes).map(|entries| entries.len()), Ok(count as usize));
+    }
+
+    fn builder_size(blobs: u32) -> usize {
+        HEADER.len() + blobs as usize * (1 + ENTRY_SIZE) + TRAILER_SIZE
+    }
+
+    #[test]
+    fn a_compressed_blob_no_smaller_than_its_plain_bytes_is_refused() {
+        let mut builder = PackBuilder::new();
+        builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::Zstd, &[0; 40], 40);
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(parse_pack(&bytes), Err(PackError::BadEntry(0)));
     }
 }
