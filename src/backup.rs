@@ -28,7 +28,7 @@ use crate::repository::Repository;
 use crate::snapshot::{Element, ElementKind, MANIFEST_FORMAT, Manifest, Mode, Snapshot, Trigger};
 use crate::store::BlobWriter;
 use crate::store::chunker::ChunkerParams;
-use crate::store::pack::BlobKind;
+use crate::store::pack::{BlobKind, MAX_TREE_BLOB};
 use crate::tree::{Node, NodeKind, Tree};
 
 /// A service to capture: its element name and its adapter.
@@ -329,7 +329,15 @@ impl Walker<'_> {
             summary.dirs += child.dirs;
             tree.nodes.push(node);
         }
-        let id = self.writer.add(BlobKind::Tree, &tree.encode())?;
+        let encoded = tree.encode();
+        if encoded.len() > MAX_TREE_BLOB as usize {
+            return Err(Error::DirectoryTooLarge {
+                path: path.to_owned(),
+                entries: tree.nodes.len(),
+                bytes: encoded.len(),
+            });
+        }
+        let id = self.writer.add(BlobKind::Tree, &encoded)?;
         if self.remember {
             crate::store::lock(self.remembered).insert(id, tree);
         }

@@ -252,6 +252,13 @@ impl<'a> BlobWriter<'a> {
     /// Like [`BlobWriter::add`], for a caller that hashed `data` already. Returns
     /// whether it was new.
     pub fn add_hashed(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<bool> {
+        // A blob past its kind's bound would make its whole pack unreadable.
+        if data.len() > kind.max_raw_length() as usize {
+            return Err(Error::Corrupt {
+                what: format!("a blob of {} bytes", data.len()),
+                detail: format!("a blob of its kind holds at most {} bytes; it was not stored", kind.max_raw_length()),
+            });
+        }
         if !lock(&self.known).insert(id) {
             return Ok(false);
         }
@@ -350,6 +357,22 @@ mod tests {
             };
             assert_eq!(decode_blob(&entry, stored.into_owned()).as_deref(), Ok(data));
         }
+    }
+
+    #[test]
+    fn a_blob_past_its_kinds_bound_is_refused_and_its_pack_stays_readable() -> Result<()> {
+        let backend = MemoryBackend::default();
+        let catalog = Mutex::new(Catalog::in_memory()?);
+        let writer = BlobWriter::new(&backend, &catalog)?;
+        let small = writer.add(BlobKind::Tree, b"a small tree")?;
+        let huge = vec![7u8; pack::MAX_TREE_BLOB as usize + 1];
+        let refused = writer.add(BlobKind::Tree, &huge).expect_err("a tree past 64 MiB");
+        assert!(refused.to_string().contains("it was not stored"), "{refused}");
+        writer.flush()?;
+        let (name, _) = backend.list("packs").map_err(|e| Error::io("listing", "memory", e))?.remove(0);
+        let entries = read_verified_pack(&backend, &name)?;
+        assert_eq!(entries.iter().map(|entry| entry.id).collect::<Vec<_>>(), [small]);
+        Ok(())
     }
 
     #[test]
