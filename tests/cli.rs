@@ -259,3 +259,29 @@ fn verbose_backups_say_how_long_each_element_took() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn the_readme_lists_every_command() -> TestResult {
+    let readme = fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))?;
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_envsnap")).arg("--help").output()?;
+    let help = String::from_utf8(help.stdout)?;
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.strip_prefix("  ").filter(|rest| !rest.starts_with(' ')))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    assert!(commands.contains(&"undo") && commands.contains(&"export"), "{help}");
+    for command in commands {
+        let entry = format!("`envsnap {command}");
+        let listed = readme.lines().any(|line| line.starts_with('|') && line.contains(&entry));
+        assert!(listed, "README.md's table lists `{command}`");
+    }
+    for shown in ["cargo install --path .", "envsnap schedule status", "envsnap schedule uninstall", "--branch-from"] {
+        assert!(readme.contains(shown), "README.md says {shown}");
+    }
+    Ok(())
+}

@@ -107,7 +107,8 @@ pub enum Command {
     Activity(activity::Args),
     /// The current environment: its elements, its newest snapshot, what is running.
     Status(status::Args),
-    /// Take the automated snapshots that are due (`run`), from cron or a systemd timer (`install`).
+    /// Take the automated snapshots that are due (`run`) from cron or a systemd timer
+    /// (`install`, `uninstall`); show the schedule (`status`).
     Schedule(schedule::Args),
     /// Rebuild the catalog from the store alone.
     Repair(repair::Args),
