@@ -541,12 +541,18 @@ impl Repository {
         store::lock(&self.catalog).snapshots(env)
     }
 
-    /// Finds a snapshot by `latest` (the newest of `env`) or a unique id prefix.
+    /// Finds a snapshot by `latest` (see [`crate::retention::latest`]: the newest
+    /// complete snapshot of the whole of `env`, not a safety or partial one) or a
+    /// unique id prefix.
     pub fn resolve(&self, text: &str, env: Option<&str>) -> Result<Snapshot> {
         if text == "latest" {
-            return self.snapshots(env)?.into_iter().next().ok_or_else(|| Error::SnapshotNotFound {
+            let snapshots = self.snapshots(env)?;
+            return crate::retention::latest(&snapshots).cloned().ok_or_else(|| Error::SnapshotNotFound {
                 id: text.to_owned(),
-                scope: env.map(|env| format!(" in environment {env}")).unwrap_or_default(),
+                scope: format!(
+                    "{} (`latest` is a snapshot of every element, not a safety or --element one; others go by id)",
+                    env.map(|env| format!(" in environment {env}")).unwrap_or_default()
+                ),
             });
         }
         let prefix = text.to_ascii_lowercase();

@@ -79,6 +79,7 @@ fn backup_of(repository: &Repository, data: &Path) -> envsnap::Result<Snapshot> 
         host: "here".into(),
         mounts: vec![Mount { name: "data".into(), path: data.to_owned(), exclude: vec![] }],
         services: vec![],
+        partial: false,
         pause: None,
     };
     Ok(backup(repository, &options, &NoProgress)?.snapshot)
