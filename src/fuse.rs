@@ -338,6 +338,7 @@ fn errno(error: &ViewError) -> Errno {
         ViewError::IsADirectory => Errno::EISDIR,
         ViewError::WrongKind => Errno::EINVAL,
         ViewError::Damaged(_) => Errno::EIO,
+        ViewError::Exhausted { .. } => Errno::ENOMEM,
     }
 }
 

@@ -22,6 +22,13 @@
 //! - **Lazy.** A directory's tree is read from the store the first time it is looked
 //!   into, never before, so opening a repository of any size costs the snapshot list
 //!   only, and memory grows with what is visited, not with the repository.
+//! - **Bounded.** What is visited is bounded too: the entries given numbers may take at
+//!   most [`ViewOptions::entry_bytes`] (1 GiB, about four million entries, by default).
+//!   Stable numbers mean an entry is never forgotten, and a few kilobytes of stored
+//!   trees that share subtrees can name 2^40 paths, so without a bound a `find` in a
+//!   hostile snapshot would take all the memory there is. Past the bound, directories
+//!   not listed yet fail to list ([`ViewError::Exhausted`]); those already listed, and
+//!   every file in them, still read.
 //! - **Stable inode numbers.** A number is given to an entry once, when its directory is
 //!   first listed, and is never reused or changed while the view lives. Directories of a
 //!   snapshot never change, so their entries are made once. The folders that follow the
@@ -92,11 +99,17 @@ pub struct ViewOptions {
     pub prefetch: usize,
     /// How old the snapshot list may be when a folder that follows it is looked into.
     pub refresh: Duration,
+    /// Bytes the entries given numbers may take: their inodes, names, chunk lists and
+    /// symlink targets.
+    pub entry_bytes: u64,
+    /// Told once, the first time a listing is refused for [`ViewOptions::entry_bytes`].
+    pub exhausted: Box<dyn Fn(&ViewError) + Send + Sync>,
 }
 
 impl ViewOptions {
     /// The defaults for `scope`: 32 MiB of cache, 2 chunks of prefetch, a refresh every
-    /// second, `snapshot.json` as the manifest and damage not reported.
+    /// second, 1 GiB of entries, `snapshot.json` as the manifest, and neither damage nor
+    /// the entry bound reported.
     pub fn new(scope: Scope) -> Self {
         ViewOptions {
             scope,
@@ -107,6 +120,8 @@ impl ViewOptions {
             cache_bytes: 32 << 20,
             prefetch: 2,
             refresh: Duration::from_secs(1),
+            entry_bytes: ENTRY_BYTES,
+            exhausted: Box::new(|_| {}),
         }
     }
 }
@@ -116,6 +131,7 @@ impl std::fmt::Debug for ViewOptions {
         f.debug_struct("ViewOptions")
             .field("scope", &self.scope)
             .field("cache_bytes", &self.cache_bytes)
+            .field("entry_bytes", &self.entry_bytes)
             .field("prefetch", &self.prefetch)
             .field("refresh", &self.refresh)
             .finish_non_exhaustive()
@@ -152,6 +168,13 @@ pub enum ViewError {
     /// The stored data is damaged or missing; the message says which.
     #[error("{0}")]
     Damaged(String),
+    /// Listing the directory would take the view's entries past
+    /// [`ViewOptions::entry_bytes`].
+    #[error("the entries shown so far take the view's limit of {} MiB", limit >> 20)]
+    Exhausted {
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// What kind of entry.
@@ -350,7 +373,47 @@ pub struct View {
     owner: (u32, u32),
     /// When the view was made: the time of the folders it makes up.
     started: Timestamp,
+    /// What the entries of snapshot directories listed so far take, by
+    /// [`entry_weight`], and what they may take.
+    entries: EntryBudget,
 }
+
+/// The bytes of the entries a view has given numbers to, within a limit.
+struct EntryBudget {
+    held: AtomicU64,
+    limit: u64,
+    exhausted: Box<dyn Fn(&ViewError) + Send + Sync>,
+    told: AtomicBool,
+}
+
+impl EntryBudget {
+    /// Takes `bytes` more, or refuses (telling the first time) if that passes the limit.
+    fn take(&self, bytes: u64) -> Result<(), ViewError> {
+        let taken = self.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+            held.checked_add(bytes).filter(|&total| total <= self.limit)
+        });
+        if taken.is_ok() {
+            return Ok(());
+        }
+        let error = ViewError::Exhausted { limit: self.limit };
+        if !self.told.swap(true, Ordering::Relaxed) {
+            (self.exhausted)(&error);
+        }
+        Err(error)
+    }
+}
+
+/// What the view keeps for `node` once it has a number, beside a fixed part: its name in
+/// its directory's listing, its chunk ids or its symlink target.
+fn entry_weight(node: &Node) -> u64 {
+    let target = node.target.as_ref().map_or(0, Vec::len);
+    (ENTRY_FIXED + node.name.len() + node.content.len() * size_of::<ObjectId>() + target) as u64
+}
+
+/// The fixed part of an entry's weight: its inode with the counts of its `Arc`, its
+/// place in the inode list, its place in its directory's listing.
+const ENTRY_FIXED: usize =
+    size_of::<Inode>() + 2 * size_of::<usize>() + size_of::<Arc<Inode>>() * 2 + size_of::<Box<[u8]>>();
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -380,10 +443,14 @@ const LAYOUTS: usize = 4096;
 /// Files kept ready for reading, by number.
 const OPEN_FILES: usize = 1024;
 
+/// Bytes the entries given numbers may take, by default: about four million entries of
+/// snapshot trees, each a file of one chunk.
+const ENTRY_BYTES: u64 = 1 << 30;
+
 impl View {
     /// A view of `repository`. Reads the snapshot list; nothing else is read until asked.
     pub fn new(repository: Repository, options: ViewOptions) -> Result<Self> {
-        let ViewOptions { scope, describe, damaged, cache_bytes, prefetch, refresh } = options;
+        let ViewOptions { scope, describe, damaged, cache_bytes, prefetch, refresh, entry_bytes, exhausted } = options;
         let metadata = std::fs::metadata(repository.root())
             .map_err(|error| Error::io("reading", repository.root().to_owned(), error))?;
         let owner = (metadata.uid(), metadata.gid());
@@ -406,6 +473,12 @@ impl View {
             }),
             owner,
             started,
+            entries: EntryBudget {
+                held: AtomicU64::new(0),
+                limit: entry_bytes,
+                exhausted,
+                told: AtomicBool::new(false),
+            },
         };
         let root = match scope {
             Scope::All => view.made_up_dir(ROOT, view.started, false, Body::live(LiveDir::Root)),
@@ -751,6 +824,7 @@ impl View {
                 let tree_id =
                     tree.ok_or_else(|| ViewError::Damaged("a directory of the snapshot has no tree".into()))?;
                 let tree = self.chunks.tree(&tree_id)?;
+                self.entries.take(tree.nodes.iter().map(entry_weight).sum())?;
                 let mut hard_links = store::lock(&self.hard_links);
                 for node in tree.nodes.iter().filter(|node| plain_name(&node.name)) {
                     let inode = if node.kind == NodeKind::File && node.links > 1 {
@@ -1401,6 +1475,35 @@ mod tests {
             view.list(view.resolve("envs/main/latest/snapshot.json")?.ino).err(),
             Some(ViewError::NotADirectory)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn listings_past_the_entry_bound_are_refused_and_what_was_listed_still_reads() -> TestResult {
+        let fixture = Fixture::new()?;
+        fixture.backup("main", None)?;
+        let told = Arc::new(AtomicU64::new(0));
+        let mut options = ViewOptions::new(Scope::All);
+        // Room for `data` (two entries), not for `data/sub` as well (four more).
+        options.entry_bytes = 3 * ENTRY_FIXED as u64;
+        options.exhausted = Box::new({
+            let told = told.clone();
+            move |_| {
+                told.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let view = View::new(fixture.repository(Access::Read)?, options)?;
+        assert_eq!(names(&view, "envs/main/latest/files/data")?, ["hello.txt", "sub"]);
+        let refused = Some(ViewError::Exhausted { limit: 3 * ENTRY_FIXED as u64 });
+        assert_eq!(names(&view, "envs/main/latest/files/data/sub").err(), refused);
+        assert_eq!(names(&view, "envs/main/latest/files/data/sub").err(), refused, "refused again");
+        assert_eq!(told.load(Ordering::Relaxed), 1, "told once");
+        assert_eq!(read_all(&view, "envs/main/latest/files/data/hello.txt")?, b"hello\n");
+        assert_eq!(names(&view, "envs/main/latest/files/data")?, ["hello.txt", "sub"], "still listed");
+        assert_eq!(names(&view, "envs/main/latest/services")?, ["db.sql", "tables"], "made-up folders cost nothing");
+
+        let view = fixture.view(Scope::All)?;
+        assert_eq!(names(&view, "envs/main/latest/files/data/sub")?, ["again.txt", "big.bin", "deeper", "link"]);
         Ok(())
     }
 

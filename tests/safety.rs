@@ -28,6 +28,7 @@ use envsnap::store::BlobWriter;
 use envsnap::store::lock::{LockKind, RepositoryLock};
 use envsnap::store::pack::BlobKind;
 use envsnap::tree::{Node, NodeKind, Tree};
+use envsnap::view::{EntryKind, Scope, View, ViewError, ViewOptions};
 
 type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
@@ -1400,6 +1401,33 @@ fn trees_that_name_too_much_are_refused_at_once() -> TestResult {
     let output = workspace.run(&["diff", &wide[..12], &deep[..12]])?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.code() == Some(1) && stderr.contains("entries"), "diff: {stderr}");
+
+    // The mount's view walks what it is asked to, so its bound is on the entries it
+    // holds: a walk of all 2^40 paths stops at it, soon, and says so.
+    let limit = 8 << 20;
+    let mut options = ViewOptions::new(Scope::All);
+    options.entry_bytes = limit;
+    let view = View::new(Repository::open(&repository, Access::Read, &mut |_| {})?, options)?;
+    let started = Instant::now();
+    let mut directories = vec![view.resolve(&format!("ids/{wide}/files/data"))?.ino];
+    let mut entries = 0_u64;
+    let stopped = loop {
+        let Some(directory) = directories.pop() else { break None };
+        match view.list(directory) {
+            Ok(listing) => {
+                for (_, attributes) in listing.entries(0) {
+                    entries += 1;
+                    if attributes.kind == EntryKind::Directory {
+                        directories.push(attributes.ino);
+                    }
+                }
+            }
+            Err(error) => break Some(error),
+        }
+    };
+    assert_eq!(stopped, Some(ViewError::Exhausted { limit }), "after {entries} entries");
+    assert!(entries <= limit / 64, "{entries} entries held within {limit} bytes");
+    assert!(started.elapsed() < Duration::from_secs(20), "walking took {:?}", started.elapsed());
     Ok(())
 }
 

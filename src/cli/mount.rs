@@ -80,6 +80,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     options.damaged = Box::new(|error| {
         eprintln!("envsnap: {error}; the files that need it fail to read with an input/output error (EIO)");
     });
+    options.exhausted = Box::new(|error| {
+        eprintln!(
+            "envsnap: {error}; directories not listed yet fail with 'Cannot allocate memory' (ENOMEM): \
+             unmount and mount again, or mount one snapshot (`envsnap mount ID`), to look further"
+        );
+    });
     let view = View::new(repository, options)?;
 
     let mut mounted = fuse::mount(view, &args.mount_point, move |outcome| {
