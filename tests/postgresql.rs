@@ -855,3 +855,61 @@ fn a_stream_that_holds_a_shell_command_runs_nothing() -> TestResult {
     assert!(message.contains("backslash commands are restricted"), "{message}");
     Ok(())
 }
+
+/// What the owner of `database` set on it, one line each.
+fn database_properties(database: &str) -> Result<String, Error> {
+    psql(
+        "postgres",
+        &format!(
+            "SELECT datlocprovider, daticulocale, datcollate, datconnlimit, \
+             (SELECT array_agg(item::text ORDER BY item::text) FROM unnest(datacl) item), \
+             shobj_description(d.oid, 'pg_database'), \
+             (SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0) \
+             FROM pg_database d WHERE datname = '{database}'"
+        ),
+    )
+}
+
+#[test]
+fn what_the_owner_set_on_the_database_survives_a_restore_and_its_tables_are_analyzed() -> TestResult {
+    let databases = Databases::new();
+    // Dropped after the databases, which hold its grants.
+    let role = DropRole { role: format!("{}_reader", databases.prefix), database: "postgres".to_owned() };
+    let (main, feature) = (databases.name("main"), databases.name("feature"));
+    psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE \"{main}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        ),
+    )?;
+    for statement in [
+        format!("CREATE ROLE \"{}\"", role.role),
+        format!("ALTER DATABASE \"{main}\" SET work_mem = '64MB'"),
+        format!("ALTER DATABASE \"{main}\" SET search_path = \"$user\", public, \"Odd, one\""),
+        format!("COMMENT ON DATABASE \"{main}\" IS 'the shop''s data'"),
+        format!("REVOKE CONNECT ON DATABASE \"{main}\" FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE \"{main}\" TO \"{}\" WITH GRANT OPTION", role.role),
+        format!("ALTER DATABASE \"{main}\" CONNECTION LIMIT 50"),
+    ] {
+        psql("postgres", &statement)?;
+    }
+    psql(&main, "CREATE TABLE words (w text); INSERT INTO words VALUES ('b'), ('A'), ('a'), ('B');")?;
+    let properties = database_properties(&main)?;
+    assert!(properties.starts_with("i|en-US|"), "{properties}");
+    let order = |database: &str| psql(database, "SELECT string_agg(w, ' ' ORDER BY w) FROM words");
+    assert_eq!(order(&main)?.trim(), "a A b B", "ICU's order, not C's (A B a b)");
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let id = project.backup(&[])?;
+
+    project.ok(&["restore", &id[..12], "--yes"])?;
+    project.ok(&["restore", &id[..12], "--target", "feature", "--branch-from", "main", "--yes"])?;
+    for database in [&main, &feature] {
+        let restored = database_properties(database)?;
+        assert_eq!(restored.replace(database.as_str(), "DB"), properties.replace(main.as_str(), "DB"), "{database}");
+        assert_eq!(order(database)?.trim(), "a A b B", "{database}");
+        let statistics = psql(database, "SELECT count(*) FROM pg_stats WHERE tablename = 'words'")?;
+        assert_eq!(statistics.trim(), "1", "{database} was analyzed after the restore");
+    }
+    Ok(())
+}
