@@ -913,3 +913,32 @@ fn what_the_owner_set_on_the_database_survives_a_restore_and_its_tables_are_anal
     }
     Ok(())
 }
+
+#[test]
+fn a_restore_that_lacks_the_owner_of_objects_names_it_and_restores_without_owners() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let owner = DropRole { role: format!("{}_owner", databases.prefix), database: main.clone() };
+    psql("postgres", &format!("CREATE ROLE \"{}\"", owner.role))?;
+    psql(&main, &format!("ALTER TABLE people OWNER TO \"{}\"", owner.role))?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let id = project.backup(&[])?;
+    // Another server would not have the role: here it is dropped.
+    psql(&main, &format!("REASSIGN OWNED BY \"{}\" TO postgres", owner.role))?;
+    psql("postgres", &format!("DROP ROLE \"{}\"", owner.role))?;
+
+    let stderr = project.fails(&["restore", &id[..12], "--yes", "--no-safety-snapshot"], 1)?;
+    let said = [format!("names role `{}`, the owner of objects in it", owner.role), "--no-owner".to_owned()];
+    for said in said {
+        assert!(stderr.contains(&said), "says `{said}`: {stderr}");
+    }
+    assert!(!stderr.contains("fix the user in `url`"), "{stderr}");
+
+    project.ok(&["restore", &id[..12], "--yes", "--no-safety-snapshot", "--no-owner"])?;
+    let table_owner = psql(&main, "SELECT tableowner FROM pg_tables WHERE tablename = 'people'")?;
+    assert_eq!(table_owner.trim(), "postgres", "the restoring user owns what the missing role owned");
+    assert_eq!(psql(&main, "SELECT count(*) FROM people")?.trim(), "20002");
+    Ok(())
+}

@@ -62,6 +62,11 @@ pub trait Service: Send + Sync {
 
     /// Replaces the service's data with the dump in `source`.
     fn restore(&self, source: &dyn DumpSource) -> Result<()>;
+
+    /// Makes [`Service::restore`] give every object to the restoring user instead of
+    /// the owners the dump names (`restore --no-owner`), for a server that lacks those
+    /// roles. A service whose dumps name no owners ignores it.
+    fn restore_without_owners(&mut self) {}
 }
 
 /// The adapter for a resolved `[[service]]`.

@@ -137,6 +137,9 @@ pub struct PostgresService {
     url: ConnectionUrl,
     address: String,
     layout: DumpLayout,
+    /// Whether a restore keeps the dump's owners (`ALTER … OWNER TO`); see
+    /// [`Service::restore_without_owners`].
+    owners: bool,
 }
 
 /// What the header stream records about the captured database.
@@ -296,7 +299,7 @@ impl PostgresService {
         {
             address = address.replacen(":5432/", &format!(":{port}/"), 1);
         }
-        Ok(PostgresService { name: name.to_owned(), url, address, layout: DumpLayout::default() })
+        Ok(PostgresService { name: name.to_owned(), url, address, layout: DumpLayout::default(), owners: true })
     }
 
     /// The same service, cutting its dumps as `layout` says.
@@ -649,7 +652,10 @@ impl PostgresService {
         restrict: bool,
         cancel: &AtomicBool,
     ) -> Result<()> {
-        let input = source.open(stream)?;
+        let mut input = source.open(stream)?;
+        if !self.owners && !stream.starts_with("2-data") {
+            input = Box::new(OwnerFilter::new(input));
+        }
         let mut command = self.psql(database);
         command.stdin(Stdio::piped());
         let mut tool = Tool::start("psql", &mut command).map_err(|error| self.tool_failed(error))?;
@@ -657,10 +663,10 @@ impl PostgresService {
         let copied = copy_restricted(input, &mut stdin, restrict, cancel);
         drop(stdin);
         match copied {
-            Ok(()) => tool.finish().map_err(|error| self.tool_failed(error)),
+            Ok(()) => tool.finish().map_err(|error| self.load_failed(error)),
             // psql stopped reading: it died or its session was ended, and says why.
             Err(error) if error.kind() == io::ErrorKind::BrokenPipe => match tool.finish() {
-                Err(failure) => Err(self.tool_failed(failure)),
+                Err(failure) => Err(self.load_failed(failure)),
                 Ok(()) => Err(self.failed(format!("psql stopped reading `{stream}` before its end: {error}"))),
             },
             // The stream could not be read, or another stream failed: psql must not take
@@ -675,6 +681,24 @@ impl PostgresService {
                 })
             }
         }
+    }
+
+    /// A load that failed, in words: a role the dump names that this server lacks is
+    /// the owner of objects in the dump (or a grantee), not the user in `url`.
+    fn load_failed(&self, error: ToolError) -> Error {
+        if let ToolError::Failed { stderr, .. } = &error
+            && !stderr.contains("FATAL:")
+            && let Some(role) = missing_role(stderr)
+        {
+            return self.failed(format!(
+                "the dump names role `{role}`, the owner of objects in it (or a role granted rights on them), and \
+                 this server has no such role (roles are not in a snapshot): create it (`CREATE ROLE {}`), or \
+                 restore with --no-owner to give every object to the user in `url`; psql said: {}",
+                quote_ident(&role),
+                stderr.lines().rev().find(|line| line.contains("does not exist")).unwrap_or_default().trim()
+            ));
+        }
+        self.tool_failed(error)
     }
 
     fn drop_statements(&self, database: &str, server: u32) -> Vec<String> {
@@ -811,6 +835,10 @@ impl Service for PostgresService {
 
     fn check_restore(&self, source: &dyn DumpSource) -> Result<()> {
         self.prepare_restore(source).map(drop)
+    }
+
+    fn restore_without_owners(&mut self) {
+        self.owners = false;
     }
 
     fn restore(&self, source: &dyn DumpSource) -> Result<()> {
@@ -996,6 +1024,59 @@ impl<'a> Session<'a> {
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|error| format!("cannot read the server's answer ({error}): `{text}`"))
+}
+
+/// The role of psql's `ERROR:  role "name" does not exist`.
+fn missing_role(stderr: &str) -> Option<String> {
+    let start = stderr.find("role \"")? + "role \"".len();
+    let rest = &stderr[start..];
+    let end = rest.find("\" does not exist")?;
+    Some(rest[..end].to_owned())
+}
+
+/// Leaves out of a `pg_dump` stream the statements that give objects to their owners
+/// (`ALTER TABLE public.t OWNER TO alice;`), as `pg_dump --no-owner` would have: the
+/// restoring user then owns everything. Such a statement is one line, which `pg_dump`
+/// writes after two blank lines at the end of an object's entry; lines of `COPY` data
+/// are passed as they are, whatever they hold.
+struct OwnerFilter<R> {
+    inner: BufReader<R>,
+    blank_lines: usize,
+    in_copy: bool,
+}
+
+impl<R: Read> OwnerFilter<R> {
+    fn new(inner: R) -> Pieces<Self> {
+        Pieces::new(
+            OwnerFilter { inner: BufReader::with_capacity(256 << 10, inner), blank_lines: 0, in_copy: false },
+            Vec::new(),
+        )
+    }
+}
+
+impl<R: Read> Produce for OwnerFilter<R> {
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        // Lines are read whole: outside COPY data, pg_dump's are short; inside, a long
+        // row is only passed on.
+        if self.inner.read_until(b'\n', out)? == 0 {
+            return Ok(false);
+        }
+        let line = out.as_slice();
+        if self.in_copy {
+            self.in_copy = line != b"\\.\n";
+            return Ok(true);
+        }
+        let is_owner = self.blank_lines >= 2
+            && line.starts_with(b"ALTER ")
+            && line.ends_with(b";\n")
+            && find(line, b" OWNER TO ").is_some();
+        self.blank_lines = if line == b"\n" { self.blank_lines + 1 } else { 0 };
+        self.in_copy = line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;\n");
+        if is_owner {
+            out.clear();
+        }
+        Ok(true)
+    }
 }
 
 /// The value of a `name=value` database setting as `ALTER DATABASE … SET name TO`
@@ -1324,6 +1405,22 @@ mod tests {
         assert_ne!(stream_name("a.b", "c"), stream_name("a", "b.c"));
         assert_eq!(stream_name("s", "x/../y"), "2-data-s.x%2F%2E%2E%2Fy");
         assert!(stream_name("s", &"é".repeat(60)).len() <= 64);
+    }
+
+    #[test]
+    fn owner_statements_are_left_out_and_copy_data_is_not() -> io::Result<()> {
+        let dump = "CREATE TABLE public.t (\n    a text\n);\n\n\nALTER TABLE public.t OWNER TO alice;\n\n\
+                    COPY public.t (a) FROM stdin;\n\n\nALTER TABLE x OWNER TO y;\n\\.\n\n\n\
+                    ALTER FUNCTION public.f() OWNER TO \"Bob\";\nALTER TABLE public.t OWNER TO carol;\n";
+        let mut out = String::new();
+        OwnerFilter::new(dump.as_bytes()).read_to_string(&mut out)?;
+        assert_eq!(
+            out,
+            "CREATE TABLE public.t (\n    a text\n);\n\n\n\nCOPY public.t (a) FROM stdin;\n\n\n\
+             ALTER TABLE x OWNER TO y;\n\\.\n\n\nALTER TABLE public.t OWNER TO carol;\n"
+        );
+        assert_eq!(missing_role("psql:<stdin>:40: ERROR:  role \"alice\" does not exist\n").as_deref(), Some("alice"));
+        Ok(())
     }
 
     #[test]
