@@ -215,7 +215,7 @@ fn a_database_round_trips_in_place_and_into_another_branch() -> TestResult {
     )?;
     sql(Some(&main), "CREATE TABLE added (x INT); DROP EVENT nightly; INSERT INTO people (name) VALUES ('new');")?;
     let mut session = busy_session(&main)?;
-    project.ok(&["restore", &id[..12], "--yes"])?;
+    project.restore_ending_one_session(&id)?;
     assert_same(&original, &main)?;
     let collation = sql(
         None,

@@ -188,7 +188,7 @@ fn a_database_round_trips_in_place_and_into_another_branch() -> TestResult {
         "CREATE TABLE added (x int); SELECT setval('free_counter', 5000); INSERT INTO people (name) VALUES ('new')",
     )?;
     let mut session = busy_session(&main)?;
-    project.ok(&["restore", &id[..12], "--yes"])?;
+    project.restore_ending_one_session(&id)?;
     assert_same(&original, &main)?;
     assert!(session.wait()?.code().is_some_and(|code| code != 0), "the session connected to the target was ended");
 

@@ -273,9 +273,19 @@ pub fn into_environment(
         for ((element, source), new) in service_pairs.iter().zip(&fresh) {
             let what =
                 if *new { "does not exist yet: it would be created from" } else { "its data would be replaced by" };
+            // A database is dropped to be replaced: whoever is connected to it is cut off.
+            let sessions = match source.service.other_sessions()? {
+                Some(count) if !*new => {
+                    format!(
+                        "; the {} connected to it now would be ended",
+                        counted(count, "other session", "other sessions")
+                    )
+                }
+                _ => String::new(),
+            };
             writeln!(
                 out,
-                "{} → {} ({env}): {what} the {} dump",
+                "{} → {} ({env}): {what} the {} dump{sessions}",
                 element.name,
                 source.service.address(),
                 bytes(element.size)
@@ -429,6 +439,17 @@ fn change(
         );
     }
     for (element, source) in service_pairs {
+        // Only said: a count that cannot be read is no reason to stop the restore.
+        if let Some(count) = source.service.other_sessions().ok().flatten()
+            && count > 0
+        {
+            note!(
+                "service {}: ending the {} connected to {}",
+                element.name,
+                counted(count, "other session", "other sessions"),
+                source.service.address()
+            );
+        }
         restore_service(repository, &element.tree, source.service.as_ref()).map_err(undo_hint)?;
         note!(
             "restored service {} of snapshot {} into {}",

@@ -483,6 +483,14 @@ impl Service for MysqlService {
         sink.add(HEADER, &mut header.to_sql().as_bytes())
     }
 
+    fn other_sessions(&self) -> Result<Option<u64>> {
+        let count = self.query(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = {} AND ID <> CONNECTION_ID()",
+            literal(&self.url.database)
+        ))?;
+        Ok(Some(count.trim().parse().unwrap_or(0)))
+    }
+
     fn check_restore(&self, source: &dyn DumpSource) -> Result<()> {
         let header = self.read_header(source)?;
         let dump = ServerVersion::parse(&header.server_version);

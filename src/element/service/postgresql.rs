@@ -837,6 +837,14 @@ impl Service for PostgresService {
         self.prepare_restore(source).map(drop)
     }
 
+    fn other_sessions(&self) -> Result<Option<u64>> {
+        let count = self.admin(&[format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+            quote_literal(&self.url.database)
+        )])?;
+        Ok(Some(count.trim().parse().unwrap_or(0)))
+    }
+
     fn restore_without_owners(&mut self) {
         self.owners = false;
     }
