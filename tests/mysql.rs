@@ -586,3 +586,34 @@ fn float_and_double_values_round_trip_exactly() -> TestResult {
     assert_eq!(differ.trim(), "0", "rows whose values differ after a round trip");
     Ok(())
 }
+
+#[test]
+fn system_versioned_tables_keep_their_history() -> TestResult {
+    let databases = Databases::new();
+    let (main, copy) = (databases.name("main"), databases.name("copy"));
+    sql(None, &format!("CREATE DATABASE `{main}`"))?;
+    sql(
+        Some(&main),
+        "CREATE TABLE prices (id INT PRIMARY KEY, amount INT) WITH SYSTEM VERSIONING;
+         INSERT INTO prices VALUES (1, 10), (2, 20), (3, 30);
+         UPDATE prices SET amount = 11 WHERE id = 1; UPDATE prices SET amount = 12 WHERE id = 1;
+         DELETE FROM prices WHERE id = 2;",
+    )?;
+    let history = |database: &str| {
+        sql(
+            Some(database),
+            "SELECT GROUP_CONCAT(CONCAT(id, ':', amount, ':', row_start, ':', row_end) ORDER BY id, row_start) \
+             FROM prices FOR SYSTEM_TIME ALL",
+        )
+    };
+    let before = history(&main)?;
+    assert_eq!(before.split(',').count(), 5, "{before}");
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let id = project.backup(&[])?;
+    project.ok(&["restore", &id[..12], "--target", "copy", "--branch-from", "main", "--yes"])?;
+    assert_eq!(history(&copy)?, before, "the rows as they were, with their times");
+    let current = sql(Some(&copy), "SELECT GROUP_CONCAT(CONCAT(id, ':', amount) ORDER BY id) FROM prices")?;
+    assert_eq!(current.trim(), "1:12,3:30");
+    Ok(())
+}

@@ -40,6 +40,9 @@
 //! `--single-transaction` gives a consistent snapshot of InnoDB tables; MyISAM tables
 //! are read as they are at the moment each is dumped, as with `mariadb-dump` alone.
 //!
+//! On MariaDB 10.11 and later, `--dump-history` keeps the past rows of
+//! system-versioned tables, with their times.
+//!
 //! `FLOAT` values come out of the server with six digits; a session beside the dump
 //! reads them exactly and puts them into the dump as it passes ([`floats`]).
 //!
@@ -396,6 +399,12 @@ impl Service for MysqlService {
             charset: charset.to_owned(),
             collation: collation.to_owned(),
         };
+        let server = ServerVersion::parse(version);
+        // System-versioned tables with their history: the rows of the past with their
+        // row_start and row_end, which MariaDB 10.11 and later load back as they were
+        // (`system_versioning_insert_history`, which the dump sets). Without it only
+        // the current rows are dumped.
+        let history = server.mariadb && (server.major, server.minor) >= (10, 11);
         let arguments: Vec<String> = [
             "--single-transaction",
             "--routines",
@@ -408,11 +417,11 @@ impl Service for MysqlService {
             "--no-autocommit",
             // No date in the last line: the end of an unchanged dump stays unchanged.
             "--skip-dump-date",
-            "--",
         ]
         .iter()
         .map(|argument| (*argument).to_owned())
-        .chain([self.url.database.clone()])
+        .chain(history.then(|| "--dump-history".to_owned()))
+        .chain(["--".to_owned(), self.url.database.clone()])
         .collect();
         // mariadb-dump has no lock timeout of its own: a watch ends its session when it
         // has waited for a lock too long.
