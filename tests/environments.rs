@@ -221,6 +221,19 @@ fn backup_of_a_named_environment_while_detached() -> TestResult {
 }
 
 #[test]
+fn a_resume_that_fails_fails_the_backup_and_says_so_once() -> TestResult {
+    let config = format!("pause = \"true\"\nresume = \"echo broken >&2; exit 3\"\n{CONFIG}");
+    let project = Project::new(&config)?;
+    project.ok(&["init"])?;
+    write(&project, "main", "a.txt", "data")?;
+    let stderr = project.fails(&["backup"], 1)?;
+    assert_eq!(stderr.matches("may still be paused").count(), 1, "{stderr}");
+    assert!(stderr.contains("the resume command") && stderr.contains("is complete and kept"), "{stderr}");
+    assert_eq!(project.snapshots()?.len(), 1, "the snapshot itself is kept");
+    Ok(())
+}
+
+#[test]
 fn consistent_snapshots_pause_and_resume_the_environment() -> TestResult {
     let config =
         format!("pause = \"echo paused >> events.log; sleep 0.3\"\nresume = \"echo resumed >> events.log\"\n{CONFIG}");

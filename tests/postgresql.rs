@@ -188,7 +188,7 @@ fn a_database_round_trips_in_place_and_into_another_branch() -> TestResult {
         "CREATE TABLE added (x int); SELECT setval('free_counter', 5000); INSERT INTO people (name) VALUES ('new')",
     )?;
     let mut session = busy_session(&main)?;
-    project.ok(&["restore", &id[..12], "--yes"])?;
+    project.restore_ending_one_session(&id)?;
     assert_same(&original, &main)?;
     assert!(session.wait()?.code().is_some_and(|code| code != 0), "the session connected to the target was ended");
 
@@ -853,5 +853,92 @@ fn a_stream_that_holds_a_shell_command_runs_nothing() -> TestResult {
     let message = service.restore(&rows_only).err().map(|error| error.to_string()).unwrap_or_default();
     assert!(!planted.exists(), "the rows' stream ran a shell command");
     assert!(message.contains("backslash commands are restricted"), "{message}");
+    Ok(())
+}
+
+/// What the owner of `database` set on it, one line each.
+fn database_properties(database: &str) -> Result<String, Error> {
+    psql(
+        "postgres",
+        &format!(
+            "SELECT datlocprovider, daticulocale, datcollate, datconnlimit, \
+             (SELECT array_agg(item::text ORDER BY item::text) FROM unnest(datacl) item), \
+             shobj_description(d.oid, 'pg_database'), \
+             (SELECT setconfig::text FROM pg_db_role_setting WHERE setdatabase = d.oid AND setrole = 0) \
+             FROM pg_database d WHERE datname = '{database}'"
+        ),
+    )
+}
+
+#[test]
+fn what_the_owner_set_on_the_database_survives_a_restore_and_its_tables_are_analyzed() -> TestResult {
+    let databases = Databases::new();
+    // Dropped after the databases, which hold its grants.
+    let role = DropRole { role: format!("{}_reader", databases.prefix), database: "postgres".to_owned() };
+    let (main, feature) = (databases.name("main"), databases.name("feature"));
+    psql(
+        "postgres",
+        &format!(
+            "CREATE DATABASE \"{main}\" TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        ),
+    )?;
+    for statement in [
+        format!("CREATE ROLE \"{}\"", role.role),
+        format!("ALTER DATABASE \"{main}\" SET work_mem = '64MB'"),
+        format!("ALTER DATABASE \"{main}\" SET search_path = \"$user\", public, \"Odd, one\""),
+        format!("COMMENT ON DATABASE \"{main}\" IS 'the shop''s data'"),
+        format!("REVOKE CONNECT ON DATABASE \"{main}\" FROM PUBLIC"),
+        format!("GRANT CONNECT ON DATABASE \"{main}\" TO \"{}\" WITH GRANT OPTION", role.role),
+        format!("ALTER DATABASE \"{main}\" CONNECTION LIMIT 50"),
+    ] {
+        psql("postgres", &statement)?;
+    }
+    psql(&main, "CREATE TABLE words (w text); INSERT INTO words VALUES ('b'), ('A'), ('a'), ('B');")?;
+    let properties = database_properties(&main)?;
+    assert!(properties.starts_with("i|en-US|"), "{properties}");
+    let order = |database: &str| psql(database, "SELECT string_agg(w, ' ' ORDER BY w) FROM words");
+    assert_eq!(order(&main)?.trim(), "a A b B", "ICU's order, not C's (A B a b)");
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let id = project.backup(&[])?;
+
+    project.ok(&["restore", &id[..12], "--yes"])?;
+    project.ok(&["restore", &id[..12], "--target", "feature", "--branch-from", "main", "--yes"])?;
+    for database in [&main, &feature] {
+        let restored = database_properties(database)?;
+        assert_eq!(restored.replace(database.as_str(), "DB"), properties.replace(main.as_str(), "DB"), "{database}");
+        assert_eq!(order(database)?.trim(), "a A b B", "{database}");
+        let statistics = psql(database, "SELECT count(*) FROM pg_stats WHERE tablename = 'words'")?;
+        assert_eq!(statistics.trim(), "1", "{database} was analyzed after the restore");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_restore_that_lacks_the_owner_of_objects_names_it_and_restores_without_owners() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let owner = DropRole { role: format!("{}_owner", databases.prefix), database: main.clone() };
+    psql("postgres", &format!("CREATE ROLE \"{}\"", owner.role))?;
+    psql(&main, &format!("ALTER TABLE people OWNER TO \"{}\"", owner.role))?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    let id = project.backup(&[])?;
+    // Another server would not have the role: here it is dropped.
+    psql(&main, &format!("REASSIGN OWNED BY \"{}\" TO postgres", owner.role))?;
+    psql("postgres", &format!("DROP ROLE \"{}\"", owner.role))?;
+
+    let stderr = project.fails(&["restore", &id[..12], "--yes", "--no-safety-snapshot"], 1)?;
+    let said = [format!("names role `{}`, the owner of objects in it", owner.role), "--no-owner".to_owned()];
+    for said in said {
+        assert!(stderr.contains(&said), "says `{said}`: {stderr}");
+    }
+    assert!(!stderr.contains("fix the user in `url`"), "{stderr}");
+
+    project.ok(&["restore", &id[..12], "--yes", "--no-safety-snapshot", "--no-owner"])?;
+    let table_owner = psql(&main, "SELECT tableowner FROM pg_tables WHERE tablename = 'people'")?;
+    assert_eq!(table_owner.trim(), "postgres", "the restoring user owns what the missing role owned");
+    assert_eq!(psql(&main, "SELECT count(*) FROM people")?.trim(), "20002");
     Ok(())
 }

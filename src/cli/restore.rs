@@ -60,6 +60,11 @@ pub struct Args {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Give every object of a PostgreSQL dump to the user in `url` instead of its owner
+    /// in the dump: for a server that lacks the dump's roles (roles are not in a
+    /// snapshot).
+    #[arg(long)]
+    pub no_owner: bool,
 }
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
@@ -120,7 +125,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             current
         }
     };
-    let options = Options { yes: args.yes, safety: !args.no_safety_snapshot, dry_run: args.dry_run };
+    let options =
+        Options { yes: args.yes, safety: !args.no_safety_snapshot, dry_run: args.dry_run, no_owner: args.no_owner };
     if new_branch.is_none() && args.target.is_some() && !branch::branch_exists(context.work_tree(), &target)? {
         bail!(
             "there is no branch `{target}` to restore into: create it from a parent with --branch-from PARENT, \
@@ -169,6 +175,8 @@ pub struct Options {
     pub safety: bool,
     /// Only say what would change.
     pub dry_run: bool,
+    /// Restore the services without the dump's owners (`--no-owner`).
+    pub no_owner: bool,
 }
 
 /// Finds the snapshot the arguments name: an id, `latest`, or `--at COMMIT`.
@@ -229,7 +237,10 @@ pub fn into_environment(
                 pairs.push((*element, mount));
             }
             ElementKind::Service => {
-                let service = context.service_named(&element.name, env)?.ok_or_else(unknown)?;
+                let mut service = context.service_named(&element.name, env)?.ok_or_else(unknown)?;
+                if options.no_owner {
+                    service.service.restore_without_owners();
+                }
                 service_pairs.push((*element, service));
             }
         }
@@ -262,9 +273,19 @@ pub fn into_environment(
         for ((element, source), new) in service_pairs.iter().zip(&fresh) {
             let what =
                 if *new { "does not exist yet: it would be created from" } else { "its data would be replaced by" };
+            // A database is dropped to be replaced: whoever is connected to it is cut off.
+            let sessions = match source.service.other_sessions()? {
+                Some(count) if !*new => {
+                    format!(
+                        "; the {} connected to it now would be ended",
+                        counted(count, "other session", "other sessions")
+                    )
+                }
+                _ => String::new(),
+            };
             writeln!(
                 out,
-                "{} → {} ({env}): {what} the {} dump",
+                "{} → {} ({env}): {what} the {} dump{sessions}",
                 element.name,
                 source.service.address(),
                 bytes(element.size)
@@ -418,6 +439,17 @@ fn change(
         );
     }
     for (element, source) in service_pairs {
+        // Only said: a count that cannot be read is no reason to stop the restore.
+        if let Some(count) = source.service.other_sessions().ok().flatten()
+            && count > 0
+        {
+            note!(
+                "service {}: ending the {} connected to {}",
+                element.name,
+                counted(count, "other session", "other sessions"),
+                source.service.address()
+            );
+        }
         restore_service(repository, &element.tree, source.service.as_ref()).map_err(undo_hint)?;
         note!(
             "restored service {} of snapshot {} into {}",

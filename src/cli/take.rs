@@ -90,13 +90,16 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
         own.finish(&outcome);
     }
     let report = outcome?;
-    if let Some(error) = &report.resume_error {
-        eprintln!("envsnap: {error}; the snapshot is complete, but the environment may still be paused");
-    }
     if let Some(commit) = &report.snapshot.manifest.commit
         && let Err(error) = notes::add_line(context.work_tree(), commit, &note_line(&report.snapshot))
     {
         eprintln!("envsnap: warning: could not note snapshot {} on commit {commit}: {error}", report.snapshot.id);
+    }
+    // An environment left paused is a failure whoever asked for the snapshot (a cron
+    // line, a hook) must hear of, in its exit status; the error, said once, already
+    // says the environment may still be paused.
+    if let Some(error) = &report.resume_error {
+        anyhow::bail!("{error}; snapshot {} is complete and kept", report.snapshot.id.short(super::format::SHORT_ID));
     }
     Ok(report)
 }

@@ -57,6 +57,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     );
     safety.manifest.check_element_names()?;
     let elements = chosen_elements(&safety, &[])?;
-    let options = Options { yes: args.yes, safety: true, dry_run: args.dry_run };
+    // The safety snapshot was taken of this very server, whose roles it names.
+    let options = Options { yes: args.yes, safety: true, dry_run: args.dry_run, no_owner: false };
     into_environment(&context, &repository, &safety, &elements, &env, None, options)
 }

@@ -85,6 +85,18 @@ impl Project {
         Ok(stderr)
     }
 
+    /// Restores snapshot `id` of a service `db` whose database one other session is
+    /// connected to: the plan and the restore both say that session is ended.
+    pub fn restore_ending_one_session(&self, id: &str) -> TestResult {
+        let plan = self.ok(&["restore", &id[..12], "--dry-run"])?;
+        assert!(plan.contains("the 1 other session connected to it now would be ended"), "{plan}");
+        let output = self.run(&["restore", &id[..12], "--yes"])?;
+        let stderr = String::from_utf8(output.stderr)?;
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("service db: ending the 1 other session connected to 127.0.0.1"), "{stderr}");
+        Ok(())
+    }
+
     /// Runs envsnap and fails unless it succeeds; returns its stdout.
     pub fn ok(&self, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
         let output = self.run(args)?;

@@ -62,6 +62,18 @@ pub trait Service: Send + Sync {
 
     /// Replaces the service's data with the dump in `source`.
     fn restore(&self, source: &dyn DumpSource) -> Result<()>;
+
+    /// How many sessions of other clients are connected to the data a restore
+    /// replaces, which [`Service::restore`] ends (a database cannot be dropped under
+    /// them); `None` for a service whose restore ends none.
+    fn other_sessions(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Makes [`Service::restore`] give every object to the restoring user instead of
+    /// the owners the dump names (`restore --no-owner`), for a server that lacks those
+    /// roles. A service whose dumps name no owners ignores it.
+    fn restore_without_owners(&mut self) {}
 }
 
 /// The adapter for a resolved `[[service]]`.

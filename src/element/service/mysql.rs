@@ -40,6 +40,12 @@
 //! `--single-transaction` gives a consistent snapshot of InnoDB tables; MyISAM tables
 //! are read as they are at the moment each is dumped, as with `mariadb-dump` alone.
 //!
+//! On MariaDB 10.11 and later, `--dump-history` keeps the past rows of
+//! system-versioned tables, with their times.
+//!
+//! `FLOAT` values come out of the server with six digits; a session beside the dump
+//! reads them exactly and puts them into the dump as it passes ([`floats`]).
+//!
 //! # Restore
 //!
 //! The dump's server version is checked first: a dump of a newer major version than
@@ -60,8 +66,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 mod client_commands;
+mod floats;
 
 use client_commands::ClientCommands;
+use floats::{ExactFloats, FloatTable};
 
 use super::connection::ConnectionUrl;
 use super::process::{Cancellable, Tool, ToolError, read_ahead};
@@ -90,6 +98,8 @@ enum Pipe {
     Input,
     /// Its stdout: envsnap reads its output.
     Output,
+    /// Both: envsnap writes statements and reads their answers.
+    Both,
     /// Neither.
     None,
 }
@@ -214,7 +224,9 @@ impl MysqlService {
             }
             command.arg("--default-character-set=utf8mb4").args(arguments);
             let piped = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
-            command.stdin(piped(pipe == Pipe::Input)).stdout(piped(pipe == Pipe::Output));
+            command
+                .stdin(piped(matches!(pipe, Pipe::Input | Pipe::Both)))
+                .stdout(piped(matches!(pipe, Pipe::Output | Pipe::Both)));
             match Tool::start(program, &mut command) {
                 Err(ToolError::Missing { .. }) => continue,
                 started => return started.map_err(|error| self.tool_failed(error, candidates)),
@@ -387,6 +399,12 @@ impl Service for MysqlService {
             charset: charset.to_owned(),
             collation: collation.to_owned(),
         };
+        let server = ServerVersion::parse(version);
+        // System-versioned tables with their history: the rows of the past with their
+        // row_start and row_end, which MariaDB 10.11 and later load back as they were
+        // (`system_versioning_insert_history`, which the dump sets). Without it only
+        // the current rows are dumped.
+        let history = server.mariadb && (server.major, server.minor) >= (10, 11);
         let arguments: Vec<String> = [
             "--single-transaction",
             "--routines",
@@ -399,15 +417,22 @@ impl Service for MysqlService {
             "--no-autocommit",
             // No date in the last line: the end of an unchanged dump stays unchanged.
             "--skip-dump-date",
-            "--",
         ]
         .iter()
         .map(|argument| (*argument).to_owned())
-        .chain([self.url.database.clone()])
+        .chain(history.then(|| "--dump-history".to_owned()))
+        .chain(["--".to_owned(), self.url.database.clone()])
         .collect();
         // mariadb-dump has no lock timeout of its own: a watch ends its session when it
         // has waited for a lock too long.
         let timeout = sql::lock_timeout(|detail| self.failed(detail))?;
+        // FLOAT values are read exactly beside the dump (see `floats`), by sessions that
+        // start first, so that the watch below takes them for no session of the dump.
+        let float_tables = FloatTable::parse(&self.query(&floats::columns_query(&self.url.database))?);
+        let mut exact = match float_tables.is_empty() {
+            true => None,
+            false => Some(ExactFloats::open(self, float_tables, timeout.as_millis().div_ceil(1000).max(1))?),
+        };
         let earlier = self.session_ids()?;
         let mut tool = self.start(DUMP_TOOLS, &arguments, Pipe::Output)?;
         let stdout = tool.stdout().expect("stdout is piped");
@@ -421,7 +446,26 @@ impl Service for MysqlService {
                     break;
                 }
                 let name = parts.next_name(index);
-                stored = sink.add(&name, &mut parts.part());
+                let table = parts.table.clone();
+                stored = match (exact.as_mut(), table) {
+                    (Some(exact), Some(table)) if exact.has(&table) => {
+                        let mut patched = exact.patch(self, &table, parts.part());
+                        let added = sink.add(&name, &mut patched);
+                        // The patch's own error names the table; the store's would only say it stopped.
+                        match patched.producer_mut().take_failure() {
+                            Some(failure) => Err(failure),
+                            None => added,
+                        }
+                    }
+                    _ => sink.add(&name, &mut parts.part()),
+                };
+                if stored.is_ok()
+                    && index == 0
+                    && let Some(exact) = exact.as_mut()
+                {
+                    // The dump has begun its first table, so its snapshot is taken.
+                    stored = exact.dump_started(self);
+                }
                 if stored.is_err() {
                     break;
                 }
@@ -442,7 +486,18 @@ impl Service for MysqlService {
             (Err(error), Ok(())) => return Err(self.tool_failed(error, DUMP_TOOLS)),
             (_, stored) => stored?,
         }
+        if let Some(exact) = exact {
+            exact.close(self)?;
+        }
         sink.add(HEADER, &mut header.to_sql().as_bytes())
+    }
+
+    fn other_sessions(&self) -> Result<Option<u64>> {
+        let count = self.query(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = {} AND ID <> CONNECTION_ID()",
+            literal(&self.url.database)
+        ))?;
+        Ok(Some(count.trim().parse().unwrap_or(0)))
     }
 
     fn check_restore(&self, source: &dyn DumpSource) -> Result<()> {

@@ -61,9 +61,13 @@
 //! forces a checkpoint, which then has to write out everything just loaded (1.2 s of a
 //! 4.6 s restore of a pgbench database of scale 20, where `psql` alone took 3.0 s). A failed
 //! restore is undone from the safety snapshot taken before it (`envsnap undo`).
-//! Settings made with `ALTER DATABASE … SET` and grants on the database itself are not
-//! in a dump (`pg_dump` leaves them out without `--create`), so the new database has
-//! none.
+//!
+//! What the owner set on the database itself (its ICU or built-in locale, `ALTER
+//! DATABASE … SET` settings, comment, connection limit and grants) is not in a dump
+//! taken without `--create`, and a `--create` dump names the database it was taken
+//! from. So the capture records it in the header ([`DatabaseProperties`]), and the
+//! restore creates the database with the locale and sets the rest after the load, then
+//! runs `ANALYZE`. Roles are not captured: they belong to the server (docs/SERVICES.md).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -133,6 +137,9 @@ pub struct PostgresService {
     url: ConnectionUrl,
     address: String,
     layout: DumpLayout,
+    /// Whether a restore keeps the dump's owners (`ALTER … OWNER TO`); see
+    /// [`Service::restore_without_owners`].
+    owners: bool,
 }
 
 /// What the header stream records about the captured database.
@@ -152,6 +159,54 @@ struct Header {
     collate: String,
     /// Its `LC_CTYPE`, likewise.
     ctype: String,
+    /// Its locale provider, `c` (libc), `i` (ICU, PostgreSQL 15 and later) or `b`
+    /// (built in, 17 and later); none in a dump of an older server or envsnap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    locale_provider: Option<String>,
+    /// The ICU or built-in locale, for those providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    locale: Option<String>,
+    /// ICU's tailoring rules (16 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    icu_rules: Option<String>,
+    /// What its owner set on it, beyond the dump.
+    #[serde(default)]
+    properties: DatabaseProperties,
+}
+
+/// What the owner of a database set on the database itself, which `pg_dump` leaves
+/// out of a dump taken without `--create`: a restore sets it on the new database, with
+/// the target's name (a `--create` dump names the database it was taken from).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct DatabaseProperties {
+    /// The owner's name on the server the dump was taken from.
+    #[serde(default)]
+    owner: String,
+    /// `ALTER DATABASE … SET` settings, as `name=value`.
+    #[serde(default)]
+    settings: Vec<String>,
+    /// `COMMENT ON DATABASE`.
+    #[serde(default)]
+    comment: Option<String>,
+    /// `CONNECTION LIMIT`, -1 for none.
+    #[serde(default = "no_limit")]
+    connection_limit: i64,
+    /// The grants on the database (`CONNECT`, `CREATE`, `TEMPORARY`); `None` while they
+    /// are the defaults.
+    #[serde(default)]
+    grants: Option<Vec<Grant>>,
+}
+
+fn no_limit() -> i64 {
+    -1
+}
+
+/// One privilege on a database granted to a role, or to `PUBLIC` when `grantee` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Grant {
+    grantee: Option<String>,
+    privilege: String,
+    grantable: bool,
 }
 
 impl Header {
@@ -244,7 +299,7 @@ impl PostgresService {
         {
             address = address.replacen(":5432/", &format!(":{port}/"), 1);
         }
-        Ok(PostgresService { name: name.to_owned(), url, address, layout: DumpLayout::default() })
+        Ok(PostgresService { name: name.to_owned(), url, address, layout: DumpLayout::default(), owners: true })
     }
 
     /// The same service, cutting its dumps as `layout` says.
@@ -354,7 +409,105 @@ impl PostgresService {
                 show_major(header.server_version_num)
             )));
         }
+        let needs = match (header.locale_provider.as_deref(), &header.icu_rules) {
+            (Some("i"), Some(_)) => Some(("ICU rules", 160_000)),
+            (Some("i"), None) => Some(("an ICU locale", 150_000)),
+            (Some("b"), _) => Some(("the built-in locale provider", 170_000)),
+            _ => None,
+        };
+        if let Some((what, version)) = needs
+            && target.version < version
+        {
+            return Err(self.failed(format!(
+                "the snapshot's database uses {what} ({}), which a database of PostgreSQL {} cannot have; nothing \
+                 was changed; restore it into a server of version {} or newer",
+                header.locale.as_deref().unwrap_or_default(),
+                show_major(target.version),
+                show_major(version)
+            )));
+        }
         Ok((header, target))
+    }
+
+    /// `CREATE DATABASE` of the target with the dump's encoding and locale.
+    fn create_statement(&self, header: &Header, owner: Option<&String>) -> String {
+        let mut create = format!(
+            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            quote_ident(&self.url.database),
+            quote_literal(&header.encoding),
+            quote_literal(&header.collate),
+            quote_literal(&header.ctype)
+        );
+        let locale = header.locale.as_deref().unwrap_or_default();
+        match header.locale_provider.as_deref() {
+            Some("i") => {
+                create.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", quote_literal(locale)));
+                if let Some(rules) = &header.icu_rules {
+                    create.push_str(&format!(" ICU_RULES {}", quote_literal(rules)));
+                }
+            }
+            Some("b") => create.push_str(&format!(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", quote_literal(locale))),
+            _ => {}
+        }
+        if let Some(owner) = owner {
+            create.push_str(&format!(" OWNER {}", quote_ident(owner)));
+        }
+        create
+    }
+
+    /// What the owner had set on the database, set again on the loaded one: its
+    /// comment, connection limit, grants (to the roles this server has) and settings,
+    /// last, so that none of them (`default_transaction_read_only`) gets in the load's way.
+    fn properties_statements(&self, properties: &DatabaseProperties) -> Result<Vec<String>> {
+        let database = quote_ident(&self.url.database);
+        let mut statements = Vec::new();
+        if let Some(comment) = &properties.comment {
+            statements.push(format!("COMMENT ON DATABASE {database} IS {}", quote_literal(comment)));
+        }
+        if properties.connection_limit != -1 {
+            statements.push(format!("ALTER DATABASE {database} CONNECTION LIMIT {}", properties.connection_limit));
+        }
+        if let Some(grants) = &properties.grants {
+            // The owner keeps every privilege, as a new database's owner has; the others'
+            // are the dump's. A role this server lacks is left out: roles belong to the
+            // server, not to a database's dump (see docs/SERVICES.md).
+            let names: Vec<String> = grants
+                .iter()
+                .filter_map(|grant| grant.grantee.as_deref())
+                .filter(|grantee| *grantee != properties.owner)
+                .map(quote_literal)
+                .collect();
+            let existing: Vec<String> = if names.is_empty() {
+                Vec::new()
+            } else {
+                let answer = self.admin(&[format!(
+                    "SELECT coalesce(json_agg(rolname), '[]')::text FROM pg_roles WHERE rolname IN ({})",
+                    names.join(", ")
+                )])?;
+                parse_json(answer.trim()).map_err(|error| self.failed(error))?
+            };
+            statements.push(format!("REVOKE ALL ON DATABASE {database} FROM PUBLIC"));
+            for grant in grants {
+                let grantee = match &grant.grantee {
+                    None => "PUBLIC".to_owned(),
+                    Some(grantee) if *grantee == properties.owner || !existing.contains(grantee) => continue,
+                    Some(grantee) => quote_ident(grantee),
+                };
+                let option = if grant.grantable { " WITH GRANT OPTION" } else { "" };
+                if ["CONNECT", "CREATE", "TEMPORARY"].contains(&grant.privilege.as_str()) {
+                    statements.push(format!("GRANT {} ON DATABASE {database} TO {grantee}{option}", grant.privilege));
+                }
+            }
+        }
+        for setting in &properties.settings {
+            let Some((name, value)) = setting.split_once('=') else { continue };
+            statements.push(format!(
+                "ALTER DATABASE {database} SET {} TO {}",
+                quote_ident(name),
+                setting_value(name, value)
+            ));
+        }
+        Ok(statements)
     }
 
     fn read_header(&self, source: &dyn DumpSource) -> Result<Header> {
@@ -499,7 +652,10 @@ impl PostgresService {
         restrict: bool,
         cancel: &AtomicBool,
     ) -> Result<()> {
-        let input = source.open(stream)?;
+        let mut input = source.open(stream)?;
+        if !self.owners && !stream.starts_with("2-data") {
+            input = Box::new(OwnerFilter::new(input));
+        }
         let mut command = self.psql(database);
         command.stdin(Stdio::piped());
         let mut tool = Tool::start("psql", &mut command).map_err(|error| self.tool_failed(error))?;
@@ -507,10 +663,10 @@ impl PostgresService {
         let copied = copy_restricted(input, &mut stdin, restrict, cancel);
         drop(stdin);
         match copied {
-            Ok(()) => tool.finish().map_err(|error| self.tool_failed(error)),
+            Ok(()) => tool.finish().map_err(|error| self.load_failed(error)),
             // psql stopped reading: it died or its session was ended, and says why.
             Err(error) if error.kind() == io::ErrorKind::BrokenPipe => match tool.finish() {
-                Err(failure) => Err(self.tool_failed(failure)),
+                Err(failure) => Err(self.load_failed(failure)),
                 Ok(()) => Err(self.failed(format!("psql stopped reading `{stream}` before its end: {error}"))),
             },
             // The stream could not be read, or another stream failed: psql must not take
@@ -525,6 +681,24 @@ impl PostgresService {
                 })
             }
         }
+    }
+
+    /// A load that failed, in words: a role the dump names that this server lacks is
+    /// the owner of objects in the dump (or a grantee), not the user in `url`.
+    fn load_failed(&self, error: ToolError) -> Error {
+        if let ToolError::Failed { stderr, .. } = &error
+            && !stderr.contains("FATAL:")
+            && let Some(role) = missing_role(stderr)
+        {
+            return self.failed(format!(
+                "the dump names role `{role}`, the owner of objects in it (or a role granted rights on them), and \
+                 this server has no such role (roles are not in a snapshot): create it (`CREATE ROLE {}`), or \
+                 restore with --no-owner to give every object to the user in `url`; psql said: {}",
+                quote_ident(&role),
+                stderr.lines().rev().find(|line| line.contains("does not exist")).unwrap_or_default().trim()
+            ));
+        }
+        self.tool_failed(error)
     }
 
     fn drop_statements(&self, database: &str, server: u32) -> Vec<String> {
@@ -639,6 +813,11 @@ impl Service for PostgresService {
             encoding: text("encoding"),
             collate: text("collate"),
             ctype: text("ctype"),
+            locale_provider: info["provider"].as_str().map(str::to_owned),
+            locale: info["locale"].as_str().map(str::to_owned),
+            icu_rules: info["icu_rules"].as_str().map(str::to_owned),
+            properties: serde_json::from_value(info["properties"].clone())
+                .map_err(|error| self.failed(format!("cannot read the database's properties: {error}")))?,
         };
         let block_size = info["block_size"].as_u64().unwrap_or(8192).max(1);
         let tables = self.unless_locked_out(session.query(TABLES_QUERY), lock_timeout)?;
@@ -658,23 +837,33 @@ impl Service for PostgresService {
         self.prepare_restore(source).map(drop)
     }
 
+    fn other_sessions(&self) -> Result<Option<u64>> {
+        let count = self.admin(&[format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = {} AND pid <> pg_backend_pid()",
+            quote_literal(&self.url.database)
+        )])?;
+        Ok(Some(count.trim().parse().unwrap_or(0)))
+    }
+
+    fn restore_without_owners(&mut self) {
+        self.owners = false;
+    }
+
     fn restore(&self, source: &dyn DumpSource) -> Result<()> {
         let (header, target) = self.prepare_restore(source)?;
         let database = &self.url.database;
-        let mut create = format!(
-            "CREATE DATABASE {} TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}",
-            quote_ident(database),
-            quote_literal(&header.encoding),
-            quote_literal(&header.collate),
-            quote_literal(&header.ctype)
-        );
-        if let Some(owner) = &target.owner {
-            create.push_str(&format!(" OWNER {}", quote_ident(owner)));
-        }
         let mut statements = self.drop_statements(database, target.version);
-        statements.push(create);
+        statements.push(self.create_statement(&header, target.owner.as_ref()));
         self.admin(&statements)?;
-        self.load_all(source, database)
+        self.load_all(source, database)?;
+        // A new database has no statistics until autovacuum gets to it: the planner
+        // would guess at every table meanwhile.
+        self.admin_on(database, &["ANALYZE".to_owned()]).map_err(|error| self.tool_failed(error))?;
+        let properties = self.properties_statements(&header.properties)?;
+        if !properties.is_empty() {
+            self.admin(&properties)?;
+        }
+        Ok(())
     }
 }
 
@@ -746,9 +935,22 @@ impl PostgresService {
     }
 }
 
+/// The server and the database. The locale columns are read through `to_jsonb`, as
+/// their names changed between versions (`daticulocale` became `datlocale` in 17).
 const INFO_QUERY: &str = "SELECT json_build_object('version', current_setting('server_version'), \
      'encoding', pg_encoding_to_char(encoding), 'collate', datcollate, 'ctype', datctype, \
-     'block_size', current_setting('block_size')::int)::text FROM pg_database WHERE datname = current_database()";
+     'block_size', current_setting('block_size')::int, \
+     'provider', to_jsonb(d) ->> 'datlocprovider', \
+     'locale', coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale'), \
+     'icu_rules', to_jsonb(d) ->> 'daticurules', \
+     'properties', json_build_object('owner', pg_get_userbyid(d.datdba), 'connection_limit', d.datconnlimit, \
+     'comment', shobj_description(d.oid, 'pg_database'), \
+     'settings', coalesce((SELECT to_json(setconfig) FROM pg_db_role_setting \
+     WHERE setdatabase = d.oid AND setrole = 0), '[]'), \
+     'grants', (SELECT json_agg(json_build_object('grantee', \
+     CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, \
+     'privilege', a.privilege_type, 'grantable', a.is_grantable)) FROM aclexplode(d.datacl) a)))::text \
+     FROM pg_database d WHERE datname = current_database()";
 
 /// Every table that holds rows, with what the plan needs to know of it.
 const TABLES_QUERY: &str = "SELECT coalesce(jsonb_agg(jsonb_build_object('oid', c.oid::bigint, \
@@ -830,6 +1032,104 @@ impl<'a> Session<'a> {
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     serde_json::from_str(text).map_err(|error| format!("cannot read the server's answer ({error}): `{text}`"))
+}
+
+/// The role of psql's `ERROR:  role "name" does not exist`.
+fn missing_role(stderr: &str) -> Option<String> {
+    let start = stderr.find("role \"")? + "role \"".len();
+    let rest = &stderr[start..];
+    let end = rest.find("\" does not exist")?;
+    Some(rest[..end].to_owned())
+}
+
+/// Leaves out of a `pg_dump` stream the statements that give objects to their owners
+/// (`ALTER TABLE public.t OWNER TO alice;`), as `pg_dump --no-owner` would have: the
+/// restoring user then owns everything. Such a statement is one line, which `pg_dump`
+/// writes after two blank lines at the end of an object's entry; lines of `COPY` data
+/// are passed as they are, whatever they hold.
+struct OwnerFilter<R> {
+    inner: BufReader<R>,
+    blank_lines: usize,
+    in_copy: bool,
+}
+
+impl<R: Read> OwnerFilter<R> {
+    fn new(inner: R) -> Pieces<Self> {
+        Pieces::new(
+            OwnerFilter { inner: BufReader::with_capacity(256 << 10, inner), blank_lines: 0, in_copy: false },
+            Vec::new(),
+        )
+    }
+}
+
+impl<R: Read> Produce for OwnerFilter<R> {
+    fn produce(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        // Lines are read whole: outside COPY data, pg_dump's are short; inside, a long
+        // row is only passed on.
+        if self.inner.read_until(b'\n', out)? == 0 {
+            return Ok(false);
+        }
+        let line = out.as_slice();
+        if self.in_copy {
+            self.in_copy = line != b"\\.\n";
+            return Ok(true);
+        }
+        let is_owner = self.blank_lines >= 2
+            && line.starts_with(b"ALTER ")
+            && line.ends_with(b";\n")
+            && find(line, b" OWNER TO ").is_some();
+        self.blank_lines = if line == b"\n" { self.blank_lines + 1 } else { 0 };
+        self.in_copy = line.starts_with(b"COPY ") && line.ends_with(b" FROM stdin;\n");
+        if is_owner {
+            out.clear();
+        }
+        Ok(true)
+    }
+}
+
+/// The value of a `name=value` database setting as `ALTER DATABASE … SET name TO`
+/// takes it: one literal, or for the settings that hold lists of names
+/// (`search_path`: `"$user", public`) a literal for each, as `pg_dump` writes them.
+fn setting_value(name: &str, value: &str) -> String {
+    const LISTS: &[&str] = &[
+        "local_preload_libraries",
+        "search_path",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "temp_tablespaces",
+        "unix_socket_directories",
+    ];
+    if !LISTS.contains(&name.to_ascii_lowercase().as_str()) {
+        return quote_literal(value);
+    }
+    let mut items: Vec<String> = Vec::new();
+    let mut chars = value.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut item = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' if chars.next_if_eq(&'"').is_some() => item.push('"'),
+                    '"' => break,
+                    c => item.push(c),
+                }
+            }
+            while chars.next_if(|c| *c != ',').is_some() {}
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != ',') {
+                item.push(c);
+            }
+            item = item.trim_end().to_owned();
+        }
+        if !(item.is_empty() && items.is_empty() && chars.peek().is_none()) {
+            items.push(quote_literal(&item));
+        }
+        if chars.next().is_none() {
+            break;
+        }
+    }
+    if items.is_empty() { "''".to_owned() } else { items.join(", ") }
 }
 
 /// `name` quoted as an SQL identifier.
@@ -1113,6 +1413,33 @@ mod tests {
         assert_ne!(stream_name("a.b", "c"), stream_name("a", "b.c"));
         assert_eq!(stream_name("s", "x/../y"), "2-data-s.x%2F%2E%2E%2Fy");
         assert!(stream_name("s", &"é".repeat(60)).len() <= 64);
+    }
+
+    #[test]
+    fn owner_statements_are_left_out_and_copy_data_is_not() -> io::Result<()> {
+        let dump = "CREATE TABLE public.t (\n    a text\n);\n\n\nALTER TABLE public.t OWNER TO alice;\n\n\
+                    COPY public.t (a) FROM stdin;\n\n\nALTER TABLE x OWNER TO y;\n\\.\n\n\n\
+                    ALTER FUNCTION public.f() OWNER TO \"Bob\";\nALTER TABLE public.t OWNER TO carol;\n";
+        let mut out = String::new();
+        OwnerFilter::new(dump.as_bytes()).read_to_string(&mut out)?;
+        assert_eq!(
+            out,
+            "CREATE TABLE public.t (\n    a text\n);\n\n\n\nCOPY public.t (a) FROM stdin;\n\n\n\
+             ALTER TABLE x OWNER TO y;\n\\.\n\n\nALTER TABLE public.t OWNER TO carol;\n"
+        );
+        assert_eq!(missing_role("psql:<stdin>:40: ERROR:  role \"alice\" does not exist\n").as_deref(), Some("alice"));
+        Ok(())
+    }
+
+    #[test]
+    fn list_settings_are_given_one_literal_an_item() {
+        assert_eq!(setting_value("work_mem", "64MB"), "'64MB'");
+        assert_eq!(
+            setting_value("search_path", "\"$user\", public, \"Odd, \"\"one\"\"\""),
+            "'$user', 'public', 'Odd, \"one\"'"
+        );
+        assert_eq!(setting_value("search_path", ""), "''");
+        assert_eq!(setting_value("application_name", "it's"), "'it''s'");
     }
 
     #[test]

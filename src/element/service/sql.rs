@@ -168,6 +168,11 @@ impl<P: Produce> Pieces<P> {
     pub fn new(producer: P, first: Vec<u8>) -> Self {
         Pieces { producer, out: first, position: 0, done: false }
     }
+
+    /// The producer, e.g. to ask it why it stopped.
+    pub fn producer_mut(&mut self) -> &mut P {
+        &mut self.producer
+    }
 }
 
 impl<P: Produce> Read for Pieces<P> {
