@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::id::ObjectId;
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::store::{self, decode_blob, pack, read_pack_entries};
+use crate::store::{self, pack, read_pack_entries};
 use crate::tree::{NodeKind, Tree};
 
 /// What a check found.
@@ -35,6 +35,8 @@ pub struct CheckReport {
     pub damaged_snapshots: Vec<(ObjectId, String)>,
     /// Problems that affect no snapshot's data (e.g. a pack the index lacks).
     pub warnings: Vec<String>,
+    /// Key files of an encrypted repository that are damaged: name, what is wrong.
+    pub damaged_keys: Vec<(String, String)>,
 }
 
 /// A pack whose data is damaged.
@@ -51,7 +53,7 @@ pub struct DamagedPack {
 impl CheckReport {
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damaged_packs.is_empty() && self.damaged_snapshots.is_empty()
+        self.damaged_packs.is_empty() && self.damaged_snapshots.is_empty() && self.damaged_keys.is_empty()
     }
 }
 
@@ -59,6 +61,14 @@ impl CheckReport {
 pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let backend = repository.backend();
+    if repository.crypto().is_encrypted() {
+        // Every key file, not only the one in use: a damaged one locks its holder out.
+        for key in repository.keys()? {
+            if let Err(problem) = key.file {
+                report.damaged_keys.push((backend.describe(&key.name).display().to_string(), problem));
+            }
+        }
+    }
     let stored = backend.list("packs").map_err(|e| crate::Error::io("listing", repository.root().join("packs"), e))?;
     let indexed: HashMap<String, u64> = store::lock(repository.catalog()).packs()?.into_iter().collect();
     report.packs = stored.len();
@@ -263,18 +273,19 @@ pub(crate) fn verify_pack(
     let backend = repository.backend();
     let indexed_blobs = || -> Vec<ObjectId> {
         let mut blobs = indexed.to_vec();
-        if let Ok(entries) = read_pack_entries(backend, name, size) {
+        if let Ok(entries) = read_pack_entries(repository.crypto(), backend, name, size) {
             blobs.extend(entries.iter().map(|entry| entry.id));
         }
         blobs
     };
     let bytes = backend.get(name).map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
-    let entries = pack::parse_pack(&bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
+    let entries =
+        pack::parse_any_pack(repository.crypto(), &bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
     let mut bad = Vec::new();
     for entry in &entries {
         let start = entry.offset as usize;
         let stored = bytes[start..start + entry.length as usize].to_vec();
-        if decode_blob(entry, stored).is_err() {
+        if repository.crypto().decode_blob(backend, name, entry, stored).is_err() {
             bad.push(entry.id);
         }
     }

@@ -497,7 +497,7 @@ fn publish_changed(
 ) -> envsnap::Result<Snapshot> {
     let mut tree = repository.read_tree(&snapshot.manifest.elements[0].tree)?;
     change(&mut tree);
-    let writer = envsnap::store::BlobWriter::new(repository.backend(), repository.catalog())?;
+    let writer = envsnap::store::BlobWriter::new(repository.backend(), repository.catalog(), repository.crypto())?;
     let id = writer.add(envsnap::store::pack::BlobKind::Tree, &tree.encode())?;
     writer.flush()?;
     let mut manifest = snapshot.manifest.clone();

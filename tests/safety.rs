@@ -1004,7 +1004,10 @@ struct Forger<'a> {
 
 impl<'a> Forger<'a> {
     fn new(repository: &'a Repository) -> TestResult<Self> {
-        Ok(Forger { repository, writer: BlobWriter::new(repository.backend(), repository.catalog())? })
+        Ok(Forger {
+            repository,
+            writer: BlobWriter::new(repository.backend(), repository.catalog(), repository.crypto())?,
+        })
     }
 
     fn node(name: &[u8], kind: NodeKind) -> Node {

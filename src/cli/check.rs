@@ -32,6 +32,11 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             println!("  needed by snapshots: {}", users.join(", "));
         }
     }
+    for (key, problem) in &report.damaged_keys {
+        println!(
+            "damaged key file {key}: {problem}; its password no longer opens the repository (add a new key with `envsnap key add`, then remove this one)"
+        );
+    }
     for (id, problem) in &report.damaged_snapshots {
         println!("snapshot {} cannot be fully restored: {problem}", id.short(SHORT_ID));
     }
@@ -49,6 +54,12 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         Ok(())
     } else {
         let restorable = report.snapshots - report.damaged_snapshots.len();
+        if report.damaged_snapshots.is_empty() && report.damaged_packs.is_empty() {
+            bail!(
+                "the repository is damaged: {} damaged; every snapshot is restorable",
+                counted(report.damaged_keys.len() as u64, "key file is", "key files are")
+            )
+        }
         bail!(
             "the repository is damaged: {} of {} snapshots are affected, {restorable} are fully restorable; \
              restoring an affected snapshot restores every file whose data is intact",
