@@ -28,7 +28,7 @@ use crate::repository::Repository;
 use crate::snapshot::{Element, ElementKind, MANIFEST_FORMAT, Manifest, Mode, Snapshot, Trigger};
 use crate::store::BlobWriter;
 use crate::store::chunker::ChunkerParams;
-use crate::store::pack::BlobKind;
+use crate::store::pack::{BlobKind, MAX_TREE_BLOB};
 use crate::tree::{Node, NodeKind, Tree};
 
 /// A service to capture: its element name and its adapter.
@@ -71,6 +71,8 @@ pub struct BackupOptions {
     pub mounts: Vec<Mount>,
     /// The services to capture.
     pub services: Vec<ServiceSource>,
+    /// Whether these are only some of the environment's elements (`--element`).
+    pub partial: bool,
     /// For a consistent snapshot of a live application: how to pause and resume it.
     pub pause: Option<Box<dyn PauseControl>>,
 }
@@ -104,6 +106,9 @@ pub struct BackupReport {
     pub skipped: u64,
     /// How long the environment was paused, when it was.
     pub paused: Option<std::time::Duration>,
+    /// How long capturing each element took, by name, in the order captured (both
+    /// passes of a mount in a paused snapshot counted together).
+    pub durations: Vec<(String, std::time::Duration)>,
     /// Why resuming failed, if it did: the snapshot is complete, but the environment
     /// may still be paused.
     pub resume_error: Option<String>,
@@ -133,9 +138,18 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
     let remembered: Mutex<HashMap<ObjectId, Tree>> = Mutex::new(HashMap::new());
     let mut paused = None;
     let mut resume_error = None;
+    let durations: Mutex<Vec<(String, std::time::Duration)>> = Mutex::new(Vec::new());
+    let timed = |name: &str, began: std::time::Instant| {
+        let mut durations = durations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match durations.iter_mut().find(|(known, _)| known == name) {
+            Some((_, total)) => *total += began.elapsed(),
+            None => durations.push((name.to_owned(), began.elapsed())),
+        }
+    };
     let (elements, totals) =
         BlobWriter::pipelined(repository.backend(), repository.catalog(), repository.crypto(), |writer| {
             let walk = |mount: &Mount, excludes: &Excludes, parent_tree: Option<ObjectId>, remember: bool| {
+                let began = std::time::Instant::now();
                 let estimate = expected(&mount.name);
                 progress.begin(&format!("backing up {}", mount.name), estimate);
                 let walker = Walker {
@@ -165,6 +179,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
                     summary
                 });
                 progress.finish();
+                timed(&mount.name, began);
                 summary
             };
             let previous_tree = |mount: &Mount| {
@@ -203,12 +218,14 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
                     });
                 }
                 for source in &options.services {
+                    let began = std::time::Instant::now();
                     progress.begin(&format!("dumping {}", source.name), expected(&source.name));
                     let content =
                         Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
                     let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
                     source.service.capture(&sink)?;
                     progress.finish();
+                    timed(&source.name, began);
                     let mut nodes = sink.nodes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
                     nodes.sort_by(|a, b| a.name.cmp(&b.name));
                     if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
@@ -257,6 +274,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         stored: totals.stored_bytes,
         paused_ms: paused.map(|duration| u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
         duration_ms: Some(u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        partial: options.partial,
         elements,
     };
     let snapshot = repository.publish(&manifest)?;
@@ -268,6 +286,7 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
         skipped: counters.skipped.load(Ordering::Relaxed),
         paused,
         resume_error,
+        durations: durations.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
     })
 }
 
@@ -331,7 +350,15 @@ impl Walker<'_> {
             summary.dirs += child.dirs;
             tree.nodes.push(node);
         }
-        let id = self.writer.add(BlobKind::Tree, &tree.encode())?;
+        let encoded = tree.encode();
+        if encoded.len() > MAX_TREE_BLOB as usize {
+            return Err(Error::DirectoryTooLarge {
+                path: path.to_owned(),
+                entries: tree.nodes.len(),
+                bytes: encoded.len(),
+            });
+        }
+        let id = self.writer.add(BlobKind::Tree, &encoded)?;
         if self.remember {
             crate::store::lock(self.remembered).insert(id, tree);
         }

@@ -278,7 +278,9 @@ pub(crate) fn verify_pack(
         }
         blobs
     };
-    let bytes = backend.get(name).map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
+    let bytes = backend
+        .get(name, pack::MAX_PACK_SIZE)
+        .map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
     let entries =
         pack::parse_any_pack(repository.crypto(), &bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
     let mut bad = Vec::new();

@@ -299,6 +299,34 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// A directory whose listing is larger than a stored tree may be.
+    #[error(
+        "{}: its {entries} entries would take {bytes} bytes to list, more than the 64 MiB a snapshot keeps for one \
+         directory; split it into subdirectories, or leave it out with `exclude` in envsnap.toml",
+        path.display()
+    )]
+    DirectoryTooLarge {
+        /// The directory.
+        path: PathBuf,
+        /// Its entries.
+        entries: usize,
+        /// The size its tree would have.
+        bytes: usize,
+    },
+
+    /// The file of the jobs and the activity log is damaged.
+    #[error(
+        "{}: the jobs and the activity log are damaged ({detail}); run `envsnap repair`, which keeps every \
+         entry it can still read and moves the damaged file aside",
+        path.display()
+    )]
+    RecordsDamaged {
+        /// The records file.
+        path: PathBuf,
+        /// What SQLite found wrong.
+        detail: String,
+    },
+
     /// A service's URL that its adapter cannot use.
     #[error("service `{name}`: its url {detail}; fix `url` in envsnap.toml")]
     ServiceUrl {

@@ -39,6 +39,7 @@
 //!     host: "here".into(),
 //!     mounts: vec![Mount { name: "uploads".into(), path: data, exclude: vec![] }],
 //!     services: vec![],
+//!     partial: false,
 //!     pause: None,
 //! };
 //! let report = backup(&repository, &options, &NoProgress)?;

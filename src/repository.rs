@@ -28,12 +28,12 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::catalog::{self, Catalog, records};
 use crate::crypto::keyfile::{KdfParams, KeyFile, KeyKind, MAX_KEY_FILE};
 use crate::crypto::{Crypto, CryptoError, MasterKeys};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
-use crate::snapshot::{MANIFEST_FORMAT, Manifest, Snapshot, manifest_name};
+use crate::snapshot::{MANIFEST_FORMAT, MAX_MANIFEST_SIZE, Manifest, Snapshot, manifest_name};
 use crate::store;
 use crate::store::backend::{Backend, LocalBackend};
 use crate::store::chunker::ChunkerParams;
@@ -60,6 +60,8 @@ const KEYS: &str = "keys";
 pub type PasswordSource<'a> = &'a mut dyn FnMut() -> Result<zeroize::Zeroizing<String>>;
 
 const CONFIG: &str = "config.json";
+/// A `config.json` is a hundred bytes; anything past this is not one.
+const MAX_CONFIG_SIZE: u64 = 64 << 10;
 /// The catalog's file in the repository.
 pub const CATALOG: &str = "catalog.sqlite";
 
@@ -111,6 +113,8 @@ pub struct Repository {
     /// Why the catalog file could not be opened, when opened for [`Access::Repair`]
     /// (an empty catalog in memory stands in for it meanwhile).
     catalog_damage: Option<String>,
+    /// What `repair` saved of a damaged records file, found as it opened the repository.
+    records_salvage: Option<records::Salvage>,
 }
 
 /// The name of the object that pins snapshot `id`.
@@ -280,6 +284,9 @@ impl Repository {
         // An empty file is what a catalog truncated to nothing leaves: SQLite takes it
         // for a new database, so it is rebuilt as a missing one is.
         let fresh_catalog = fs::metadata(&catalog_path).map_or(true, |metadata| metadata.len() == 0);
+        // The records are saved before anything opens them: the catalog attaches them.
+        let records_salvage =
+            if access == Access::Repair { records::salvage(&root.join(catalog::RECORDS))? } else { None };
         let (catalog, catalog_damage) = match Catalog::open(&catalog_path) {
             Ok(catalog) => (catalog, None),
             // A newer catalog is not damaged: repair must not move it aside.
@@ -298,6 +305,7 @@ impl Repository {
             readers: Mutex::new(readers),
             access,
             catalog_damage,
+            records_salvage,
         };
         if access == Access::Repair {
             // Repair rebuilds everything from the store: nothing to reconcile first.
@@ -319,7 +327,7 @@ impl Repository {
 
     fn read_config(root: &Path, backend: &dyn Backend) -> Result<RepositoryConfig> {
         let path = backend.describe(CONFIG);
-        let bytes = match backend.get(CONFIG) {
+        let bytes = match backend.get(CONFIG, MAX_CONFIG_SIZE) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::RepositoryMissing { path: root.to_owned() });
@@ -406,13 +414,12 @@ impl Repository {
     fn read_key_files(backend: &dyn Backend) -> Result<Vec<(String, Result<KeyFile, String>)>> {
         let listed = backend.list(KEYS).context("listing", backend.describe(KEYS))?;
         let mut files = Vec::new();
-        for (name, size) in listed {
-            // Its size is learnt before it is read, so a planted huge file costs no memory.
-            let file = if size > MAX_KEY_FILE as u64 {
-                Err(format!("it is {size} bytes, more than a key file holds"))
-            } else {
-                let bytes = backend.get_range(&name, 0, size as usize).context("reading", backend.describe(&name))?;
-                KeyFile::parse(&bytes).map_err(|error| error.to_string())
+        for (name, _) in listed {
+            // Read within a key file's bound, so a planted huge file costs no memory.
+            let file = match backend.get(&name, MAX_KEY_FILE as u64) {
+                Ok(bytes) => KeyFile::parse(&bytes).map_err(|error| error.to_string()),
+                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Err(error.to_string()),
+                Err(error) => return Err(Error::io("reading", backend.describe(&name), error)),
             };
             files.push((name, file));
         }
@@ -587,7 +594,11 @@ impl Repository {
     /// Reads and verifies a snapshot's manifest from the store.
     pub fn read_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let name = manifest_name(id);
-        let bytes = self.backend.get(&name).context("reading", self.backend.describe(&name))?;
+        let bytes =
+            // A sealed manifest is its plain bytes and the seal's overhead.
+            self.backend
+                .get(&name, MAX_MANIFEST_SIZE as u64 + self.crypto.object_overhead())
+                .context("reading", self.backend.describe(&name))?;
         let what = || format!("snapshot {}", id.short(12));
         let bytes = self.crypto.open_object(&name, bytes).map_err(|error| match error {
             CryptoError::WriteOnly => Error::WriteOnlyKey { action: format!("read {}", what()) },
@@ -676,15 +687,16 @@ impl Repository {
     /// branch that was idle for a month the moment it was deleted.
     pub fn branches_gone(&self) -> Result<HashMap<String, DateTime<Utc>>> {
         let mut gone = HashMap::new();
-        for (name, size) in self.list("gone")? {
+        for (name, _) in self.list("gone")? {
             if self.crypto.is_encrypted() {
-                let (branch, since) = self.read_sealed_gone(&name, size)?;
+                let (branch, since) = self.read_sealed_gone(&name)?;
                 gone.insert(branch, since);
                 continue;
             }
             let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { continue };
             let Ok(branch) = String::from_utf8(branch) else { continue };
-            let bytes = self.backend.get(&name).context("reading", self.backend.describe(&name))?;
+            // An RFC 3339 time is some 30 bytes.
+            let bytes = self.backend.get(&name, 4096).context("reading", self.backend.describe(&name))?;
             let since = std::str::from_utf8(&bytes)
                 .ok()
                 .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
@@ -716,7 +728,7 @@ impl Repository {
     }
 
     /// An encrypted repository's `gone/` record: the branch and since when.
-    fn read_sealed_gone(&self, name: &str, size: u64) -> Result<(String, DateTime<Utc>)> {
+    fn read_sealed_gone(&self, name: &str) -> Result<(String, DateTime<Utc>)> {
         /// A record is some tens of bytes; anything larger is not one.
         const MAX_RECORD: u64 = 64 << 10;
         let path = self.backend.describe(name);
@@ -724,10 +736,11 @@ impl Repository {
             what: format!("the record of a deleted branch ({})", path.display()),
             detail: format!("{detail}; remove the file, and the branch counts as deleted from now"),
         };
-        if size > MAX_RECORD {
-            return Err(corrupt(format!("it is {size} bytes, far more than a record holds")));
-        }
-        let bytes = self.backend.get_range(name, 0, size as usize).context("reading", &path)?;
+        let bytes = match self.backend.get(name, MAX_RECORD + self.crypto.object_overhead()) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Err(corrupt(error.to_string())),
+            Err(error) => return Err(Error::io("reading", &path, error)),
+        };
         let plain = self.crypto.open_object(name, bytes).map_err(|error| match error {
             CryptoError::WriteOnly => Error::WriteOnlyKey { action: "read which branches were deleted".to_owned() },
             error => corrupt(error.to_string()),
@@ -795,22 +808,19 @@ impl Repository {
     /// The last restore that changed environment `env`, if one was recorded.
     pub fn last_restore(&self, env: &str) -> Result<Option<RestoreRecord>> {
         /// A record is a few hundred bytes; anything larger is not one.
-        const MAX_RECORD: usize = 64 << 10;
+        const MAX_RECORD: u64 = 64 << 10;
         let name = restore_record_name(&self.crypto, env);
         let path = self.backend.describe(&name);
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("restore record {}", path.display()),
             detail: format!("{detail}; remove it to forget the last restore into `{env}`"),
         };
-        // Its size is learnt before it is read, so a planted huge file costs no memory.
-        let listed = self.backend.list("restores").context("listing", self.backend.describe("restores"))?;
-        let Some((_, size)) = listed.into_iter().find(|(listed, _)| *listed == name) else {
-            return Ok(None);
+        let bytes = match self.backend.get(&name, MAX_RECORD + self.crypto.object_overhead()) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Err(corrupt(error.to_string())),
+            Err(error) => return Err(Error::io("reading", &path, error)),
         };
-        if size > (MAX_RECORD + crate::crypto::OBJECT_OVERHEAD) as u64 {
-            return Err(corrupt(format!("it is {size} bytes, far more than a record holds")));
-        }
-        let bytes = self.backend.get_range(&name, 0, size as usize).context("reading", &path)?;
         let bytes = self.crypto.open_object(&name, bytes).map_err(|error| match error {
             CryptoError::WriteOnly => Error::WriteOnlyKey { action: format!("read the last restore into `{env}`") },
             error => corrupt(error.to_string()),
@@ -855,12 +865,18 @@ impl Repository {
         store::lock(&self.catalog).snapshots(env)
     }
 
-    /// Finds a snapshot by `latest` (the newest of `env`) or a unique id prefix.
+    /// Finds a snapshot by `latest` (see [`crate::retention::latest`]: the newest
+    /// complete snapshot of the whole of `env`, not a safety or partial one) or a
+    /// unique id prefix.
     pub fn resolve(&self, text: &str, env: Option<&str>) -> Result<Snapshot> {
         if text == "latest" {
-            return self.snapshots(env)?.into_iter().next().ok_or_else(|| Error::SnapshotNotFound {
+            let snapshots = self.snapshots(env)?;
+            return crate::retention::latest(&snapshots).cloned().ok_or_else(|| Error::SnapshotNotFound {
                 id: text.to_owned(),
-                scope: env.map(|env| format!(" in environment {env}")).unwrap_or_default(),
+                scope: format!(
+                    "{} (`latest` is a snapshot of every element, not a safety or --element one; others go by id)",
+                    env.map(|env| format!(" in environment {env}")).unwrap_or_default()
+                ),
             });
         }
         let prefix = text.to_ascii_lowercase();
@@ -891,7 +907,7 @@ impl Repository {
         for suffix in ["", "-wal", "-shm"] {
             let _ = fs::remove_file(format!("{}{suffix}", partial.display()));
         }
-        let mut report = RepairReport::default();
+        let mut report = RepairReport { records: self.records_salvage.clone(), ..RepairReport::default() };
         let damage = match &self.catalog_damage {
             Some(damage) => Some(damage.clone()),
             None => store::lock(&self.catalog).integrity_problem(),
@@ -980,7 +996,7 @@ impl Repository {
     /// What `repair` indexes of pack `name`, and what was wrong with it; `old` is what
     /// the old catalog placed in it.
     fn entries_to_index(&self, name: &str, old: &[PackEntry]) -> (Vec<PackEntry>, Option<String>) {
-        let bytes = match self.backend.get(name) {
+        let bytes = match self.backend.get(name, pack::MAX_PACK_SIZE) {
             Ok(bytes) => bytes,
             Err(error) => {
                 let problem = format!(
@@ -1044,6 +1060,8 @@ pub struct RepairReport {
     pub manifests_restored: Vec<String>,
     /// Where the old catalog was moved, and why, when it was damaged.
     pub moved_aside: Option<(PathBuf, String)>,
+    /// What was saved of the jobs and the activity log, when their file was damaged.
+    pub records: Option<records::Salvage>,
 }
 
 /// A restore into an environment, as `undo` needs to know it.

@@ -37,7 +37,7 @@ use std::fmt;
 use chrono::{DateTime, Datelike, Duration, IsoWeek, NaiveDate, Timelike, Utc};
 
 use crate::config::{EnvironmentType, RetentionPreset};
-use crate::snapshot::Trigger;
+use crate::snapshot::{Manifest, Snapshot, Trigger};
 
 /// Days a safety snapshot is kept unless a policy says otherwise: long enough to
 /// notice that a restore went wrong and `envsnap undo` it.
@@ -550,6 +550,26 @@ fn keep_series(snapshots: &[&Candidate], series: &[usize], rules: &KeepRules, na
 /// `days` after `time`; the end of time if that is past it.
 fn add_days(time: DateTime<Utc>, days: u32) -> DateTime<Utc> {
     time.checked_add_signed(Duration::days(i64::from(days))).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Whether `latest` may name a snapshot with this manifest: one of the whole
+/// environment, taken by a person, a hook or a schedule. A safety snapshot is left
+/// out — it holds what a restore overwrote, and `undo` is the way back to it, so
+/// `restore` right after a restore must not do what `undo` does — and so is a
+/// partial one (`backup --element`), which would bring back part of an environment.
+pub fn names_latest(manifest: &Manifest) -> bool {
+    manifest.trigger != Trigger::Safety && !manifest.partial
+}
+
+/// The snapshot `latest` names among `snapshots` (of one environment): the newest
+/// for which [`names_latest`] holds, by creation time, then id, as retention orders
+/// them. Every command that resolves `latest` — `restore`, `show`, `export`, `diff`,
+/// the FUSE view's `latest` link — asks this function.
+pub fn latest<'a>(snapshots: impl IntoIterator<Item = &'a Snapshot>) -> Option<&'a Snapshot> {
+    snapshots
+        .into_iter()
+        .filter(|snapshot| names_latest(&snapshot.manifest))
+        .max_by(|a, b| a.manifest.created.cmp(&b.manifest.created).then_with(|| a.id.cmp(&b.id)))
 }
 
 #[cfg(test)]

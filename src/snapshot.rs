@@ -187,6 +187,11 @@ pub struct Manifest {
     /// this was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+    /// Whether it holds only some of the environment's elements (`backup --element`):
+    /// such a snapshot is never what `latest` names, since restoring it would bring
+    /// back part of an environment. Absent (false) in snapshots taken before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// What it captured; at most [`MAX_ELEMENTS`].
     #[serde(deserialize_with = "elements")]
     pub elements: Vec<Element>,
@@ -319,6 +324,7 @@ mod tests {
             stored: 7,
             paused_ms: None,
             duration_ms: Some(12),
+            partial: false,
             elements: (0..elements)
                 .map(|index| Element {
                     name: format!("e{index}"),

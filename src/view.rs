@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! envs/<branch>/<created>_<id12>/     one folder a snapshot; a branch `a/b` nests as envs/a/b/
-//! envs/<branch>/latest -> …           the newest snapshot of the branch
+//! envs/<branch>/latest -> …           what `latest` names (retention::latest)
 //! ids/<id>/                           the same folders, by full id (any unique prefix of 4+ also resolves)
 //! commits/<commit>/<id>/              the snapshots taken at that commit (a unique prefix of 4+ also resolves)
 //! ```
@@ -885,15 +885,16 @@ fn live_children(dir: &LiveDir, snapshots: &[Arc<Snapshot>]) -> Vec<(Vec<u8>, Li
             children.push((b"commits".to_vec(), LiveChild::Dir(LiveDir::Commits)));
         }
         LiveDir::Envs { prefix } => {
-            let mut latest = None;
             let mut taken = HashSet::new();
+            let here: Vec<&Snapshot> =
+                snapshots.iter().filter(|snapshot| &snapshot.manifest.env == prefix).map(AsRef::as_ref).collect();
             for snapshot in snapshots.iter().filter(|snapshot| &snapshot.manifest.env == prefix) {
                 let name = folder_name(snapshot);
-                latest.get_or_insert_with(|| name.clone());
                 taken.insert(name.clone());
                 children.push((name.into_bytes(), LiveChild::Folder(snapshot.clone())));
             }
-            if let Some(target) = latest {
+            // What `envsnap restore latest` would restore, by the same rule.
+            if let Some(target) = crate::retention::latest(here).map(folder_name) {
                 taken.insert("latest".to_owned());
                 children.push((b"latest".to_vec(), LiveChild::Latest(target)));
             }
@@ -1340,6 +1341,7 @@ mod tests {
                 host: "here".into(),
                 mounts: vec![Mount { name: "data".into(), path: self.data.clone(), exclude: vec![] }],
                 services,
+                partial: false,
                 pause: None,
             };
             Ok(backup(&self.repository(Access::Write)?, &options, &NoProgress)?.snapshot)
@@ -1547,6 +1549,7 @@ mod tests {
             stored: 0,
             paused_ms: None,
             duration_ms: None,
+            partial: false,
             elements: vec![Element {
                 name: "data".into(),
                 kind: ElementKind::Mount,

@@ -257,7 +257,7 @@ fn ids_are_checked_and_delete_removes_one_snapshot() -> TestResult {
     let usage = project.fails(&["restore", "--no-such-flag"], 2)?;
     assert!(usage.contains("--no-such-flag"), "{usage}");
 
-    let deleted = project.ok(&["delete", &first[..12]])?;
+    let deleted = project.ok(&["delete", &first[..12], "--yes"])?;
     assert!(deleted.contains(&first[..12]), "{deleted}");
     let left: Vec<String> = project.snapshots()?.iter().filter_map(|s| s["id"].as_str().map(str::to_owned)).collect();
     assert_eq!(left, vec![second.clone()]);
@@ -379,7 +379,7 @@ fn a_pinned_snapshot_is_refused_by_delete_until_unpinned() -> TestResult {
     project.fails(&["delete", &first[..12]], 1)?;
 
     project.ok(&["unpin", &first[..12]])?;
-    project.ok(&["delete", &first[..12]])?;
+    project.ok(&["delete", &first[..12], "--yes"])?;
     let left: Vec<String> = project.snapshots()?.iter().map(|s| s["id"].as_str().unwrap_or("").to_owned()).collect();
     assert_eq!(left, [second.as_str()]);
 

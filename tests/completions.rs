@@ -143,6 +143,24 @@ fn bash_offers_nested_subcommands() -> TestResult {
 }
 
 #[test]
+fn no_shell_is_offered_the_internal_hooks_run() -> TestResult {
+    let offered = bash_completions(&["hooks", ""])?;
+    assert!(!offered.iter().any(|word| word == "run"), "`hooks run` is for the git hooks only: {offered:?}");
+    assert_eq!(bash_completions(&["hooks", "r"])?, Vec::<String>::new());
+    for (shell, _) in SUBCOMMAND_ENTRIES {
+        let script = stdout_of(&["completions", shell])?;
+        if shell == "bash" {
+            // Bash's script has no descriptions; COMPREPLY was checked above.
+            continue;
+        }
+        assert!(script.contains("Install the hooks"), "the {shell} script describes `hooks install`");
+        // `hooks run` is known by its description, which nothing else has.
+        assert!(!script.contains("as the installed shims do"), "the {shell} script offers no `hooks run`");
+    }
+    Ok(())
+}
+
+#[test]
 fn bash_offers_the_shells_after_completions() -> TestResult {
     let offered = bash_completions(&["completions", ""])?;
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {

@@ -149,7 +149,7 @@ fn only_admins_restore_into_or_delete_from_production() -> TestResult {
     assert!(refused.contains("only admins may delete a snapshot of the production environment `main`"), "{refused}");
     git(project.root(), &["config", "user.email", "boss@example.invalid"])?;
     project.ok(&["restore", &snapshot[..12], "--yes"])?;
-    project.ok(&["delete", &snapshot[..12]])?;
+    project.ok(&["delete", &snapshot[..12], "--yes"])?;
     let listed = project.ok(&["list", "--json"])?;
     assert!(!listed.contains(&snapshot), "an admin deletes it: {listed}");
     Ok(())

@@ -79,6 +79,7 @@ fn backup_of(repository: &Repository, data: &Path) -> envsnap::Result<Snapshot> 
         host: "here".into(),
         mounts: vec![Mount { name: "data".into(), path: data.to_owned(), exclude: vec![] }],
         services: vec![],
+        partial: false,
         pause: None,
     };
     Ok(backup(repository, &options, &NoProgress)?.snapshot)
@@ -105,12 +106,12 @@ fn restored(repository: &Repository, snapshot: &Snapshot, to: &Path) -> envsnap:
 fn assert_no_partial_object(store: &Path) -> TestResult {
     let local = LocalBackend::new(store);
     for (name, _) in local.list("packs")? {
-        let bytes = local.get(&name)?;
+        let bytes = local.get(&name, u64::MAX)?;
         let hex = name.rsplit('/').next().and_then(|file| file.strip_suffix(".pack")).ok_or("a pack name")?;
         assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hex, "pack {name} is whole");
     }
     for (name, _) in local.list("snapshots")? {
-        let bytes = local.get(&name)?;
+        let bytes = local.get(&name, u64::MAX)?;
         let hex = name.strip_prefix("snapshots/").and_then(|file| file.strip_suffix(".json")).ok_or("a name")?;
         assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hex, "manifest {name} is whole");
     }
@@ -529,5 +530,36 @@ fn check_names_a_file_whose_size_disagrees_with_its_chunks_and_trees_no_restore_
         assert!(report.damaged_snapshots.iter().all(|(id, _)| *id != good.id), "{said}: the good one is whole");
         repository.delete(&bad.id)?;
     }
+    Ok(())
+}
+
+#[test]
+fn repair_keeps_what_can_be_read_of_damaged_jobs_and_activity() -> TestResult {
+    let (project, ids) = project_with_snapshots()?;
+    let activity = |project: &common::Project| -> Result<usize, Box<dyn std::error::Error>> {
+        let listed: serde_json::Value = serde_json::from_str(&project.ok(&["activity", "--json"])?)?;
+        Ok(listed.as_array().map_or(0, Vec::len))
+    };
+    let before = activity(&project)?;
+    assert!(before >= 2, "the two backups are in the activity log: {before}");
+    let records = project.repository.join("records.sqlite");
+    let mut bytes = fs::read(&records)?;
+    bytes[..16].copy_from_slice(b"not a database!\0");
+    fs::write(&records, &bytes)?;
+
+    let said = project.fails(&["list"], 1)?;
+    assert!(said.contains("records.sqlite") && said.contains("envsnap repair"), "{said}");
+    let said = project.ok(&["repair"])?;
+    assert!(said.contains("the jobs and the activity log were damaged"), "{said}");
+    let aside: Vec<_> = fs::read_dir(&project.repository)?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("records.sqlite.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged records are kept");
+    assert_eq!(fs::read(aside[0].path())?, bytes, "as they were");
+    assert!(!said.contains("catalog was damaged"), "the intact catalog is not moved aside: {said}");
+    // The header was the damage: nothing could be read, and the log starts anew.
+    assert!(activity(&project)? >= 1, "repair itself is recorded");
+    assert_restores(&project, &ids[1])?;
     Ok(())
 }

@@ -230,7 +230,12 @@ fn a_push_to_main_of_a_remote_takes_one_pre_push_snapshot() -> TestResult {
     assert_eq!(snapshots.len(), 1, "main only: feature and other are not protected");
     assert_eq!(snapshots[0]["trigger"], "pre-push");
     assert_eq!(snapshots[0]["env"], "main");
-    assert_eq!(snapshots[0]["commit"], serde_json::Value::Null, "main did not exist on the remote yet");
+    // main did not exist on the remote yet: the snapshot is of main's environment at
+    // main's commit here, which `--at` and the git notes find.
+    let local_main = head(&project, "main")?;
+    assert_eq!(snapshots[0]["commit"], local_main.as_str(), "main is new on the remote");
+    let noted = common::git(project.root(), &["notes", "--ref=envsnap", "show", &local_main])?;
+    assert!(noted.contains(snapshots[0]["id"].as_str().ok_or("an id")?), "{noted}");
 
     commit(&project, "more.txt")?;
     let remote_main = head(&project, "main~1")?;

@@ -421,20 +421,29 @@ fn a_dump_that_holds_client_commands_is_refused_before_anything_changes() -> Tes
 /// does not end it; killed when dropped.
 struct MetadataLock {
     child: std::process::Child,
+    /// Its own sleep, which names the database, so that no test ends another's lock.
+    sleep: String,
 }
 
 impl MetadataLock {
     fn take(database: &str) -> Result<Self, Error> {
-        let statement = format!("BEGIN; SELECT COUNT(*) FROM `{database}`.`people`; SELECT SLEEP(120);");
+        Self::hold(database, &format!("BEGIN; SELECT COUNT(*) FROM `{database}`.`people`;"))
+    }
+
+    /// Runs `first`, then sleeps for two minutes in the same session.
+    fn hold(database: &str, first: &str) -> Result<Self, Error> {
+        let sleep = format!("SELECT SLEEP(120), '{database}'");
         let child = Command::new("mariadb")
-            .args(["-h", "127.0.0.1", "-u", "root", "-e", &statement])
+            .args(["-h", "127.0.0.1", "-u", "root", "-e", &format!("{first} {sleep};")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let lock = MetadataLock { child };
+        let lock = MetadataLock { child, sleep };
         for _ in 0..250 {
-            let sleeping =
-                sql(None, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(120)'")?;
+            let sleeping = sql(
+                None,
+                &format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = \"{}\"", lock.sleep),
+            )?;
             if sleeping.trim() != "0" {
                 return Ok(lock);
             }
@@ -447,7 +456,7 @@ impl MetadataLock {
 impl Drop for MetadataLock {
     fn drop(&mut self) {
         let _ = sql(None, "SELECT 1"); // the server is still there
-        let ids = sql(None, "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(120)'");
+        let ids = sql(None, &format!("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = \"{}\"", self.sleep));
         for id in ids.unwrap_or_default().lines() {
             let _ = sql(None, &format!("KILL {id}"));
         }
@@ -464,6 +473,34 @@ fn statements_on(database: &str) -> Result<String, Error> {
             "SELECT ID, INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE '%{database}%' AND ID <> CONNECTION_ID() AND INFO NOT LIKE '%PROCESSLIST%'"
         ),
     )
+}
+
+#[test]
+fn a_snapshot_behind_a_table_lock_gives_up_in_time_and_names_the_lock() -> TestResult {
+    let databases = Databases::new();
+    let main = databases.name("main");
+    create(&main)?;
+    let project = Project::new(&databases.config())?;
+    project.ok(&["init"])?;
+    // LOCK TABLES … WRITE: the dump's read of `people` waits for it.
+    let lock = MetadataLock::hold(&main, &format!("LOCK TABLES `{main}`.`people` WRITE;"))?;
+
+    let started = std::time::Instant::now();
+    let mut backup = project.start(&["backup"], &[("ENVSNAP_LOCK_TIMEOUT", "2".as_ref())])?;
+    let output = common::wait_at_most(&mut backup, 40)?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(15), "it gave up after {:?}", started.elapsed());
+    let said =
+        ["service `db`", "waited 2 s for a lock", "metadata lock", "`people`", "may hold", "ENVSNAP_LOCK_TIMEOUT"];
+    for said in said {
+        assert!(stderr.contains(said), "says `{said}`: {stderr}");
+    }
+    let waiting = statements_on(&main)?;
+    assert!(!waiting.contains("SQL_NO_CACHE"), "the dump's statement still waits on the server: {waiting}");
+    assert!(project.snapshots()?.is_empty(), "no snapshot was recorded");
+    drop(lock);
+    Ok(())
 }
 
 #[test]

@@ -82,7 +82,7 @@ fn prune_frees_what_deleted_snapshots_held_and_every_other_snapshot_restores() -
     let said = project.ok(&["prune"])?;
     assert!(said.starts_with("freed 0 B"), "{said}");
 
-    project.ok(&["delete", &first[..12]])?;
+    project.ok(&["delete", &first[..12], "--yes"])?;
     let before = packs_size(&project)?;
     let said = project.ok(&["prune", "--dry-run"])?;
     assert!(said.starts_with("would free 12."), "about 12 MiB: {said}");
@@ -107,7 +107,7 @@ fn a_backup_running_beside_prune_loses_nothing() -> TestResult {
     write_files(&project, "a", 10, 1 << 20)?;
     let first = project.backup(&[])?;
     write_files(&project, "b", 40, 1 << 20)?;
-    project.ok(&["delete", &first[..12]])?;
+    project.ok(&["delete", &first[..12], "--yes"])?;
     // The backup and the prune start together; whichever takes the writers' lock
     // first makes the other wait.
     let spawn = |args: &[&str]| {
@@ -142,7 +142,7 @@ fn prune_waits_for_readers_before_it_removes_packs() -> TestResult {
         fs::remove_file(project.root().join(format!("data/a{n}")))?;
     }
     project.backup(&[])?;
-    project.ok(&["delete", &first[..12]])?;
+    project.ok(&["delete", &first[..12], "--yes"])?;
     let before = packs_size(&project)?;
     let packs_before = pack_names(&project)?;
 
@@ -185,7 +185,7 @@ fn prune_killed_at_any_moment_loses_nothing() -> TestResult {
             fs::remove_file(project.root().join(format!("data/gone{round}-{n}")))?;
         }
         let kept = project.backup(&[])?;
-        project.ok(&["delete", &doomed[..12]])?;
+        project.ok(&["delete", &doomed[..12], "--yes"])?;
         let mut prune = Command::new(env!("CARGO_BIN_EXE_envsnap"))
             .arg("prune")
             .current_dir(project.root())
@@ -218,7 +218,7 @@ fn readers_that_stay_leave_the_packs_for_the_next_prune() -> TestResult {
     }
     write_files(&project, "b", 1, 1 << 20)?;
     let second = project.backup(&[])?;
-    project.ok(&["delete", &first[..12]])?;
+    project.ok(&["delete", &first[..12], "--yes"])?;
     let packs_before = pack_names(&project)?;
 
     let reader = File::open(project.repository.join("lock.read"))?;

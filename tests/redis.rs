@@ -112,6 +112,15 @@ fn a_whole_instance_round_trips_every_database_and_its_functions() -> TestResult
     let stderr = project.fails(&["restore", &id[..12], "--yes", "--no-safety-snapshot"], 1)?;
     assert!(stderr.contains("whole instance"), "{stderr}");
     assert_eq!(client.ok(&["GET", "kept"])?, Value::Bytes(b"1".to_vec()));
+    // The dry run makes the same check, and the restore makes it before it takes a
+    // safety snapshot.
+    let stderr = project.fails(&["restore", &id[..12], "--dry-run"], 1)?;
+    assert!(stderr.contains("whole instance"), "{stderr}");
+    let snapshots = project.snapshots()?.len();
+    let stderr = project.fails(&["restore", &id[..12], "--yes"], 1)?;
+    assert!(stderr.contains("whole instance"), "{stderr}");
+    assert_eq!(project.snapshots()?.len(), snapshots, "no safety snapshot was taken");
+    assert_eq!(client.ok(&["GET", "kept"])?, Value::Bytes(b"1".to_vec()));
     Ok(())
 }
 

@@ -449,3 +449,61 @@ fn schedule_install_writes_a_crontab_line_or_systemd_units() -> TestResult {
     assert!(printed.starts_with("*/15 * * * * ") && printed.contains("schedule run"), "{printed}");
     Ok(())
 }
+
+#[test]
+fn schedule_status_shows_what_is_due_and_installed_and_uninstall_removes_it() -> TestResult {
+    let project = Project::new(SCHEDULED)?;
+    project.ok(&["init"])?;
+    fs::create_dir_all(project.root().join("data"))?;
+    fs::write(project.root().join("data/file.txt"), "main data")?;
+    let root = project.root().to_string_lossy().into_owned();
+    let table = project.root().join("crontab.txt");
+    fs::write(&table, "0 1 * * * backup-something\n")?;
+    let script = format!("if [ \"$1\" = -l ]; then cat '{0}'; else cat > '{0}'; fi", table.display());
+    let bin = bin_dir(&["cat"], &[("crontab", &script)])?;
+    let path = std::env::join_paths([bin.path(), std::path::Path::new("/usr/bin"), std::path::Path::new("/bin")])?;
+    let config_home = tempfile::tempdir()?;
+    let vars = |now: &'static str| {
+        [
+            ("PATH", path.as_os_str().to_owned()),
+            ("XDG_CONFIG_HOME", config_home.path().as_os_str().to_owned()),
+            ("ENVSNAP_NOW", now.into()),
+            ("TZ", "UTC".into()),
+        ]
+    };
+    let run = |args: &[&str], now: &'static str| -> Result<String, Failure> {
+        let vars = vars(now);
+        let vars: Vec<(&str, &OsStr)> = vars.iter().map(|(name, value)| (*name, value.as_os_str())).collect();
+        let output = project.run_with_env(args, &vars)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "envsnap {args:?}: {stderr}");
+        Ok(String::from_utf8(output.stdout)?)
+    };
+
+    let status = run(&["schedule", "status"], "2026-11-20T04:00:00Z")?;
+    assert!(status.contains("schedule     `0 3 * * *` (local time)"), "{status}");
+    assert!(status.contains("main         due: no automated snapshot yet"), "{status}");
+    assert!(status.contains("installed    nothing runs `schedule run`"), "{status}");
+
+    run(&["schedule", "run"], "2026-11-20T04:00:00Z")?;
+    run(&["schedule", "install", "--cron"], "2026-11-20T04:00:00Z")?;
+    run(&["schedule", "install", "--systemd"], "2026-11-20T04:00:00Z")?;
+    let status = run(&["schedule", "status"], "2026-11-20T05:00:00Z")?;
+    assert!(status.contains("main         not due: last automated snapshot "), "{status}");
+    assert!(status.contains("installed    crontab line: */15 * * * * "), "{status}");
+    assert!(status.contains(&format!("# envsnap schedule {root}")), "{status}");
+    assert!(status.contains("installed    systemd user unit ") && status.contains(".timer"), "{status}");
+    let status = run(&["schedule", "status"], "2026-11-21T03:30:00Z")?;
+    assert!(status.contains("main         due: last automated snapshot "), "the next day's run: {status}");
+
+    let removed = run(&["schedule", "uninstall", "--cron"], "2026-11-21T03:30:00Z")?;
+    assert!(removed.contains("removed the crontab line"), "{removed}");
+    assert_eq!(fs::read_to_string(&table)?, "0 1 * * * backup-something\n", "the other lines stay");
+    assert_eq!(fs::read_dir(config_home.path().join("systemd/user"))?.count(), 2, "--cron leaves the timer");
+    let removed = run(&["schedule", "uninstall"], "2026-11-21T03:30:00Z")?;
+    assert!(removed.contains(".service") && removed.contains(".timer"), "{removed}");
+    assert_eq!(fs::read_dir(config_home.path().join("systemd/user"))?.count(), 0);
+    let status = run(&["schedule", "status"], "2026-11-21T03:30:00Z")?;
+    assert!(status.contains("installed    nothing runs"), "{status}");
+    Ok(())
+}

@@ -1074,6 +1074,7 @@ impl<'a> Forger<'a> {
             stored: 0,
             paused_ms: None,
             duration_ms: None,
+            partial: false,
             elements: elements
                 .iter()
                 .map(|(name, tree)| Element {
@@ -1456,7 +1457,7 @@ fn kill_minus_nine_across_operations_loses_nothing() -> TestResult {
                 // The oldest snapshot but the first goes, so prune has packs to free.
                 if listed.len() > 3 {
                     let oldest = &listed[listed.len() - 2];
-                    expect_exit(&workspace.run(&["delete", oldest])?, 0, "envsnap delete")?;
+                    expect_exit(&workspace.run(&["delete", oldest, "--yes"])?, 0, "envsnap delete")?;
                 }
                 vec!["prune".into()]
             }

@@ -22,6 +22,8 @@ use crate::jobs::{Job, JobState};
 use crate::snapshot::{Manifest, Mode, Snapshot, Trigger};
 use crate::store::pack::{BlobKind, Compression, PackEntry};
 
+pub mod records;
+
 /// The schema version this build writes (SQLite's `user_version`).
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -160,7 +162,18 @@ impl Catalog {
     }
 
     fn prepare(&self, records: &str) -> Result<()> {
-        self.connection.execute("ATTACH DATABASE ?1 AS records", [records]).map_err(|source| self.error(source))?;
+        // A damaged records file is named as such: `repair` saves what it can of it,
+        // while a rebuild of the catalog could not help.
+        let records_error = |source: rusqlite::Error| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                Error::RecordsDamaged { path: PathBuf::from(records), detail: source.to_string() }
+            }
+            _ => self.error(source),
+        };
+        self.connection.execute("ATTACH DATABASE ?1 AS records", [records]).map_err(records_error)?;
+        self.connection
+            .query_row("SELECT count(*) FROM records.sqlite_master", [], |_| Ok(()))
+            .map_err(records_error)?;
         let found: u32 = self
             .connection
             .pragma_query_value(None, "user_version", |row| row.get(0))

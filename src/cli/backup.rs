@@ -51,6 +51,10 @@ pub struct Args {
     /// waits for it.
     #[arg(long)]
     pub no_wait: bool,
+    /// Answer yes to any question, as the platforms' cron lines
+    /// (`backup:create --yes --no-wait`) expect; a backup asks none today.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     /// Run the queued job ID (the process `--no-wait` starts).
     #[arg(long, hide = true, value_name = "ID")]
     pub job: Option<String>,
@@ -63,6 +67,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     activity::env(&env);
     // Everything that can be checked is checked before the job is queued.
     let (mounts, services) = elements(&context, &env, context.work_tree(), &args.elements)?;
+    let partial = is_partial(&context, &args.elements)?;
     let trigger: Trigger = args.trigger.parse().map_err(anyhow::Error::msg)?;
     let commit = commit_of(&context, &env)?;
     let mode = if args.live { Mode::Live } else { Mode::Consistent };
@@ -102,7 +107,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             (job, Some(alive))
         }
     };
-    let outcome = run_job(&context, &job, args, Capture { env: &env, commit, mounts, services, trigger, mode });
+    let outcome =
+        run_job(&context, &job, args, Capture { env: &env, commit, mounts, services, trigger, mode, partial });
     // Anew: a `repair` may have replaced the catalog's file while the job waited.
     let catalog = jobs_catalog(&context).unwrap_or(catalog);
     let report = match outcome {
@@ -141,7 +147,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         eprint!("{}", summary(&report));
     }
     for element in &report.snapshot.manifest.elements {
-        detail!("  {} ({}): {}", element.name, element.kind.as_str(), bytes(element.size));
+        let took = report.durations.iter().find(|(name, _)| name == &element.name).map(|(_, took)| *took);
+        let took = took.map(|took| format!(" in {:.2} s", took.as_secs_f64())).unwrap_or_default();
+        detail!("  {} ({}): {}{took}", element.name, element.kind.as_str(), bytes(element.size));
     }
     if let Some(paused) = report.paused {
         detail!("the environment was paused for {:.2} s", paused.as_secs_f64());
@@ -158,12 +166,13 @@ struct Capture<'a> {
     services: Vec<ServiceSource>,
     trigger: Trigger,
     mode: Mode,
+    partial: bool,
 }
 
 /// Runs a queued job: waits for the repository (the job stays `queued`), checks the
 /// manual limit, then captures (`running`, with progress) and publishes.
 fn run_job(context: &Context, job: &Job, args: &Args, capture: Capture<'_>) -> Result<BackupReport> {
-    let Capture { env, commit, mounts, services, trigger, mode } = capture;
+    let Capture { env, commit, mounts, services, trigger, mode, partial } = capture;
     // First come, first served: the job waits in line, then for any other writer.
     jobs::wait_for_turn(&context.repository_path, &job.id, &mut |ahead| {
         note!(
@@ -221,6 +230,7 @@ fn run_job(context: &Context, job: &Job, args: &Args, capture: Capture<'_>) -> R
         mode,
         note: job.note.clone(),
         keep_for: job.keep_for,
+        partial,
         job: Some(job),
     };
     let report = take(context, &repository, request)?;
@@ -316,32 +326,42 @@ fn drop_oldest_manual(repository: &Repository, env: &str, limit: u32, taken: &Ob
 }
 
 /// The elements of environment `env` to capture, relative mount paths taken from
-/// `root`: all of them, or those `only` names.
+/// `root`: all of them, or those `only` names. Only the elements captured are
+/// resolved, so `--element files` works without the database's `${PASSWORD}`.
 pub fn elements(
     context: &Context,
     env: &str,
     root: &std::path::Path,
     only: &[String],
 ) -> Result<(Vec<Mount>, Vec<ServiceSource>)> {
-    let mut mounts = context.mounts_in(env, root)?;
-    let mut services = context.services(env)?;
-    if !only.is_empty() {
-        let known: Vec<String> =
-            mounts.iter().map(|mount| mount.name.clone()).chain(services.iter().map(|s| s.name.clone())).collect();
-        for name in only {
-            if !known.contains(name) {
-                return Err(
-                    Error::UnknownElement { name: name.clone(), context: " in envsnap.toml".into(), known }.into()
-                );
-            }
+    if only.is_empty() {
+        let (mounts, services) = (context.mounts_in(env, root)?, context.services(env)?);
+        if mounts.is_empty() && services.is_empty() {
+            return Err(Error::NoElements.into());
         }
-        mounts.retain(|mount| only.contains(&mount.name));
-        services.retain(|service| only.contains(&service.name));
+        return Ok((mounts, services));
     }
-    if mounts.is_empty() && services.is_empty() {
-        return Err(Error::NoElements.into());
+    let config = context.config()?;
+    let known: Vec<String> = config.element_names().map(str::to_owned).collect();
+    if let Some(name) = only.iter().find(|name| !known.contains(name)) {
+        return Err(Error::UnknownElement { name: name.clone(), context: " in envsnap.toml".into(), known }.into());
+    }
+    // In the order envsnap.toml gives them, each once.
+    let (mut mounts, mut services) = (Vec::new(), Vec::new());
+    for name in known.iter().filter(|name| only.contains(name)) {
+        if let Some(mount) = context.mount_named(name, env, root)? {
+            mounts.push(mount);
+        } else if let Some(service) = context.service_named(name, env)? {
+            services.push(service);
+        }
     }
     Ok((mounts, services))
+}
+
+/// Whether the elements `only` names leave out some of envsnap.toml's: the snapshot
+/// is then partial, and never what `latest` names.
+pub fn is_partial(context: &Context, only: &[String]) -> Result<bool> {
+    Ok(!only.is_empty() && context.config()?.element_names().any(|name| !only.iter().any(|given| given == name)))
 }
 
 /// The commit of environment `env`'s branch, which need not be checked out.

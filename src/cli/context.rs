@@ -74,8 +74,8 @@ impl Context {
         Ok(Repository::open_unlocked(&self.repository_path, access, waiting, password)?)
     }
 
-    /// The snapshot `id` names: `latest` is the newest of environment `env` (default:
-    /// the checked-out branch); anything else is an id prefix, in any environment.
+    /// The snapshot `id` names: `latest` is what [`envsnap::retention::latest`] names
+    /// in environment `env` (default: the checked-out branch); anything else is an id prefix, in any environment.
     /// A backup job's id names the snapshot it made, once it is complete.
     pub fn resolve(&self, repository: &Repository, id: &str, env: Option<&str>) -> Result<Snapshot> {
         let env = if id == "latest" { Some(self.workspace.environment(env)?) } else { None };
@@ -133,6 +133,30 @@ impl Context {
             .iter()
             .map(|service| Ok(ServiceSource { name: service.name.clone(), service: adapter(service)? }))
             .collect()
+    }
+
+    /// The mount called `name` of environment `env`, relative paths taken from
+    /// `root`; `None` when envsnap.toml has no such mount. Only its own `${VAR}`s
+    /// are looked up.
+    pub fn mount_named(&self, name: &str, env: &str, root: &Path) -> Result<Option<Mount>> {
+        let Some(resolved) = self.config()?.mount_for(name, env, root, &config::process_environment) else {
+            return Ok(None);
+        };
+        let mount = resolved?;
+        Ok(Some(Mount { name: mount.name, path: mount.path, exclude: mount.exclude }))
+    }
+
+    /// The service called `name` of environment `env`, with its adapter; `None` when
+    /// envsnap.toml has no such service. Only its own `${VAR}`s are looked up, so a
+    /// command about one element needs no other element's secret.
+    pub fn service_named(&self, name: &str, env: &str) -> Result<Option<ServiceSource>> {
+        let Some(resolved) =
+            self.config()?.service_for(name, env, &self.workspace.work_tree, &config::process_environment)
+        else {
+            return Ok(None);
+        };
+        let service = resolved?;
+        Ok(Some(ServiceSource { name: service.name.clone(), service: adapter(&service)? }))
     }
 
     /// The work tree's root.

@@ -14,8 +14,9 @@ use super::progress::reporter;
 /// Options of `envsnap export`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot: an id prefix of at least 4 characters, or `latest` (the default:
-    /// the newest of the current environment, or of --env).
+    /// The snapshot: an id prefix of at least 4 characters, or `latest` (the default):
+    /// the newest complete snapshot of the whole environment (the current one, or
+    /// --env) taken by a user, a hook or a schedule; never a safety or --element one.
     #[arg(default_value = "latest")]
     pub id: String,
     /// The element to export: a mount or a service of the snapshot.

@@ -61,6 +61,10 @@ pub struct SnapshotView {
     pub restorable: bool,
     /// Bytes of data captured.
     pub size: u64,
+    /// Whether it is pinned: kept until unpinned, whatever retention says.
+    pub pinned: bool,
+    /// Whether it holds only some of the environment's elements (`backup --element`).
+    pub partial: bool,
     /// New bytes it added to the repository.
     pub stored: u64,
     /// The user's note.
@@ -94,6 +98,8 @@ impl SnapshotView {
             progress: 100,
             restorable: true,
             size: manifest.size(),
+            pinned: false,
+            partial: manifest.partial,
             stored: manifest.stored,
             note: manifest.note.clone(),
             expires: manifest.expires.map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true)),
@@ -123,6 +129,12 @@ impl SnapshotView {
         view
     }
 
+    /// The same view, saying whether the snapshot is among `pinned`.
+    pub fn pinned_among(mut self, pinned: &std::collections::HashSet<envsnap::id::ObjectId>) -> Self {
+        self.pinned = envsnap::id::ObjectId::from_hex(&self.id).is_some_and(|id| pinned.contains(&id));
+        self
+    }
+
     /// The view of a backup job that has no snapshot (yet): queued, running or failed.
     pub fn of_job(job: &Job) -> Self {
         SnapshotView {
@@ -141,6 +153,8 @@ impl SnapshotView {
             progress: job.progress,
             restorable: false,
             size: 0,
+            pinned: false,
+            partial: false,
             stored: 0,
             note: job.note.clone(),
             // The date its snapshot will carry is counted from when it is taken; until

@@ -268,6 +268,7 @@ fn take_due(context: &Context, repository: &mut Option<Repository>, due: &DueSna
         mode: Mode::Live,
         note: Some(due.note.clone()),
         keep_for: None,
+        partial: false,
         job: None,
     };
     activity::env(&due.branch);

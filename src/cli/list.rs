@@ -26,7 +26,8 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
-    /// Only these columns, comma-separated, in this order (e.g. `created,id,size`).
+    /// Only these columns, comma-separated, in this order (e.g. `created,id,size`);
+    /// besides the default ones: elements, pinned, note, expires, mode, stored.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "COLUMNS", ignore_case = true)]
     pub columns: Vec<Column>,
 }
@@ -54,11 +55,24 @@ pub enum Column {
     Restorable,
     /// The bytes captured.
     Size,
+    /// The elements it holds, `(partial)` after those of a `--element` snapshot.
+    Elements,
+    /// Whether it is pinned.
+    Pinned,
+    /// The note given with `--note`.
+    Note,
+    /// When retention may remove it (`--keep-for`), or `-`.
+    Expires,
+    /// consistent or live.
+    Mode,
+    /// The new bytes it added to the repository.
+    Stored,
 }
 
 impl Column {
-    /// Every column, in the default order.
-    const ALL: [Column; 10] = [
+    /// The columns shown without `--columns`: the platforms' listing, then what
+    /// tells snapshots of one environment apart.
+    const DEFAULT: [Column; 13] = [
         Column::Created,
         Column::Id,
         Column::Env,
@@ -69,6 +83,9 @@ impl Column {
         Column::Result,
         Column::Restorable,
         Column::Size,
+        Column::Elements,
+        Column::Pinned,
+        Column::Note,
     ];
 
     /// Its heading.
@@ -84,6 +101,12 @@ impl Column {
             Column::Result => "Result",
             Column::Restorable => "Restorable",
             Column::Size => "Size",
+            Column::Elements => "Elements",
+            Column::Pinned => "Pinned",
+            Column::Note => "Note",
+            Column::Expires => "Expires",
+            Column::Mode => "Mode",
+            Column::Stored => "Stored",
         }
     }
 }
@@ -120,10 +143,15 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         .collect();
     // What `check` last found: a snapshot it found damaged is not restorable.
     let damage = repository.damage()?;
+    let pinned = repository.pinned()?;
     let mut views: Vec<SnapshotView> = jobs
         .iter()
         .map(SnapshotView::of_job)
-        .chain(snapshots.iter().map(|snapshot| SnapshotView::of_checked(snapshot, damage.get(&snapshot.id))))
+        .chain(
+            snapshots
+                .iter()
+                .map(|snapshot| SnapshotView::of_checked(snapshot, damage.get(&snapshot.id)).pinned_among(&pinned)),
+        )
         .collect();
     // RFC 3339 in UTC with whole seconds sorts as text; newest first.
     views.sort_by(|a, b| b.created.cmp(&a.created));
@@ -133,12 +161,20 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    let chosen: &[Column] = if args.columns.is_empty() { &Column::ALL } else { &args.columns };
+    let chosen: &[Column] = if args.columns.is_empty() { &Column::DEFAULT } else { &args.columns };
+    // A table is for people; CSV and TSV are for programs: RFC 3339 times with their
+    // zone, sizes in bytes.
+    let machine = args.format != Format::Table;
+    let time = |rfc3339: &str| {
+        if machine { rfc3339.to_owned() } else { rfc3339.replace('T', " ").trim_end_matches('Z').to_owned() }
+    };
+    let size = |count: u64| if machine { count.to_string() } else { bytes(count) };
+    let none = || if machine { String::new() } else { "-".to_owned() };
     let rows: Vec<Vec<String>> = views
         .into_iter()
         .map(|view| {
             let cell = |column: &Column| match column {
-                Column::Created => view.created.replace('T', " ").trim_end_matches('Z').to_owned(),
+                Column::Created => time(&view.created),
                 Column::Id => view.id.get(..SHORT_ID).unwrap_or(&view.id).to_owned(),
                 Column::Env => view.env.clone(),
                 Column::Commit => {
@@ -148,8 +184,26 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
                 Column::Progress => view.progress.to_string(),
                 Column::State => view.state.to_owned(),
                 Column::Result => view.result.unwrap_or("-").to_owned(),
-                Column::Restorable => if view.restorable { "true" } else { "false" }.to_owned(),
-                Column::Size => bytes(view.size),
+                Column::Restorable => view.restorable.to_string(),
+                Column::Size => size(view.size),
+                Column::Elements => {
+                    let names: Vec<&str> = view.elements.iter().map(|element| element.name.as_str()).collect();
+                    match (names.is_empty(), view.partial) {
+                        (true, _) => "-".to_owned(),
+                        (false, true) => format!("{} (partial)", names.join(" ")),
+                        (false, false) => names.join(" "),
+                    }
+                }
+                Column::Pinned => view.pinned.to_string(),
+                Column::Note => match &view.note {
+                    // One line in a table, whatever the note holds.
+                    Some(note) if !machine => note.replace(['\n', '\r', '\t'], " "),
+                    Some(note) => note.clone(),
+                    None => none(),
+                },
+                Column::Expires => view.expires.as_deref().map_or_else(none, time),
+                Column::Mode => view.mode.to_owned(),
+                Column::Stored => size(view.stored),
             };
             chosen.iter().map(cell).collect()
         })

@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod clock;
 mod completions;
+mod confirm;
 mod context;
 mod delete;
 mod demo;
@@ -96,7 +97,8 @@ pub enum Command {
     Export(export::Args),
     /// Verify the repository; with --read-data, every byte against its hash.
     Check(check::Args),
-    /// Delete a snapshot.
+    /// Delete snapshots; one of a protected environment asks first (--yes without a terminal).
+    #[command(visible_aliases = ["backup:delete", "snapshot:delete"])]
     Delete(delete::Args),
     /// Keep a snapshot until it is unpinned: retention keeps it, delete refuses it.
     Pin(pin::Args),
@@ -113,7 +115,8 @@ pub enum Command {
     Activity(activity::Args),
     /// The current environment: its elements, its newest snapshot, what is running.
     Status(status::Args),
-    /// Take the automated snapshots that are due (`run`), from cron or a systemd timer (`install`).
+    /// Take the automated snapshots that are due (`run`) from cron or a systemd timer
+    /// (`install`, `uninstall`); show the schedule (`status`).
     Schedule(schedule::Args),
     /// Rebuild the catalog from the store alone.
     Repair(repair::Args),

@@ -17,6 +17,19 @@ pub fn run(global: &Global, _args: &Args) -> Result<()> {
     if let Some((aside, damage)) = &report.moved_aside {
         println!("the catalog was damaged ({damage}): moved it aside to {}", aside.display());
     }
+    if let Some(records) = &report.records {
+        let kept: Vec<String> = records.kept.iter().map(|(table, rows)| format!("{rows} {table}")).collect();
+        println!(
+            "the jobs and the activity log were damaged ({}): kept what could be read ({}), moved the damaged file \
+             aside to {}",
+            records.damage,
+            kept.join(", "),
+            records.aside.display()
+        );
+        for table in &records.cut_short {
+            println!("could not read to the end: {table}");
+        }
+    }
     for restored in &report.manifests_restored {
         println!("restored from the catalog's copy: {restored}");
     }

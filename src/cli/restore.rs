@@ -1,20 +1,22 @@
 //! `envsnap restore` (and, through [`into_environment`], `envsnap undo`).
 
 use std::collections::HashSet;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use envsnap::Error;
+use envsnap::backup::ServiceSource;
 use envsnap::diff::ChangeKind;
 use envsnap::git::branch;
 use envsnap::repository::{Access, Repository, RestoreRecord, RestoreState};
 use envsnap::restore::{
-    RestoreTarget, Staged, Verified, preview, restore, restore_service, stage, verify, verify_snapshot,
+    RestoreTarget, Staged, Verified, check_restore, preview, restore, restore_service, stage, verify, verify_snapshot,
 };
 use envsnap::snapshot::{Element, ElementKind, Mode, Snapshot, Trigger};
 
 use super::activity;
+use super::confirm::{Question, confirm};
 use super::context::{Context, Global};
 use super::format::{SHORT_ID, bytes, counted};
 use super::output::note;
@@ -24,8 +26,10 @@ use super::take::{Request, take};
 /// Options of `envsnap restore`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot: an id prefix of at least 4 characters, or `latest` (the default:
-    /// the newest of the current environment, or of --env).
+    /// The snapshot: an id prefix of at least 4 characters, or `latest` (the default):
+    /// the newest complete snapshot of the whole environment (the current one, or
+    /// --env) taken by a user, a hook or a schedule; never a safety snapshot (`envsnap
+    /// undo` restores that) nor a partial --element one.
     #[arg(default_value = "latest")]
     pub id: String,
     /// Take the newest snapshot taken at COMMIT, or at its nearest ancestor.
@@ -60,6 +64,12 @@ pub struct Args {
 
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
+    // A --branch-from that cannot be carried out is refused before anything is opened,
+    // taken or changed.
+    let new_branch = match (&args.target, &args.branch_from) {
+        (Some(target), Some(parent)) => Some(NewBranch::check(&context, target, parent)?),
+        _ => None,
+    };
     let access = if args.to.is_some() || args.dry_run { Access::Read } else { Access::Write };
     let repository = context.open(access)?;
     repository.require_read_key("restore snapshots")?;
@@ -112,17 +122,43 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         }
     };
     let options = Options { yes: args.yes, safety: !args.no_safety_snapshot, dry_run: args.dry_run };
-    let create_from = match &args.branch_from {
-        Some(parent) if !branch::branch_exists(context.work_tree(), &target)? => Some(parent.as_str()),
-        _ => None,
-    };
-    if create_from.is_none() && args.target.is_some() && !branch::branch_exists(context.work_tree(), &target)? {
+    if new_branch.is_none() && args.target.is_some() && !branch::branch_exists(context.work_tree(), &target)? {
         bail!(
             "there is no branch `{target}` to restore into: create it from a parent with --branch-from PARENT, \
              or check the name with `git branch`"
         );
     }
-    into_environment(&context, &repository, &snapshot, &elements, &target, create_from, options)
+    into_environment(&context, &repository, &snapshot, &elements, &target, new_branch.as_ref(), options)
+}
+
+/// The branch a restore with `--branch-from` creates, checked before anything else.
+#[derive(Debug)]
+pub struct NewBranch {
+    /// The parent as given: a branch, tag or commit.
+    pub parent: String,
+    /// The commit it names, which the new branch starts at.
+    pub commit: String,
+}
+
+impl NewBranch {
+    /// Checks that `target` can be created from `parent`: `target` is a valid name
+    /// and no branch yet, `parent` names a commit.
+    fn check(context: &Context, target: &str, parent: &str) -> Result<Self> {
+        if branch::branch_exists(context.work_tree(), target)? {
+            bail!(
+                "branch `{target}` exists already, and --branch-from only creates a new one: restore into it \
+                 without --branch-from, or give --target a new name"
+            );
+        }
+        branch::check_branch_name(target)?;
+        let commit = branch::resolve_commit(context.work_tree(), parent).map_err(|_| {
+            anyhow::anyhow!(
+                "--branch-from `{parent}` names no commit: give an existing branch, tag or commit \
+                 (`git branch` lists them); nothing was changed"
+            )
+        })?;
+        Ok(NewBranch { parent: parent.to_owned(), commit })
+    }
 }
 
 /// How a restore into an environment behaves.
@@ -163,7 +199,7 @@ fn choose(context: &Context, repository: &Repository, args: &Args) -> Result<Sna
 }
 
 /// Restores `elements` of `snapshot` in place into environment `env` (its own mount
-/// paths), creating the branch from `create_from` first when given: asks, checks the
+/// paths), creating the branch `new_branch` first when given: asks, checks the
 /// admin guard, takes a safety snapshot, restores.
 pub fn into_environment(
     context: &Context,
@@ -171,34 +207,39 @@ pub fn into_environment(
     snapshot: &Snapshot,
     elements: &[&Element],
     env: &str,
-    create_from: Option<&str>,
+    new_branch: Option<&NewBranch>,
     options: Options,
 ) -> Result<()> {
     activity::env(env);
     activity::snapshot(&snapshot.id);
     require_admin(context, env, "restore into")?;
-    let mounts = context.mounts(env)?;
-    let mut services = context.services(env)?;
+    // Only the elements restored are resolved: restoring the files needs no
+    // database password.
+    let root = context.work_tree();
     let mut pairs = Vec::new();
     let mut service_pairs = Vec::new();
     for element in elements {
         let unknown = || Error::UnknownElement {
             name: element.name.clone(),
             context: format!(" among the {}s of envsnap.toml for `{env}`", element.kind.as_str()),
-            known: mounts.iter().map(|m| m.name.clone()).chain(services.iter().map(|s| s.name.clone())).collect(),
+            known: context.config.iter().flat_map(|config| config.element_names()).map(str::to_owned).collect(),
         };
         match element.kind {
             ElementKind::Mount => {
-                let mount = mounts.iter().find(|mount| mount.name == element.name).ok_or_else(unknown)?;
-                pairs.push((*element, mount.clone()));
+                let mount = context.mount_named(&element.name, env, root)?.ok_or_else(unknown)?;
+                pairs.push((*element, mount));
             }
             ElementKind::Service => {
-                let index = services.iter().position(|service| service.name == element.name).ok_or_else(unknown)?;
-                service_pairs.push((*element, services.swap_remove(index)));
+                let service = context.service_named(&element.name, env)?.ok_or_else(unknown)?;
+                service_pairs.push((*element, service));
             }
         }
     }
     require_admin_for_shared(context, env, &service_pairs)?;
+    // The checks the restore makes before it asks, takes a safety snapshot or changes
+    // anything; a dry run makes the same ones, so that what it passes the restore
+    // passes too.
+    let fresh = check_services(repository, &service_pairs)?;
     let targets = pairs
         .iter()
         .map(|(element, mount)| {
@@ -217,17 +258,26 @@ pub fn into_environment(
                 writeln!(out, "{}  {}{slash}", change.kind.mark(), change.path.display())?;
             }
         }
-        for (element, source) in &service_pairs {
+        verify_dumps(repository, &service_pairs)?;
+        verify(repository, &targets, reporter().as_ref())?;
+        for ((element, source), new) in service_pairs.iter().zip(&fresh) {
+            let what =
+                if *new { "does not exist yet: it would be created from" } else { "its data would be replaced by" };
             writeln!(
                 out,
-                "{} → {} ({env}): its data would be replaced by the {} dump",
+                "{} → {} ({env}): {what} the {} dump",
                 element.name,
                 source.service.address(),
                 bytes(element.size)
             )?;
         }
-        if let Some(parent) = create_from {
-            writeln!(out, "would create branch `{env}` from `{parent}`")?;
+        if let Some(new_branch) = new_branch {
+            writeln!(
+                out,
+                "would create branch `{env}` from `{}` at {}",
+                new_branch.parent,
+                new_branch.commit.get(..10).unwrap_or(&new_branch.commit)
+            )?;
         }
         note!(
             "restoring snapshot {} would overwrite {} and remove {} paths, and create {}; nothing was changed",
@@ -241,45 +291,44 @@ pub fn into_environment(
         return Ok(());
     }
 
-    let creating = create_from.map(|parent| format!(" (a new branch from `{parent}`)")).unwrap_or_default();
-    confirm(
-        options.yes,
-        &format!(
-            "Restore snapshot {} of `{}` ({}) into environment `{env}`{creating}, replacing {}?",
-            snapshot.id.short(SHORT_ID),
-            snapshot.manifest.env,
-            snapshot.manifest.created.format("%Y-%m-%d %H:%M"),
-            pairs
-                .iter()
-                .map(|(_, mount)| mount.path.display().to_string())
-                .chain(service_pairs.iter().map(|(_, source)| source.service.address()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    )?;
+    let creating =
+        new_branch.map(|new_branch| format!(" (a new branch from `{}`)", new_branch.parent)).unwrap_or_default();
+    let question = format!(
+        "Restore snapshot {} of `{}` ({}) into environment `{env}`{creating}, replacing {}?",
+        snapshot.id.short(SHORT_ID),
+        snapshot.manifest.env,
+        snapshot.manifest.created.format("%Y-%m-%d %H:%M"),
+        pairs
+            .iter()
+            .map(|(_, mount)| mount.path.display().to_string())
+            .chain(service_pairs.iter().map(|(_, source)| source.service.address()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    confirm(options.yes, &Question { text: &question, verb: "overwrite", action: "restore" })?;
     // Everything the restore will write is read and verified before anything is taken
     // or changed: a damaged snapshot is refused while the live data is still intact.
     // The files are staged beside their places on the way, so they are read once.
-    for (element, _) in &service_pairs {
-        let dump = [RestoreTarget { tree: element.tree, destination: PathBuf::from(&element.name), replace: None }];
-        verify(repository, &dump, reporter().as_ref())?;
-    }
+    verify_dumps(repository, &service_pairs)?;
     let existing: Vec<_> = pairs.iter().map(|(_, mount)| mount.clone()).filter(|mount| mount.path.is_dir()).collect();
     let staged = if targets.is_empty() { None } else { Some(stage(repository, &targets, reporter().as_ref())?) };
     let mut safety_id = None;
     if options.safety {
         // Fresh adapters for the safety snapshot: the ones matched above restore.
         let mut live_services = Vec::new();
-        for source in context.services(env)? {
-            if service_pairs.iter().any(|(element, _)| element.name == source.name) && source.service.exists()? {
+        for (element, _) in &service_pairs {
+            if let Some(source) = context.service_named(&element.name, env)?
+                && source.service.exists()?
+            {
                 live_services.push(source);
             }
         }
         if !existing.is_empty() || !live_services.is_empty() {
             let commit = if context.workspace.branch.as_deref() == Some(env) {
                 context.workspace.commit.clone()
-            } else if create_from.is_some() {
-                None
+            } else if let Some(new_branch) = new_branch {
+                // The branch will start there: the data it had is of that commit's time.
+                Some(new_branch.commit.clone())
             } else {
                 envsnap::git::branch_commit(context.work_tree(), env)?
             };
@@ -292,6 +341,7 @@ pub fn into_environment(
                 mode: Mode::Live,
                 note: Some(format!("taken before restoring snapshot {}", snapshot.id.short(SHORT_ID))),
                 keep_for: None,
+                partial: false,
                 job: None,
             };
             let safety = take(context, repository, request)?.snapshot;
@@ -326,7 +376,7 @@ pub fn into_environment(
     };
     repository.record_restore(&record)?;
     let work = Work { staged, services: &service_pairs };
-    let result = change(context, repository, snapshot, env, create_from, work);
+    let result = change(context, repository, snapshot, env, new_branch, work);
     record.state = if result.is_ok() { RestoreState::Done } else { RestoreState::Failed };
     let recorded = repository.record_restore(&record);
     result.and(recorded.map_err(anyhow::Error::from))
@@ -336,7 +386,7 @@ pub fn into_environment(
 /// verified.
 struct Work<'a> {
     staged: Option<Staged>,
-    services: &'a [(&'a Element, envsnap::backup::ServiceSource)],
+    services: &'a [(&'a Element, ServiceSource)],
 }
 
 /// The part of a restore into an environment that changes it.
@@ -345,12 +395,13 @@ fn change(
     repository: &Repository,
     snapshot: &Snapshot,
     env: &str,
-    create_from: Option<&str>,
+    new_branch: Option<&NewBranch>,
     work: Work,
 ) -> Result<()> {
     let Work { staged, services: service_pairs } = work;
-    if let Some(parent) = create_from {
-        let commit = branch::create_branch(context.work_tree(), env, parent)?;
+    if let Some(NewBranch { parent, commit }) = new_branch {
+        // At the commit checked first, whatever `parent` names by now.
+        let commit = branch::create_branch(context.work_tree(), env, commit)?;
         note!("created branch `{env}` from `{parent}` at {}", &commit[..10.min(commit.len())]);
     }
     let undo_hint = |error: Error| {
@@ -379,6 +430,30 @@ fn change(
     Ok(())
 }
 
+/// The checks a restore makes of its services before anything is asked or changed:
+/// each service's own (`Service::check_restore`: a dump of a newer server version,
+/// a dump that cannot go where its address points); returns, service by service,
+/// whether its data does not exist yet (a database the restore creates).
+fn check_services(repository: &Repository, services: &[(&Element, ServiceSource)]) -> Result<Vec<bool>> {
+    services
+        .iter()
+        .map(|(element, source)| {
+            check_restore(repository, &element.tree, source.service.as_ref())?;
+            Ok(!source.service.exists()?)
+        })
+        .collect()
+}
+
+/// Reads and verifies every byte of the services' dumps: a damaged snapshot is refused
+/// while the live data is still intact.
+fn verify_dumps(repository: &Repository, services: &[(&Element, ServiceSource)]) -> Result<()> {
+    for (element, _) in services {
+        let dump = [RestoreTarget { tree: element.tree, destination: PathBuf::from(&element.name), replace: None }];
+        verify(repository, &dump, reporter().as_ref())?;
+    }
+    Ok(())
+}
+
 /// Refuses someone not listed in `admins` an action (`"restore into"`, `"delete a
 /// snapshot of"`) on the production environment, when `admins` is set.
 pub fn require_admin(context: &Context, env: &str, action: &str) -> Result<()> {
@@ -400,25 +475,20 @@ pub fn require_admin(context: &Context, env: &str, action: &str) -> Result<()> {
 /// `{branch}`) is the production environment's own: restoring it into any environment
 /// overwrites production's data. Says so, and holds such a restore to production's
 /// admin guard.
-fn require_admin_for_shared(
-    context: &Context,
-    env: &str,
-    services: &[(&Element, envsnap::backup::ServiceSource)],
-) -> Result<()> {
+fn require_admin_for_shared(context: &Context, env: &str, services: &[(&Element, ServiceSource)]) -> Result<()> {
     let production = context.config()?.production().to_owned();
     if env == production || services.is_empty() {
         return Ok(());
     }
-    let production_services = context.services(&production)?;
-    let shared: Vec<String> = services
-        .iter()
-        .filter(|(_, source)| {
-            production_services
-                .iter()
-                .any(|theirs| theirs.name == source.name && theirs.service.address() == source.service.address())
-        })
-        .map(|(_, source)| format!("`{}` ({})", source.name, source.service.address()))
-        .collect();
+    let mut shared = Vec::new();
+    for (_, source) in services {
+        // Production's address of the same service: its own `${VAR}`s only.
+        if let Some(theirs) = context.service_named(&source.name, &production)?
+            && theirs.service.address() == source.service.address()
+        {
+            shared.push(format!("`{}` ({})", source.name, source.service.address()));
+        }
+    }
     if shared.is_empty() {
         return Ok(());
     }
@@ -444,23 +514,4 @@ pub fn chosen_elements<'a>(snapshot: &'a Snapshot, names: &[String]) -> Result<V
         }
     }
     Ok(snapshot.manifest.elements.iter().filter(|element| names.is_empty() || names.contains(&element.name)).collect())
-}
-
-/// Asks on a terminal; refuses without one unless `--yes` was given.
-fn confirm(yes: bool, question: &str) -> Result<()> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() {
-        bail!("{question}\nrefusing to overwrite without confirmation: run it again with --yes");
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        bail!("restore cancelled; nothing was changed")
-    }
 }

@@ -1,4 +1,4 @@
-//! `envsnap schedule run` and `envsnap schedule install`
+//! `envsnap schedule run`, `install`, `status` and `uninstall`
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,24 @@ pub enum Action {
     /// Run `envsnap schedule run` every few minutes from the user's crontab or a systemd
     /// user timer.
     Install(InstallArgs),
+    /// The schedule: its cron expression and branches, each branch's last automated
+    /// snapshot and whether one is due, and whether `install` put a crontab line or a
+    /// systemd timer in place.
+    Status,
+    /// Remove what `install` put in place for this work tree: its crontab line, its
+    /// systemd user timer and service (both, unless --cron or --systemd says which).
+    Uninstall(UninstallArgs),
+}
+
+/// Options of `envsnap schedule uninstall`.
+#[derive(Debug, clap::Args)]
+pub struct UninstallArgs {
+    /// Only the crontab line.
+    #[arg(long, conflicts_with = "systemd")]
+    pub cron: bool,
+    /// Only the systemd user timer and service.
+    #[arg(long)]
+    pub systemd: bool,
 }
 
 /// Options of `envsnap schedule run`.
@@ -76,6 +94,8 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     match &args.command {
         Action::Run(run) => run_due(&context, run),
         Action::Install(install) => self::install(global, &context, install),
+        Action::Status => status(&context),
+        Action::Uninstall(uninstall) => self::uninstall(&context, uninstall),
     }
 }
 
@@ -234,6 +254,7 @@ fn snapshot(
         mode: if schedule.live { Mode::Live } else { Mode::Consistent },
         note: None,
         keep_for: None,
+        partial: false,
         job: None,
     };
     take(context, repository, request)
@@ -267,6 +288,166 @@ fn retain(context: &Context, config: &Config, repository: &Repository, args: &Ru
 
 fn local_time(time: DateTime<Utc>) -> String {
     time.with_timezone(&Local).format("%Y-%m-%d %H:%M %Z").to_string()
+}
+
+fn status(context: &Context) -> Result<()> {
+    let config = context.config()?;
+    let mut out = std::io::stdout().lock();
+    let installed = Installed::find(context)?;
+    match config.schedule() {
+        None => writeln!(out, "schedule     none: envsnap.toml has no [schedule] table, so no snapshot is ever due")?,
+        Some(schedule) => {
+            let now = clock::now()?;
+            let branches: Vec<String> = envsnap::git::branch::local_branches(context.work_tree())?
+                .into_iter()
+                .filter(|branch| schedule.applies_to(branch))
+                .collect();
+            writeln!(
+                out,
+                "schedule     `{}` (local time){}",
+                schedule.cron.as_str(),
+                if schedule.live { ", live" } else { "" }
+            )?;
+            let run = latest_run(schedule, now);
+            if let Some(run) = run {
+                writeln!(out, "last run     {}", local_time(run))?;
+            }
+            if branches.is_empty() {
+                writeln!(out, "branches     none here matches [schedule] branches")?;
+            }
+            let repository = context.open(Access::Read)?;
+            let due = match run {
+                Some(run) => due(&repository, &branches, run)?,
+                None => Vec::new(),
+            };
+            for branch in &branches {
+                let last = repository
+                    .snapshots(Some(branch))?
+                    .into_iter()
+                    .find(|snapshot| snapshot.manifest.trigger == Trigger::Schedule);
+                let last = match last {
+                    Some(last) => format!(
+                        "last automated snapshot {} at {}",
+                        last.id.short(SHORT_ID),
+                        local_time(last.manifest.created)
+                    ),
+                    None => "no automated snapshot yet".to_owned(),
+                };
+                let state = if due.iter().any(|due| &due.branch == branch) { "due" } else { "not due" };
+                writeln!(out, "{branch:<12} {state}: {last}")?;
+            }
+        }
+    }
+    let mut any = false;
+    if let Some(line) = &installed.cron {
+        writeln!(out, "installed    crontab line: {line}")?;
+        any = true;
+    }
+    for unit in &installed.systemd {
+        writeln!(out, "installed    systemd user unit {}", unit.display())?;
+        any = true;
+    }
+    if !any {
+        writeln!(
+            out,
+            "installed    nothing runs `schedule run`: `envsnap schedule install --cron` (or --systemd) does"
+        )?;
+    }
+    Ok(())
+}
+
+fn uninstall(context: &Context, args: &UninstallArgs) -> Result<()> {
+    let (cron, systemd) = if args.cron || args.systemd { (args.cron, args.systemd) } else { (true, true) };
+    let installed = Installed::find(context)?;
+    let mut removed = false;
+    if cron && installed.cron.is_some() {
+        let marker = marker(context.work_tree());
+        let current = installed.crontab.unwrap_or_default();
+        let kept: Vec<&str> = current.lines().filter(|line| !line.ends_with(&marker)).collect();
+        write_crontab(&kept, &format!("remove the line ending in `{marker}` with `crontab -e`"))?;
+        println!("removed the crontab line of {}", context.work_tree().display());
+        removed = true;
+    }
+    if systemd {
+        for unit in &installed.systemd {
+            std::fs::remove_file(unit).with_context(|| format!("removing {}", unit.display()))?;
+            println!("removed {}", unit.display());
+            removed = true;
+        }
+        if !installed.systemd.is_empty() {
+            println!(
+                "stop the timer if it is running: systemctl --user disable --now {}.timer; \
+                 systemctl --user daemon-reload",
+                unit_name(context.work_tree())
+            );
+        }
+    }
+    if !removed {
+        note!("nothing to remove: no crontab line or systemd unit of `schedule install` for this work tree");
+    }
+    Ok(())
+}
+
+/// What `schedule install` put in place for a work tree.
+struct Installed {
+    /// The user's crontab, when `crontab -l` can be run and lists one.
+    crontab: Option<String>,
+    /// Its line of this work tree.
+    cron: Option<String>,
+    /// Its systemd units that exist.
+    systemd: Vec<PathBuf>,
+}
+
+impl Installed {
+    fn find(context: &Context) -> Result<Self> {
+        // No cron on the machine, or no crontab for the user: no line of ours.
+        let crontab = Command::new("crontab")
+            .arg("-l")
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|listed| listed.status.success())
+            .map(|listed| String::from_utf8_lossy(&listed.stdout).into_owned());
+        let marker = marker(context.work_tree());
+        let cron = crontab.as_deref().and_then(|table| table.lines().find(|line| line.ends_with(&marker)));
+        let cron = cron.map(str::to_owned);
+        let name = unit_name(context.work_tree());
+        let systemd = match systemd_user_directory() {
+            Ok(directory) => ["service", "timer"]
+                .iter()
+                .map(|extension| directory.join(format!("{name}.{extension}")))
+                .filter(|path| path.is_file())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        Ok(Installed { crontab, cron, systemd })
+    }
+}
+
+/// Replaces the user's crontab with `lines`; `otherwise` says what to do if it fails.
+fn write_crontab(lines: &[&str], otherwise: &str) -> Result<()> {
+    let mut child = Command::new("crontab").arg("-").stdin(Stdio::piped()).spawn().context("running `crontab -`")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let text = if lines.is_empty() { String::new() } else { lines.join("\n") + "\n" };
+        stdin.write_all(text.as_bytes()).context("writing to `crontab -`")?;
+    }
+    let status = child.wait().context("running `crontab -`")?;
+    if !status.success() {
+        bail!("`crontab -` failed ({status}); the crontab is unchanged; {otherwise}");
+    }
+    Ok(())
+}
+
+/// The comment that marks the crontab line of the work tree `work_tree`.
+fn marker(work_tree: &Path) -> String {
+    format!("# envsnap schedule {}", work_tree.display())
+}
+
+/// A name for the systemd units of the work tree `work_tree`: unique per path, readable.
+fn unit_name(work_tree: &Path) -> String {
+    let base = work_tree.file_name().map(|name| envsnap::config::branch_slug(&name.to_string_lossy()));
+    let hash = blake3::hash(work_tree.as_os_str().as_encoded_bytes()).to_hex();
+    format!("envsnap-schedule-{}-{}", base.unwrap_or_default(), &hash[..8])
 }
 
 /// What installing runs: this binary, in this work tree, with the PATH of now (the
@@ -313,14 +494,12 @@ impl Job {
 
     /// The comment that marks the crontab line of this work tree.
     fn marker(&self) -> String {
-        format!("# envsnap schedule {}", self.work_tree.display())
+        marker(&self.work_tree)
     }
 
-    /// A name for the systemd units of this work tree: unique per path, readable.
+    /// A name for the systemd units of this work tree.
     fn unit_name(&self) -> String {
-        let base = self.work_tree.file_name().map(|name| envsnap::config::branch_slug(&name.to_string_lossy()));
-        let hash = blake3::hash(self.work_tree.as_os_str().as_encoded_bytes()).to_hex();
-        format!("envsnap-schedule-{}-{}", base.unwrap_or_default(), &hash[..8])
+        unit_name(&self.work_tree)
     }
 }
 
@@ -350,16 +529,7 @@ fn install_cron(job: &Job, args: &InstallArgs) -> Result<()> {
     let mut lines: Vec<&str> = current.lines().filter(|existing| !existing.ends_with(&marker)).collect();
     let replaced = lines.len() < current.lines().count();
     lines.push(&line);
-    let mut child = Command::new("crontab").arg("-").stdin(Stdio::piped()).spawn().context("running `crontab -`")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all((lines.join("\n") + "\n").as_bytes()).context("writing to `crontab -`")?;
-    }
-    let status = child.wait().context("running `crontab -`")?;
-    if !status.success() {
-        bail!(
-            "`crontab -` failed ({status}); the crontab is unchanged; add the line `envsnap schedule install --cron --print` prints by hand"
-        );
-    }
+    write_crontab(&lines, "add the line `envsnap schedule install --cron --print` prints by hand")?;
     println!(
         "{} the crontab line: `envsnap schedule run` every {} minutes; its output goes to {}",
         if replaced { "replaced" } else { "added" },

@@ -12,7 +12,9 @@ use super::format::{SnapshotView, bytes, table};
 /// Options of `envsnap show`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The snapshot: an id prefix of at least 4 characters, or `latest`.
+    /// The snapshot: an id prefix of at least 4 characters, or `latest`: the newest
+    /// complete snapshot of the whole environment taken by a user, a hook or a
+    /// schedule (never a safety or --element one).
     pub id: String,
     /// For `latest`: the environment (default: the checked-out branch).
     #[arg(long, value_name = "BRANCH")]
@@ -28,7 +30,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let snapshot = context.resolve(&repository, &args.id, args.env.as_deref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &SnapshotView::of(&snapshot))?;
+        serde_json::to_writer_pretty(&mut out, &SnapshotView::of(&snapshot).pinned_among(&repository.pinned()?))?;
         writeln!(out)?;
         return Ok(());
     }
@@ -59,6 +61,9 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     }
     if repository.pinned()?.contains(&snapshot.id) {
         fields.push(("Pinned", format!("kept until `envsnap unpin {}`", snapshot.id.short(12))));
+    }
+    if manifest.partial {
+        fields.push(("Partial", "some elements only (backup --element): `latest` never names it".to_owned()));
     }
     if let Some(parent) = manifest.parent {
         fields.push(("Parent", parent.short(12)));

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::Result;
 use envsnap::activity::Activity;
+use envsnap::config::ConfigError;
 use envsnap::jobs::JobState;
 use envsnap::repository::Access;
 use envsnap::snapshot::Trigger;
@@ -53,21 +54,40 @@ struct Status {
     recent: Vec<Activity>,
 }
 
+/// What `status` shows for an element it cannot resolve for want of an environment
+/// variable; any other error is an error.
+fn unresolved(error: anyhow::Error) -> Result<String> {
+    match error.downcast_ref::<ConfigError>() {
+        Some(ConfigError::UnsetVariable { variable, .. }) => Ok(format!("needs ${{{variable}}}, which is not set")),
+        _ => Err(error),
+    }
+}
+
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let env = context.workspace.environment(args.env.as_deref())?;
     let config = context.config()?;
     let repository = context.open(Access::Read)?;
-    let mut elements: Vec<ElementStatus> = context
-        .mounts(&env)?
-        .into_iter()
-        .map(|mount| ElementStatus { name: mount.name, kind: "mount", location: mount.path.display().to_string() })
-        .collect();
-    elements.extend(context.services(&env)?.into_iter().map(|service| ElementStatus {
-        location: service.service.address(),
-        name: service.name,
-        kind: "service",
-    }));
+    // Status needs no secret: an element whose `${VAR}` is not set is shown with
+    // what it needs instead of its address, and the others as usual.
+    let root = context.work_tree();
+    let mut elements = Vec::new();
+    for mount in config.mounts() {
+        let location = match context.mount_named(&mount.name, &env, root) {
+            Ok(Some(resolved)) => resolved.path.display().to_string(),
+            Ok(None) => continue,
+            Err(error) => unresolved(error)?,
+        };
+        elements.push(ElementStatus { name: mount.name.clone(), kind: "mount", location });
+    }
+    for service in config.services() {
+        let location = match context.service_named(&service.name, &env) {
+            Ok(Some(resolved)) => resolved.service.address(),
+            Ok(None) => continue,
+            Err(error) => unresolved(error)?,
+        };
+        elements.push(ElementStatus { name: service.name.clone(), kind: "service", location });
+    }
     let snapshots = repository.snapshots(Some(&env))?;
     let commit = super::backup::commit_of(&context, &env)?;
     let status = Status {

@@ -37,6 +37,8 @@ pub struct Request<'a> {
     pub note: Option<String>,
     /// Days retention must keep it, whatever the rules say.
     pub keep_for: Option<u32>,
+    /// Whether these are only some of the environment's elements (`--element`).
+    pub partial: bool,
     /// The job this snapshot is, recorded and started by `backup`. `None`: the
     /// snapshot is recorded as a job of its own, running from the start (its caller
     /// holds the writers' lock), so that `list` and `status` show the snapshots of
@@ -79,6 +81,7 @@ pub fn take(context: &Context, repository: &Repository, request: Request<'_>) ->
             host: hostname(),
             mounts: request.mounts,
             services: request.services,
+            partial: request.partial,
             pause: pause.map(|pause| Box::new(pause) as Box<dyn PauseControl>),
         };
         Ok(backup(repository, &options, &progress)?)

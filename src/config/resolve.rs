@@ -21,24 +21,43 @@ impl Config {
         work_tree: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<ResolvedMount>, ConfigError> {
+        (0..self.mounts.len()).map(|index| self.resolve_mount(index, branch, work_tree, lookup)).collect()
+    }
+
+    /// The mount called `name` for `branch`, resolved as [`Config::mounts_for`] does;
+    /// `None` when there is no such mount. Only its own `${VAR}`s are looked up, so a
+    /// command that needs one element works without the others' secrets.
+    pub fn mount_for(
+        &self,
+        name: &str,
+        branch: &str,
+        work_tree: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Result<ResolvedMount, ConfigError>> {
+        let index = self.mounts.iter().position(|mount| mount.name == name)?;
+        Some(self.resolve_mount(index, branch, work_tree, lookup))
+    }
+
+    fn resolve_mount(
+        &self,
+        index: usize,
+        branch: &str,
+        work_tree: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedMount, ConfigError> {
+        let (mount, origin) = (&self.mounts[index], &self.mount_origins[index]);
         let slug = branch_slug(branch);
-        self.mounts
-            .iter()
-            .zip(&self.mount_origins)
-            .map(|(mount, origin)| {
-                let path = work_tree.join(self.expand(&mount.path, origin, "path", &slug, lookup)?);
-                if lexical(work_tree).starts_with(lexical(&path)) {
-                    return Err(self.source_of(origin).invalid(
-                        &origin.key.key("path"),
-                        format!(
-                            "`{}` holds the whole repository; a mount must be a data directory such as \"var/uploads\"",
-                            path.display()
-                        ),
-                    ));
-                }
-                Ok(ResolvedMount { name: mount.name.clone(), path, exclude: mount.exclude.clone() })
-            })
-            .collect()
+        let path = work_tree.join(self.expand(&mount.path, origin, "path", &slug, lookup)?);
+        if lexical(work_tree).starts_with(lexical(&path)) {
+            return Err(self.source_of(origin).invalid(
+                &origin.key.key("path"),
+                format!(
+                    "`{}` holds the whole repository; a mount must be a data directory such as \"var/uploads\"",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(ResolvedMount { name: mount.name.clone(), path, exclude: mount.exclude.clone() })
     }
 
     /// The services of `branch`, in the order written; see [`Config::mounts_for`].
@@ -49,26 +68,43 @@ impl Config {
         work_tree: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<ResolvedService>, ConfigError> {
+        (0..self.services.len()).map(|index| self.resolve_service(index, branch, work_tree, lookup)).collect()
+    }
+
+    /// The service called `name` for `branch`, resolved as [`Config::services_for`]
+    /// does; `None` when there is no such service. Only its own `${VAR}`s are looked
+    /// up: `backup --element db` needs no other service's password.
+    pub fn service_for(
+        &self,
+        name: &str,
+        branch: &str,
+        work_tree: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Result<ResolvedService, ConfigError>> {
+        let index = self.services.iter().position(|service| service.name == name)?;
+        Some(self.resolve_service(index, branch, work_tree, lookup))
+    }
+
+    fn resolve_service(
+        &self,
+        index: usize,
+        branch: &str,
+        work_tree: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedService, ConfigError> {
+        let (service, origin) = (&self.services[index], &self.service_origins[index]);
         let slug = branch_slug(branch);
-        self.services
-            .iter()
-            .zip(&self.service_origins)
-            .map(|(service, origin)| {
-                let expand = |value: &str, field| self.expand(value, origin, field, &slug, lookup);
-                let access = match &service.access {
-                    ServiceAccess::Url(url) => ServiceAccess::Url(expand(url, "url")?),
-                    ServiceAccess::File(path) => {
-                        ServiceAccess::File(work_tree.join(expand(&path.to_string_lossy(), "path")?))
-                    }
-                    ServiceAccess::Commands { dump, restore, extension } => ServiceAccess::Commands {
-                        dump: expand(dump, "dump")?,
-                        restore: expand(restore, "restore")?,
-                        extension: extension.clone(),
-                    },
-                };
-                Ok(ResolvedService { name: service.name.clone(), kind: service.kind, access })
-            })
-            .collect()
+        let expand = |value: &str, field| self.expand(value, origin, field, &slug, lookup);
+        let access = match &service.access {
+            ServiceAccess::Url(url) => ServiceAccess::Url(expand(url, "url")?),
+            ServiceAccess::File(path) => ServiceAccess::File(work_tree.join(expand(&path.to_string_lossy(), "path")?)),
+            ServiceAccess::Commands { dump, restore, extension } => ServiceAccess::Commands {
+                dump: expand(dump, "dump")?,
+                restore: expand(restore, "restore")?,
+                extension: extension.clone(),
+            },
+        };
+        Ok(ResolvedService { name: service.name.clone(), kind: service.kind, access })
     }
 
     /// The `pause` command for `branch`, resolved; `None` when none is configured.

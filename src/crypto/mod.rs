@@ -391,6 +391,12 @@ impl Crypto {
         crate::store::decode_blob(&self.ids, entry, opened)
     }
 
+    /// Bytes [`Crypto::seal_object`] adds to an object: what a reader's size limit for
+    /// an object of its kind must allow on top of the plain bytes' bound.
+    pub fn object_overhead(&self) -> u64 {
+        if self.keys.is_some() { OBJECT_OVERHEAD as u64 } else { 0 }
+    }
+
     /// Seals a small object (a manifest, a named record) to the repository's public
     /// key, bound to its object `name`; as it is when unencrypted.
     pub fn seal_object(&self, name: &str, plain: Vec<u8>) -> Vec<u8> {

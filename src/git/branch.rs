@@ -82,12 +82,19 @@ pub fn checked_out_at(work_tree: &Path, branch: &str) -> Result<Option<std::path
     Ok(None)
 }
 
+/// Refuses a name git would not take for a branch, before anything is done for it.
+pub fn check_branch_name(name: &str) -> Result<()> {
+    if git2::Branch::name_is_valid(name).unwrap_or(false) {
+        Ok(())
+    } else {
+        Err(Error::Git { message: format!("`{name}` is not a valid branch name: choose another name") })
+    }
+}
+
 /// Creates branch `name` at the commit `from` names (a branch, tag or commit), as
 /// `git branch NAME FROM` would; returns the commit id.
 pub fn create_branch(work_tree: &Path, name: &str, from: &str) -> Result<String> {
-    if !git2::Branch::name_is_valid(name).unwrap_or(false) {
-        return Err(Error::Git { message: format!("`{name}` is not a valid branch name: choose another name") });
-    }
+    check_branch_name(name)?;
     let repository = open(work_tree)?;
     let commit =
         repository.revparse_single(from).and_then(|object| object.peel_to_commit()).map_err(|_| Error::Git {

@@ -600,8 +600,19 @@ pub fn due_before_push(work_tree: &Path, remote: &str, pushed: &[PushedRef]) -> 
         if push.local_sha == push.remote_sha || due.iter().any(|snapshot| snapshot.branch == branch) {
             continue;
         }
-        let commit =
-            object_id(&push.remote_sha).filter(|id| repository.find_commit(*id).is_ok()).map(|id| id.to_string());
+        // Where the remote's branch was; for a branch new on the remote, where the
+        // environment's own branch is here (else what is pushed), so that `--at` and
+        // the git notes find this snapshot too.
+        let known = |id: Option<git2::Oid>| id.filter(|id| repository.find_commit(*id).is_ok());
+        let local_branch = repository
+            .find_branch(branch, git2::BranchType::Local)
+            .ok()
+            .and_then(|found| found.get().peel_to_commit().ok())
+            .map(|commit| commit.id());
+        let commit = known(object_id(&push.remote_sha))
+            .or(local_branch)
+            .or_else(|| known(object_id(&push.local_sha)))
+            .map(|id| id.to_string());
         due.push(DueSnapshot {
             branch: branch.to_owned(),
             commit,

@@ -469,6 +469,14 @@ impl io::Read for ChunkReader<'_> {
     }
 }
 
+/// Asks `service` whether it can load the dump stored under `tree`
+/// ([`Service::check_restore`]: e.g. not a dump of a newer server version), without
+/// changing anything. A restore calls it for every service before it takes a safety
+/// snapshot or touches any element; so does its dry run.
+pub fn check_restore(repository: &Repository, tree: &ObjectId, service: &dyn Service) -> Result<()> {
+    service.check_restore(&StoredDump::open(repository, tree)?)
+}
+
 /// Restores a service element into `service`: its data is replaced by the dump.
 pub fn restore_service(repository: &Repository, tree: &ObjectId, service: &dyn Service) -> Result<()> {
     service.restore(&StoredDump::open(repository, tree)?)

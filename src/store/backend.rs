@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +23,11 @@ pub trait Backend: Send + Sync {
     /// object survives a crash; before it returns, no reader sees a partial object.
     fn put(&self, name: &str, data: &[u8]) -> io::Result<()>;
 
-    /// Reads a whole object.
-    fn get(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Reads a whole object of at most `limit` bytes. A larger one is refused with
+    /// [`TooLarge`] (as `InvalidData`), its bytes unread: every stored object is
+    /// hostile input, and each kind has a size no honest writer exceeds, so reading
+    /// one never costs more memory than its kind allows.
+    fn get(&self, name: &str, limit: u64) -> io::Result<Vec<u8>>;
 
     /// Reads `length` bytes at `offset` of an object.
     fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>>;
@@ -44,6 +47,24 @@ pub trait Backend: Send + Sync {
     fn clean_temporary(&self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// An object larger than its reader allows: damaged or planted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("it is {size} bytes, more than the {limit} bytes an object of its kind can be")]
+pub struct TooLarge {
+    /// Its size, or as much of it as was seen.
+    pub size: u64,
+    /// The reader's limit.
+    pub limit: u64,
+}
+
+/// Refuses an object of `size` bytes if its reader allows only `limit`.
+fn within(size: u64, limit: u64) -> io::Result<()> {
+    if size > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, TooLarge { size, limit }));
+    }
+    Ok(())
 }
 
 /// A backend on the local file system, rooted at the repository directory.
@@ -129,8 +150,16 @@ impl Backend for LocalBackend {
         written
     }
 
-    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.root.join(name))
+    fn get(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+        let file = File::open(self.root.join(name))?;
+        let size = file.metadata()?.len();
+        within(size, limit)?;
+        // Read to at most one byte past the limit: a file that grew since it was
+        // measured is refused too, never read whole.
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+        within(bytes.len() as u64, limit)?;
+        Ok(bytes)
     }
 
     fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
@@ -223,15 +252,20 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.objects().get(name).cloned().ok_or_else(|| not_found(name))
+    fn get(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+        let objects = self.objects();
+        let data = objects.get(name).ok_or_else(|| not_found(name))?;
+        within(data.len() as u64, limit)?;
+        Ok(data.clone())
     }
 
     fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
         let objects = self.objects();
         let data = objects.get(name).ok_or_else(|| not_found(name))?;
         let start = usize::try_from(offset).map_err(|_| not_found(name))?;
-        data.get(start..start + length)
+        start
+            .checked_add(length)
+            .and_then(|end| data.get(start..end))
             .map(<[u8]>::to_vec)
             .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "range past the end"))
     }
@@ -394,9 +428,9 @@ impl Backend for FaultyBackend {
         Ok(())
     }
 
-    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+    fn get(&self, name: &str, limit: u64) -> io::Result<Vec<u8>> {
         self.check_read(name)?;
-        self.inner.get(name)
+        self.inner.get(name, limit)
     }
 
     fn get_range(&self, name: &str, offset: u64, length: usize) -> io::Result<Vec<u8>> {
@@ -430,13 +464,17 @@ mod tests {
     fn exercise(backend: &dyn Backend) -> io::Result<()> {
         backend.put("packs/ab/one.pack", b"hello world")?;
         backend.put("snapshots/x.json", b"{}")?;
-        assert_eq!(backend.get("packs/ab/one.pack")?, b"hello world");
+        assert_eq!(backend.get("packs/ab/one.pack", 11)?, b"hello world");
+        let refused = backend.get("packs/ab/one.pack", 10).expect_err("one byte more than allowed");
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(refused.to_string(), "it is 11 bytes, more than the 10 bytes an object of its kind can be");
         assert_eq!(backend.get_range("packs/ab/one.pack", 6, 5)?, b"world");
+        assert!(backend.get_range("packs/ab/one.pack", u64::MAX, 2).is_err());
         assert_eq!(backend.list("packs")?, vec![("packs/ab/one.pack".to_owned(), 11)]);
         backend.remove("packs/ab/one.pack")?;
         backend.remove("packs/ab/one.pack")?;
         assert!(backend.list("packs")?.is_empty());
-        assert!(backend.get("packs/ab/one.pack").is_err());
+        assert!(backend.get("packs/ab/one.pack", 11).is_err());
         Ok(())
     }
 
@@ -454,17 +492,17 @@ mod tests {
         faults.fill_after(10);
         let full = backend.put("packs/a", &[0; 11]).expect_err("does not fit");
         assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
-        assert!(backend.get("packs/a").is_err(), "a write that did not fit stores nothing");
+        assert!(backend.get("packs/a", 11).is_err(), "a write that did not fit stores nothing");
         backend.put("packs/b", &[1; 10])?;
         faults.free_space();
         faults.fail_reads("packs/b");
         assert_eq!(backend.get_range("packs/b", 0, 1).expect_err("unreadable").raw_os_error(), Some(libc::EIO));
         faults.heal_reads();
-        assert_eq!(backend.get("packs/b")?, [1; 10]);
+        assert_eq!(backend.get("packs/b", 10)?, [1; 10]);
         faults.tear_next_write("snapshots/");
         backend.put("packs/c", b"whole")?;
         assert!(backend.put("snapshots/d", b"torn in two").is_err());
-        assert_eq!(backend.get("snapshots/d")?, b"torn ");
+        assert_eq!(backend.get("snapshots/d", 100)?, b"torn ");
         backend.put("snapshots/e", b"whole again")?;
         assert_eq!(faults.written(), 10 + 5 + 11);
         Ok(())

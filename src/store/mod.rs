@@ -173,7 +173,8 @@ pub fn pack_id_of_name(name: &str) -> Option<ObjectId> {
 pub fn read_verified_pack(crypto: &Crypto, backend: &dyn Backend, name: &str) -> Result<Vec<PackEntry>> {
     let corrupt =
         |detail: String| Error::Corrupt { what: format!("pack {}", backend.describe(name).display()), detail };
-    let bytes = backend.get(name).map_err(|error| Error::io("reading", backend.describe(name), error))?;
+    let bytes =
+        backend.get(name, pack::MAX_PACK_SIZE).map_err(|error| Error::io("reading", backend.describe(name), error))?;
     if pack_id_of_name(name) != Some(ObjectId::of(&bytes)) {
         return Err(corrupt("its bytes do not match its name".to_owned()));
     }
@@ -265,6 +266,13 @@ impl<'a> BlobWriter<'a> {
     /// Like [`BlobWriter::add`], for a caller that hashed `data` already. Returns
     /// whether it was new.
     pub fn add_hashed(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<bool> {
+        // A blob past its kind's bound would make its whole pack unreadable.
+        if data.len() > kind.max_raw_length() as usize {
+            return Err(Error::Corrupt {
+                what: format!("a blob of {} bytes", data.len()),
+                detail: format!("a blob of its kind holds at most {} bytes; it was not stored", kind.max_raw_length()),
+            });
+        }
         if !lock(&self.known).insert(id) {
             return Ok(false);
         }
@@ -368,6 +376,23 @@ mod tests {
             };
             assert_eq!(decode_blob(&IdKey::Plain, &entry, stored.into_owned()).as_deref(), Ok(data));
         }
+    }
+
+    #[test]
+    fn a_blob_past_its_kinds_bound_is_refused_and_its_pack_stays_readable() -> Result<()> {
+        let backend = MemoryBackend::default();
+        let catalog = Mutex::new(Catalog::in_memory()?);
+        let crypto = Crypto::plain();
+        let writer = BlobWriter::new(&backend, &catalog, &crypto)?;
+        let small = writer.add(BlobKind::Tree, b"a small tree")?;
+        let huge = vec![7u8; pack::MAX_TREE_BLOB as usize + 1];
+        let refused = writer.add(BlobKind::Tree, &huge).expect_err("a tree past 64 MiB");
+        assert!(refused.to_string().contains("it was not stored"), "{refused}");
+        writer.flush()?;
+        let (name, _) = backend.list("packs").map_err(|e| Error::io("listing", "memory", e))?.remove(0);
+        let entries = read_verified_pack(&crypto, &backend, &name)?;
+        assert_eq!(entries.iter().map(|entry| entry.id).collect::<Vec<_>>(), [small]);
+        Ok(())
     }
 
     #[test]

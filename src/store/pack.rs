@@ -49,6 +49,21 @@ pub const MAX_DATA_BLOB: u32 = fastcdc::v2020::MAXIMUM_MAX;
 /// hundred thousand entries, far above any real one, far below what exhausts memory.
 pub const MAX_TREE_BLOB: u32 = 64 << 20;
 
+/// The largest pack a reader accepts. A writer closes a pack once it holds
+/// [`PACK_TARGET`](super::PACK_TARGET) bytes, footer included, so the last blob added,
+/// at most a tree's [`MAX_TREE_BLOB`] stored plain, is all it can go past that by;
+/// this leaves room for as much again. A larger "pack" (a sparse file, a planted
+/// object) is refused before any of it is read.
+pub const MAX_PACK_SIZE: u64 = 128 << 20;
+
+// The bound holds for a sealed pack too: what sealing adds (a longer header, a tag on
+// each blob and on the footer) is counted by [`PackBuilder::len`] before the pack is
+// closed, so only the last blob's tag and entry can go past the target with it.
+const _: () = assert!(
+    (super::PACK_TARGET + MAX_TREE_BLOB as usize + crypto::TAG + ENTRY_SIZE) as u64 <= MAX_PACK_SIZE,
+    "a full pack, plain or sealed, fits under MAX_PACK_SIZE"
+);
+
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlobKind {
@@ -175,9 +190,16 @@ impl PackBuilder {
         self.entries.push(PackEntry { id, kind, compression, offset: offset as u64, length, raw_length });
     }
 
-    /// Bytes so far, footer not counted.
+    /// The pack's size were it finished now: its bytes so far, footer and trailer
+    /// counted, so that many small blobs cannot grow a footer past what readers take.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        let layout = self.layout();
+        self.bytes.len().max(layout.header) + self.entries.len() * ENTRY_SIZE + layout.tag + TRAILER_SIZE
+    }
+
+    /// How this pack is laid out: sealed when it has a sealer.
+    pub fn layout(&self) -> Layout {
+        if self.sealer.is_some() { SEALED } else { PLAIN }
     }
 
     fn header_written(&mut self) {
@@ -223,6 +245,9 @@ pub enum PackError {
     /// The pack is shorter than its header and trailer.
     #[error("too short to be a pack ({0} bytes)")]
     TooShort(u64),
+    /// The pack is larger than any pack a writer makes.
+    #[error("{0} bytes, more than the {max} bytes of the largest pack", max = MAX_PACK_SIZE)]
+    Oversized(u64),
     /// The trailer magic is wrong.
     #[error("no pack trailer at the end")]
     BadTrailer,
@@ -258,6 +283,9 @@ pub fn footer_location(trailer: &[u8], pack_size: u64) -> Result<(u64, usize), P
 pub fn footer_location_in(trailer: &[u8], pack_size: u64, layout: Layout) -> Result<(u64, usize, u32), PackError> {
     if pack_size < (layout.header + TRAILER_SIZE) as u64 || trailer.len() != TRAILER_SIZE {
         return Err(PackError::TooShort(pack_size));
+    }
+    if pack_size > MAX_PACK_SIZE {
+        return Err(PackError::Oversized(pack_size));
     }
     if &trailer[4..] != TRAILER_MAGIC {
         return Err(PackError::BadTrailer);
@@ -307,7 +335,14 @@ pub fn parse_footer_in(footer: &[u8], data_end: u64, layout: Layout) -> Result<V
             if raw_length > kind.max_raw_length() {
                 return Err(PackError::TooLarge { index, raw_length });
             }
-            if compression == Compression::None && u64::from(raw_length) + layout.tag as u64 != u64::from(length) {
+            // A writer stores a blob compressed only when that makes it smaller; a seal
+            // adds its tag to either.
+            let stored = u64::from(length).checked_sub(layout.tag as u64).ok_or_else(bad)?;
+            let honest = match compression {
+                Compression::None => stored == u64::from(raw_length),
+                Compression::Zstd => stored < u64::from(raw_length),
+            };
+            if !honest {
                 return Err(bad());
             }
             Ok(PackEntry { id, kind, compression, offset, length, raw_length })
@@ -410,5 +445,73 @@ mod tests {
         builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::Zstd, &stored, 1 << 30);
         let (_, bytes, _) = builder.finish();
         assert_eq!(parse_pack(&bytes), Err(PackError::TooLarge { index: 0, raw_length: 1 << 30 }));
+    }
+
+    #[test]
+    fn a_pack_larger_than_any_writer_makes_is_refused_unread() {
+        let mut builder = PackBuilder::new();
+        builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::None, b"x", 1);
+        let (_, bytes, _) = builder.finish();
+        // A sparse file, or a planted object, claiming a footer far beyond any pack.
+        let trailer = &bytes[bytes.len() - TRAILER_SIZE..];
+        assert_eq!(footer_location(trailer, 1 << 40), Err(PackError::Oversized(1 << 40)));
+        assert_eq!(footer_location(trailer, MAX_PACK_SIZE).map(|(_, length)| length), Ok(ENTRY_SIZE));
+    }
+
+    #[test]
+    fn a_pack_counts_its_footer_so_many_small_blobs_close_it_in_time() {
+        let mut builder = PackBuilder::new();
+        let mut count = 0u32;
+        while builder.len() < crate::store::PACK_TARGET {
+            builder.add(ObjectId::of(&count.to_le_bytes()), BlobKind::Data, Compression::None, &[1], 1);
+            count += 1;
+        }
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(bytes.len(), builder_size(count), "len() is the finished size");
+        assert!(bytes.len() as u64 <= MAX_PACK_SIZE);
+        assert_eq!(parse_pack(&bytes).map(|entries| entries.len()), Ok(count as usize));
+    }
+
+    #[test]
+    fn a_sealed_pack_counts_its_seals_so_it_closes_in_time_too() {
+        let crypto = crypto::Crypto::encrypted(crypto::MasterKeys::generate());
+        let mut builder = PackBuilder::sealed(crypto.pack_sealer());
+        assert_eq!(builder.len(), SEALED.header + SEALED.tag + TRAILER_SIZE, "an empty sealed pack");
+        let mut count = 0u32;
+        while builder.len() < crate::store::PACK_TARGET {
+            builder.add(crypto.id_of(&count.to_le_bytes()), BlobKind::Data, Compression::None, &[1], 1);
+            count += 1;
+        }
+        let expected = builder.len();
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(bytes.len(), expected, "len() is the finished size, every seal counted");
+        assert!(bytes.len() as u64 <= MAX_PACK_SIZE);
+        assert_eq!(parse_any_pack(&crypto, &bytes).map(|entries| entries.len()), Ok(count as usize));
+    }
+
+    #[test]
+    fn a_sealed_blob_is_held_to_the_same_length_rules() {
+        let crypto = crypto::Crypto::encrypted(crypto::MasterKeys::generate());
+        let sealed = |compression, stored: &[u8], raw_length| {
+            let mut builder = PackBuilder::sealed(crypto.pack_sealer());
+            builder.add(crypto.id_of(b"x"), BlobKind::Data, compression, stored, raw_length);
+            parse_any_pack(&crypto, &builder.finish().1).map(|entries| entries.len())
+        };
+        assert_eq!(sealed(Compression::None, b"abcd", 4), Ok(1), "plain: its length and the tag");
+        assert_eq!(sealed(Compression::None, b"abcd", 5), Err(PackError::BadEntry(0)));
+        assert_eq!(sealed(Compression::Zstd, &[0; 40], 41), Ok(1), "compressed smaller than plain");
+        assert_eq!(sealed(Compression::Zstd, &[0; 40], 40), Err(PackError::BadEntry(0)), "no smaller");
+    }
+
+    fn builder_size(blobs: u32) -> usize {
+        HEADER.len() + blobs as usize * (1 + ENTRY_SIZE) + TRAILER_SIZE
+    }
+
+    #[test]
+    fn a_compressed_blob_no_smaller_than_its_plain_bytes_is_refused() {
+        let mut builder = PackBuilder::new();
+        builder.add(ObjectId::of(b"x"), BlobKind::Data, Compression::Zstd, &[0; 40], 40);
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(parse_pack(&bytes), Err(PackError::BadEntry(0)));
     }
 }
