@@ -338,15 +338,20 @@ impl Repository {
         struct Version {
             format: u32,
         }
-        let corrupt = |detail: String| Error::ConfigDamaged {
-            path: path.clone(),
-            detail,
-            replacement: serde_json::to_string(&RepositoryConfig {
-                format: PLAIN_FORMAT,
+        let corrupt = |detail: String| {
+            // The config written anew must be of the repository's kind: one with key
+            // files is encrypted, and a format-1 config over it would be refused.
+            let encrypted = backend.list(KEYS).is_ok_and(|keys| !keys.is_empty());
+            let replacement = RepositoryConfig {
+                format: if encrypted { ENCRYPTED_FORMAT } else { PLAIN_FORMAT },
                 chunker: ChunkerParams::default(),
-                encryption: None,
-            })
-            .expect("a config always serializes"),
+                encryption: encrypted.then(|| ENCRYPTION_SCHEME.to_owned()),
+            };
+            Error::ConfigDamaged {
+                path: path.clone(),
+                detail,
+                replacement: serde_json::to_string(&replacement).expect("a config always serializes"),
+            }
         };
         let version: Version = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if version.format > FORMAT_VERSION {
