@@ -26,6 +26,20 @@ name = "uploads"
 path = "var/uploads"
 "#;
 
+/// Protected `main`, snapshotted by the hooks and by a schedule.
+const HOOKED_CONFIG: &str = r#"
+production = "main"
+protected = ["main"]
+
+[[mount]]
+name = "uploads"
+path = "var/uploads"
+
+[schedule]
+cron = "0 3 * * *"
+branches = ["main"]
+"#;
+
 /// Runs envsnap in `project` with `password` in `ENVSNAP_PASSWORD` (none when `None`).
 fn run(project: &Project, args: &[&str], password: Option<&str>) -> Result<Output, std::io::Error> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_envsnap"));
@@ -215,6 +229,119 @@ fn a_wrong_or_missing_password_fails_in_one_line_that_says_how_to_give_it() -> T
         .output()?;
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("ENVSNAP_PASSWORD_COMMAND"));
+    Ok(())
+}
+
+/// Runs `program` (git, or envsnap) in `project` with no terminal, none of the
+/// password sources set but those of `vars`.
+fn run_with(project: &Project, program: &str, args: &[&str], vars: &[(&str, &str)]) -> Result<Output, std::io::Error> {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .env_remove("ENVSNAP_SKIP_HOOKS")
+        .stdin(std::process::Stdio::null());
+    for name in ["ENVSNAP_PASSWORD", "ENVSNAP_PASSWORD_FILE", "ENVSNAP_PASSWORD_COMMAND"] {
+        command.env_remove(name);
+    }
+    command.envs(vars.iter().copied()).output()
+}
+
+#[test]
+fn the_password_sources_are_taken_in_their_order() -> TestResult {
+    let project = encrypted_project(MOUNT_CONFIG)?;
+    let right = project.root().join("right.txt");
+    fs::write(&right, format!("{PASSWORD}\n"))?;
+    let wrong = project.root().join("wrong.txt");
+    fs::write(&wrong, "not it\n")?;
+    let (right, wrong) = (right.to_str().ok_or("utf-8")?, wrong.to_str().ok_or("utf-8")?);
+    let right_command = format!("printf '%s\\n' '{PASSWORD}'");
+    let envsnap = env!("CARGO_BIN_EXE_envsnap");
+    // Each row: the arguments before `list`, the sources set, and whether the first of
+    // them (the one that must be taken) is the right password.
+    type Sources<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&[&str], Sources, bool); 6] = [
+        (&["--password-file", right], vec![("ENVSNAP_PASSWORD_FILE", wrong), ("ENVSNAP_PASSWORD", "x")], true),
+        (&["--password-file", wrong], vec![("ENVSNAP_PASSWORD_FILE", right)], false),
+        (&[], vec![("ENVSNAP_PASSWORD_FILE", right), ("ENVSNAP_PASSWORD_COMMAND", "echo no")], true),
+        (&[], vec![("ENVSNAP_PASSWORD_FILE", wrong), ("ENVSNAP_PASSWORD_COMMAND", &right_command)], false),
+        (&[], vec![("ENVSNAP_PASSWORD_COMMAND", &right_command), ("ENVSNAP_PASSWORD", "x")], true),
+        (&[], vec![("ENVSNAP_PASSWORD_COMMAND", "echo no"), ("ENVSNAP_PASSWORD", PASSWORD)], false),
+    ];
+    for (before, vars, first_is_right) in cases {
+        let args: Vec<&str> = before.iter().copied().chain(["list"]).collect();
+        let output = run_with(&project, envsnap, &args, &vars)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.success(), first_is_right, "{before:?} {vars:?}: {stderr}");
+        if !first_is_right {
+            assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+            assert!(stderr.contains("wrong password"), "{stderr}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn hooks_and_schedules_find_the_password_without_a_terminal_or_say_in_one_line_how_to_give_it() -> TestResult {
+    let project = encrypted_project(HOOKED_CONFIG)?;
+    fs::write(project.root().join(".gitignore"), "var/\nstore/\n")?;
+    fs::create_dir_all(project.root().join("var/uploads"))?;
+    fs::write(project.root().join("var/uploads/a.txt"), "production data")?;
+    ok(&project, &["hooks", "install"], PASSWORD)?;
+    let git = |args: &[&str], vars: &[(&str, &str)]| -> Result<Output, std::io::Error> {
+        let identity = ["-c", "user.name=envsnap test", "-c", "user.email=test@example.invalid"];
+        let args: Vec<&str> = identity.iter().chain(args).copied().collect();
+        run_with(&project, "git", &args, &[&[("GIT_EDITOR", "true")], vars].concat())
+    };
+    let branch_ahead = |name: &str| -> TestResult {
+        for args in [
+            &["checkout", "-q", "-b", name][..],
+            &["commit", "-q", "--allow-empty", "-m", name],
+            &["checkout", "-q", "main"],
+        ] {
+            let output = git(args, &[])?;
+            assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    };
+
+    // From a command, as from a keyring: the hook snapshots main before the merge.
+    let command = format!("printf '%s\\n' '{PASSWORD}'");
+    branch_ahead("feature")?;
+    let merged = git(&["merge", "-q", "feature"], &[("ENVSNAP_PASSWORD_COMMAND", &command)])?;
+    let stderr = String::from_utf8_lossy(&merged.stderr);
+    assert!(merged.status.success(), "{stderr}");
+    assert!(stderr.contains("envsnap: snapshot "), "{stderr}");
+    // Without a password: the merge stops, and the one line says how to give one.
+    branch_ahead("second")?;
+    let refused = git(&["merge", "-q", "second"], &[])?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|line| line.starts_with("envsnap:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains("ENVSNAP_PASSWORD_COMMAND") && lines[0].contains("ENVSNAP_SKIP_HOOKS"), "{stderr}");
+
+    // A schedule from cron: the password from a file the crontab line names.
+    let file = project.root().join("password.txt");
+    fs::write(&file, format!("{PASSWORD}\n"))?;
+    let envsnap = env!("CARGO_BIN_EXE_envsnap");
+    let now = ("ENVSNAP_NOW", "2026-11-20T04:00:00Z");
+    let refused = run_with(&project, envsnap, &["schedule", "run", "--no-prune"], &[now])?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("ENVSNAP_PASSWORD_FILE"), "{stderr}");
+    let scheduled = run_with(
+        &project,
+        envsnap,
+        &["schedule", "run", "--no-prune"],
+        &[now, ("ENVSNAP_PASSWORD_FILE", file.to_str().ok_or("utf-8")?)],
+    )?;
+    assert!(scheduled.status.success(), "{}", String::from_utf8_lossy(&scheduled.stderr));
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&ok(&project, &["list", "--json"], PASSWORD)?)?;
+    let triggers: Vec<&str> = listed.iter().filter_map(|snapshot| snapshot["trigger"].as_str()).collect();
+    assert!(triggers.contains(&"pre-merge") && triggers.contains(&"schedule"), "{triggers:?}");
     Ok(())
 }
 
