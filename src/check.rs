@@ -37,6 +37,9 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
     /// Key files of an encrypted repository that are damaged: name, what is wrong.
     pub damaged_keys: Vec<(String, String)>,
+    /// Records beside the snapshots (restores, deleted branches) that cannot be read,
+    /// each with its path and why ([`Repository::damaged_records`]).
+    pub damaged_records: Vec<String>,
 }
 
 /// A pack whose data is damaged.
@@ -53,7 +56,10 @@ pub struct DamagedPack {
 impl CheckReport {
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damaged_packs.is_empty() && self.damaged_snapshots.is_empty() && self.damaged_keys.is_empty()
+        self.damaged_packs.is_empty()
+            && self.damaged_snapshots.is_empty()
+            && self.damaged_keys.is_empty()
+            && self.damaged_records.is_empty()
     }
 }
 
@@ -69,6 +75,7 @@ pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) 
             }
         }
     }
+    report.damaged_records = repository.damaged_records()?;
     let stored = backend.list("packs").map_err(|e| crate::Error::io("listing", repository.root().join("packs"), e))?;
     let indexed: HashMap<String, u64> = store::lock(repository.catalog()).packs()?.into_iter().collect();
     report.packs = stored.len();

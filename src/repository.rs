@@ -693,29 +693,57 @@ impl Repository {
     pub fn branches_gone(&self) -> Result<HashMap<String, DateTime<Utc>>> {
         let mut gone = HashMap::new();
         for (name, _) in self.list("gone")? {
-            if self.crypto.is_encrypted() {
-                let (branch, since) = self.read_sealed_gone(&name)?;
+            if let Some((branch, since)) = self.read_gone(&name)? {
                 gone.insert(branch, since);
-                continue;
             }
-            let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { continue };
-            let Ok(branch) = String::from_utf8(branch) else { continue };
-            // An RFC 3339 time is some 30 bytes.
-            let bytes = self.backend.get(&name, 4096).context("reading", self.backend.describe(&name))?;
-            let since = std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
-                .ok_or_else(|| Error::Corrupt {
-                    what: format!(
-                        "the record of branch `{branch}` being deleted ({})",
-                        self.backend.describe(&name).display()
-                    ),
-                    detail: "it holds no RFC 3339 time; remove the file, and the branch counts as deleted from now"
-                        .to_owned(),
-                })?;
-            gone.insert(branch, since.with_timezone(&Utc));
         }
         Ok(gone)
+    }
+
+    /// One `gone/` record: the branch and since when; `None` for an unencrypted
+    /// repository's file whose name is not a branch's.
+    fn read_gone(&self, name: &str) -> Result<Option<(String, DateTime<Utc>)>> {
+        if self.crypto.is_encrypted() {
+            return self.read_sealed_gone(name).map(Some);
+        }
+        let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { return Ok(None) };
+        let Ok(branch) = String::from_utf8(branch) else { return Ok(None) };
+        // An RFC 3339 time is some 30 bytes.
+        let bytes = self.backend.get(name, 4096).context("reading", self.backend.describe(name))?;
+        let since = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+            .ok_or_else(|| Error::Corrupt {
+                what: format!(
+                    "the record of branch `{branch}` being deleted ({})",
+                    self.backend.describe(name).display()
+                ),
+                detail: "it holds no RFC 3339 time; remove the file, and the branch counts as deleted from now"
+                    .to_owned(),
+            })?;
+        Ok(Some((branch, since.with_timezone(&Utc))))
+    }
+
+    /// The records beside the snapshots (the last restore into each environment, the
+    /// branches seen deleted) that cannot be read, each with why: sealed ones in an
+    /// encrypted repository, so `check` opens every one as `undo` and retention would.
+    /// A write-only key cannot open them, and checks none.
+    pub fn damaged_records(&self) -> Result<Vec<String>> {
+        if self.crypto.is_write_only() {
+            return Ok(Vec::new());
+        }
+        let mut damaged = Vec::new();
+        for (name, _) in self.list("restores")? {
+            if let Err(error) = self.read_restore_record(&name) {
+                damaged.push(error.to_string());
+            }
+        }
+        for (name, _) in self.list("gone")? {
+            if let Err(error) = self.read_gone(&name) {
+                damaged.push(error.to_string());
+            }
+        }
+        Ok(damaged)
     }
 
     /// Records that `branch` was seen deleted at `since`; a branch already recorded
@@ -812,29 +840,41 @@ impl Repository {
 
     /// The last restore that changed environment `env`, if one was recorded.
     pub fn last_restore(&self, env: &str) -> Result<Option<RestoreRecord>> {
+        let name = restore_record_name(&self.crypto, env);
+        let Some(record) = self.read_restore_record(&name)? else { return Ok(None) };
+        if record.env != env {
+            let path = self.backend.describe(&name);
+            return Err(Error::Corrupt {
+                what: format!("restore record {}", path.display()),
+                detail: format!(
+                    "it records a restore into `{}`; remove it to forget the last restore into `{env}`",
+                    record.env
+                ),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// The restore record `name`, opened and parsed; `None` when there is none.
+    fn read_restore_record(&self, name: &str) -> Result<Option<RestoreRecord>> {
         /// A record is a few hundred bytes; anything larger is not one.
         const MAX_RECORD: u64 = 64 << 10;
-        let name = restore_record_name(&self.crypto, env);
-        let path = self.backend.describe(&name);
+        let path = self.backend.describe(name);
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("restore record {}", path.display()),
-            detail: format!("{detail}; remove it to forget the last restore into `{env}`"),
+            detail: format!("{detail}; remove it to forget the last restore it records"),
         };
-        let bytes = match self.backend.get(&name, MAX_RECORD + self.crypto.object_overhead()) {
+        let bytes = match self.backend.get(name, MAX_RECORD + self.crypto.object_overhead()) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Err(corrupt(error.to_string())),
             Err(error) => return Err(Error::io("reading", &path, error)),
         };
-        let bytes = self.crypto.open_object(&name, bytes).map_err(|error| match error {
-            CryptoError::WriteOnly => Error::WriteOnlyKey { action: format!("read the last restore into `{env}`") },
+        let bytes = self.crypto.open_object(name, bytes).map_err(|error| match error {
+            CryptoError::WriteOnly => Error::WriteOnlyKey { action: "read the last restore".to_owned() },
             error => corrupt(error.to_string()),
         })?;
-        let record: RestoreRecord = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
-        if record.env != env {
-            return Err(corrupt(format!("it records a restore into `{}`", record.env)));
-        }
-        Ok(Some(record))
+        serde_json::from_slice(&bytes).map(Some).map_err(|error| corrupt(error.to_string()))
     }
 
     /// Reads one blob, verified against its id.

@@ -375,8 +375,9 @@ fn only_file(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
 
 #[test]
 fn a_flipped_byte_in_any_encrypted_object_is_named_by_check_and_never_restored() -> TestResult {
-    // (what is flipped, where): a blob, the footer, the pack's sealed key, the manifest.
-    for case in ["blob", "footer", "header", "manifest"] {
+    // A data blob, the tree blob (the pack's last), the footer, the trailer, the
+    // pack's sealed key, the manifest.
+    for case in ["data", "tree", "footer", "trailer", "header", "manifest"] {
         let project = encrypted_project(MOUNT_CONFIG)?;
         let uploads = project.root().join("var/uploads");
         fs::create_dir_all(&uploads)?;
@@ -385,9 +386,16 @@ fn a_flipped_byte_in_any_encrypted_object_is_named_by_check_and_never_restored()
         assert!(ok(&project, &["check", "--read-data"], PASSWORD)?.contains("no errors"));
         let pack = only_file(&project.repository.join("packs"))?;
         let manifest = only_file(&project.repository.join("snapshots"))?;
+        let bytes = fs::read(&pack)?;
+        let count = i64::from(u32::from_le_bytes(bytes[bytes.len() - 12..bytes.len() - 8].try_into()?));
+        // Before the 12-byte trailer: the footer, its entries and their 16-byte seal.
+        let footer = 50 * count + 16;
         match case {
-            "blob" => flip(&pack, 200)?,
+            "data" => flip(&pack, 200)?,
+            // Inside the last blob's sealed bytes, before its tag.
+            "tree" => flip(&pack, -(12 + footer + 16 + 3))?,
             "footer" => flip(&pack, -20)?,
+            "trailer" => flip(&pack, -3)?,
             "header" => flip(&pack, 50)?,
             _ => flip(&manifest, -3)?,
         }
@@ -399,9 +407,9 @@ fn a_flipped_byte_in_any_encrypted_object_is_named_by_check_and_never_restored()
         let target = project.root().join("restored");
         let restored = run(&project, &["restore", &id[..12], "--to", target.to_str().ok_or("utf-8")?], Some(PASSWORD))?;
         let read = fs::read(target.join("uploads/data.bin")).unwrap_or_default();
-        if case == "footer" {
-            // The footer is only the index's source: the blobs it describes are intact
-            // and the catalog still places them, so they restore, and rightly.
+        if case == "footer" || case == "trailer" {
+            // Footer and trailer are only the index's source: the blobs they describe
+            // are intact and the catalog still places them, so they restore, rightly.
             assert!(restored.status.success(), "{case}: {}", String::from_utf8_lossy(&restored.stderr));
             assert_eq!(read, noise(9, 100_000), "{case}: restored byte for byte");
         } else {
@@ -409,6 +417,39 @@ fn a_flipped_byte_in_any_encrypted_object_is_named_by_check_and_never_restored()
             assert!(read.is_empty(), "{case}: nothing restored from damaged data");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn a_flipped_byte_in_a_sealed_record_is_named_by_check() -> TestResult {
+    let project = encrypted_project(&format!("{MOUNT_CONFIG}\n[retention]\npreset = \"essential\"\n"))?;
+    fs::create_dir_all(project.root().join("var/uploads"))?;
+    fs::write(project.root().join("var/uploads/a.txt"), "a")?;
+    ok(&project, &["backup"], PASSWORD)?;
+    // A restore in place records itself for `undo`.
+    ok(&project, &["restore", "--yes"], PASSWORD)?;
+    // A branch with a snapshot, then deleted: forget records since when it is gone.
+    common::git(project.root(), &["branch", "feature"])?;
+    ok(&project, &["backup", "--env", "feature"], PASSWORD)?;
+    common::git(project.root(), &["branch", "-D", "feature"])?;
+    ok(&project, &["forget"], PASSWORD)?;
+    assert!(ok(&project, &["check", "--read-data"], PASSWORD)?.contains("no errors"));
+    for records in ["restores", "gone"] {
+        let record = only_file(&project.repository.join(records))?;
+        flip(&record, -3)?;
+        let output = run(&project, &["check", "--read-data"], Some(PASSWORD))?;
+        let stdout = String::from_utf8(output.stdout)?;
+        assert_eq!(output.status.code(), Some(1), "{records}: {stdout}");
+        let line = format!(
+            "damaged record: {}",
+            if records == "gone" { "the record of a deleted branch" } else { "restore record" }
+        );
+        assert!(stdout.contains(&line) && stdout.contains(&record.display().to_string()), "{records}: {stdout}");
+        let stderr = String::from_utf8(output.stderr)?;
+        assert!(stderr.contains("every snapshot is restorable"), "{records}: {stderr}");
+        flip(&record, -3)?;
+    }
+    assert!(ok(&project, &["check", "--read-data"], PASSWORD)?.contains("no errors"), "flipped back, whole again");
     Ok(())
 }
 
