@@ -146,117 +146,119 @@ pub fn backup(repository: &Repository, options: &BackupOptions, progress: &dyn P
             None => durations.push((name.to_owned(), began.elapsed())),
         }
     };
-    let (elements, totals) = BlobWriter::pipelined(repository.backend(), repository.catalog(), |writer| {
-        let walk = |mount: &Mount, excludes: &Excludes, parent_tree: Option<ObjectId>, remember: bool| {
-            let began = std::time::Instant::now();
-            let estimate = expected(&mount.name);
-            progress.begin(&format!("backing up {}", mount.name), estimate);
-            let walker = Walker {
-                repository,
-                writer,
-                excludes: excludes.clone(),
-                chunker: repository.config().chunker,
-                progress,
-                counters: &counters,
-                remembered: &remembered,
-                remember,
-            };
-            // With nothing to measure against, a second thread counts the mount's bytes
-            // while the walk reads them, so that even a first backup shows how far it
-            // is (a stat of every file: seconds for a tree whose reading takes minutes).
-            let stop = AtomicBool::new(false);
-            let summary = std::thread::scope(|scope| {
-                if estimate.is_none() {
-                    scope.spawn(|| {
-                        if let Some(total) = scan_size(&mount.path, excludes, &stop) {
-                            progress.estimate(total);
-                        }
-                    });
-                }
-                let summary = walker.directory(&mount.path, Path::new(""), parent_tree);
-                stop.store(true, Ordering::Relaxed);
-                summary
-            });
-            progress.finish();
-            timed(&mount.name, began);
-            summary
-        };
-        let previous_tree = |mount: &Mount| {
-            parent
-                .as_ref()
-                .and_then(|snapshot| snapshot.manifest.element(&mount.name))
-                .filter(|element| element.kind == ElementKind::Mount)
-                .map(|element| element.tree)
-        };
-        // Consistent mode with a pause: a first pass while the application runs reads
-        // nearly everything; the second, paused, pass reads only what changed meanwhile,
-        // so the pause lasts about as long as an unchanged re-backup.
-        let mut first_pass = Vec::new();
-        if options.pause.is_some() {
-            for (mount, excludes) in &sources {
-                first_pass.push(walk(mount, excludes, previous_tree(mount), true)?.tree);
-            }
-        }
-        let paused_at = std::time::Instant::now();
-        let capture = || -> Result<Vec<Element>> {
-            if let Some(control) = &options.pause {
-                control.pause()?;
-            }
-            let mut elements = Vec::with_capacity(sources.len() + options.services.len());
-            for (index, (mount, excludes)) in sources.iter().enumerate() {
-                let parent_tree = first_pass.get(index).copied().flatten().or_else(|| previous_tree(mount));
-                let summary = walk(mount, excludes, parent_tree, false)?;
-                elements.push(Element {
-                    name: mount.name.clone(),
-                    kind: ElementKind::Mount,
-                    source: mount.path.display().to_string(),
-                    tree: summary.tree.expect("a directory always has a tree"),
-                    size: summary.size,
-                    files: summary.files,
-                    dirs: summary.dirs,
-                });
-            }
-            for source in &options.services {
+    let (elements, totals) =
+        BlobWriter::pipelined(repository.backend(), repository.catalog(), repository.crypto(), |writer| {
+            let walk = |mount: &Mount, excludes: &Excludes, parent_tree: Option<ObjectId>, remember: bool| {
                 let began = std::time::Instant::now();
-                progress.begin(&format!("dumping {}", source.name), expected(&source.name));
-                let content = Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
-                let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
-                source.service.capture(&sink)?;
+                let estimate = expected(&mount.name);
+                progress.begin(&format!("backing up {}", mount.name), estimate);
+                let walker = Walker {
+                    repository,
+                    writer,
+                    excludes: excludes.clone(),
+                    chunker: repository.config().chunker,
+                    progress,
+                    counters: &counters,
+                    remembered: &remembered,
+                    remember,
+                };
+                // With nothing to measure against, a second thread counts the mount's bytes
+                // while the walk reads them, so that even a first backup shows how far it
+                // is (a stat of every file: seconds for a tree whose reading takes minutes).
+                let stop = AtomicBool::new(false);
+                let summary = std::thread::scope(|scope| {
+                    if estimate.is_none() {
+                        scope.spawn(|| {
+                            if let Some(total) = scan_size(&mount.path, excludes, &stop) {
+                                progress.estimate(total);
+                            }
+                        });
+                    }
+                    let summary = walker.directory(&mount.path, Path::new(""), parent_tree);
+                    stop.store(true, Ordering::Relaxed);
+                    summary
+                });
                 progress.finish();
-                timed(&source.name, began);
-                let mut nodes = sink.nodes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-                nodes.sort_by(|a, b| a.name.cmp(&b.name));
-                if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
-                    return Err(Error::ServiceFailed {
-                        name: source.name.clone(),
-                        address: source.service.address(),
-                        detail: format!("the adapter wrote `{}` twice", String::from_utf8_lossy(&pair[0].name)),
+                timed(&mount.name, began);
+                summary
+            };
+            let previous_tree = |mount: &Mount| {
+                parent
+                    .as_ref()
+                    .and_then(|snapshot| snapshot.manifest.element(&mount.name))
+                    .filter(|element| element.kind == ElementKind::Mount)
+                    .map(|element| element.tree)
+            };
+            // Consistent mode with a pause: a first pass while the application runs reads
+            // nearly everything; the second, paused, pass reads only what changed meanwhile,
+            // so the pause lasts about as long as an unchanged re-backup.
+            let mut first_pass = Vec::new();
+            if options.pause.is_some() {
+                for (mount, excludes) in &sources {
+                    first_pass.push(walk(mount, excludes, previous_tree(mount), true)?.tree);
+                }
+            }
+            let paused_at = std::time::Instant::now();
+            let capture = || -> Result<Vec<Element>> {
+                if let Some(control) = &options.pause {
+                    control.pause()?;
+                }
+                let mut elements = Vec::with_capacity(sources.len() + options.services.len());
+                for (index, (mount, excludes)) in sources.iter().enumerate() {
+                    let parent_tree = first_pass.get(index).copied().flatten().or_else(|| previous_tree(mount));
+                    let summary = walk(mount, excludes, parent_tree, false)?;
+                    elements.push(Element {
+                        name: mount.name.clone(),
+                        kind: ElementKind::Mount,
+                        source: mount.path.display().to_string(),
+                        tree: summary.tree.expect("a directory always has a tree"),
+                        size: summary.size,
+                        files: summary.files,
+                        dirs: summary.dirs,
                     });
                 }
-                let size = nodes.iter().map(|node| node.size).sum();
-                let files = nodes.len() as u64;
-                let tree = writer.add(BlobKind::Tree, &Tree { nodes }.encode())?;
-                elements.push(Element {
-                    name: source.name.clone(),
-                    kind: ElementKind::Service,
-                    source: source.service.address(),
-                    tree,
-                    size,
-                    files,
-                    dirs: 1,
-                });
+                for source in &options.services {
+                    let began = std::time::Instant::now();
+                    progress.begin(&format!("dumping {}", source.name), expected(&source.name));
+                    let content =
+                        Content { writer, chunker: repository.config().chunker, progress, counters: &counters };
+                    let sink = ServiceSink { content, created, nodes: Mutex::new(Vec::new()) };
+                    source.service.capture(&sink)?;
+                    progress.finish();
+                    timed(&source.name, began);
+                    let mut nodes = sink.nodes.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                    if let Some(pair) = nodes.windows(2).find(|pair| pair[0].name == pair[1].name) {
+                        return Err(Error::ServiceFailed {
+                            name: source.name.clone(),
+                            address: source.service.address(),
+                            detail: format!("the adapter wrote `{}` twice", String::from_utf8_lossy(&pair[0].name)),
+                        });
+                    }
+                    let size = nodes.iter().map(|node| node.size).sum();
+                    let files = nodes.len() as u64;
+                    let tree = writer.add(BlobKind::Tree, &Tree { nodes }.encode())?;
+                    elements.push(Element {
+                        name: source.name.clone(),
+                        kind: ElementKind::Service,
+                        source: source.service.address(),
+                        tree,
+                        size,
+                        files,
+                        dirs: 1,
+                    });
+                }
+                Ok(elements)
+            };
+            let captured = capture();
+            if let Some(control) = &options.pause {
+                // Resumed whatever happened: an environment left paused is worse than a
+                // failed snapshot.
+                resume_error = control.resume().err().map(|error| error.to_string());
+                paused = Some(paused_at.elapsed());
             }
-            Ok(elements)
-        };
-        let captured = capture();
-        if let Some(control) = &options.pause {
-            // Resumed whatever happened: an environment left paused is worse than a
-            // failed snapshot.
-            resume_error = control.resume().err().map(|error| error.to_string());
-            paused = Some(paused_at.elapsed());
-        }
-        captured
-    })?;
+            captured
+        })?;
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
         env: options.env.clone(),

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::id::ObjectId;
 use crate::progress::Progress;
 use crate::repository::Repository;
-use crate::store::{self, decode_blob, pack, read_pack_entries};
+use crate::store::{self, pack, read_pack_entries};
 use crate::tree::{NodeKind, Tree};
 
 /// What a check found.
@@ -35,6 +35,11 @@ pub struct CheckReport {
     pub damaged_snapshots: Vec<(ObjectId, String)>,
     /// Problems that affect no snapshot's data (e.g. a pack the index lacks).
     pub warnings: Vec<String>,
+    /// Key files of an encrypted repository that are damaged: name, what is wrong.
+    pub damaged_keys: Vec<(String, String)>,
+    /// Records beside the snapshots (restores, deleted branches) that cannot be read,
+    /// each with its path and why ([`Repository::damaged_records`]).
+    pub damaged_records: Vec<String>,
 }
 
 /// A pack whose data is damaged.
@@ -51,7 +56,10 @@ pub struct DamagedPack {
 impl CheckReport {
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
-        self.damaged_packs.is_empty() && self.damaged_snapshots.is_empty()
+        self.damaged_packs.is_empty()
+            && self.damaged_snapshots.is_empty()
+            && self.damaged_keys.is_empty()
+            && self.damaged_records.is_empty()
     }
 }
 
@@ -59,6 +67,15 @@ impl CheckReport {
 pub fn check(repository: &Repository, read_data: bool, progress: &dyn Progress) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let backend = repository.backend();
+    if repository.crypto().is_encrypted() {
+        // Every key file, not only the one in use: a damaged one locks its holder out.
+        for key in repository.keys()? {
+            if let Err(problem) = key.file {
+                report.damaged_keys.push((backend.describe(&key.name).display().to_string(), problem));
+            }
+        }
+    }
+    report.damaged_records = repository.damaged_records()?;
     let stored = backend.list("packs").map_err(|e| crate::Error::io("listing", repository.root().join("packs"), e))?;
     let indexed: HashMap<String, u64> = store::lock(repository.catalog()).packs()?.into_iter().collect();
     report.packs = stored.len();
@@ -263,7 +280,7 @@ pub(crate) fn verify_pack(
     let backend = repository.backend();
     let indexed_blobs = || -> Vec<ObjectId> {
         let mut blobs = indexed.to_vec();
-        if let Ok(entries) = read_pack_entries(backend, name, size) {
+        if let Ok(entries) = read_pack_entries(repository.crypto(), backend, name, size) {
             blobs.extend(entries.iter().map(|entry| entry.id));
         }
         blobs
@@ -271,12 +288,13 @@ pub(crate) fn verify_pack(
     let bytes = backend
         .get(name, pack::MAX_PACK_SIZE)
         .map_err(|error| (format!("cannot be read: {error}"), indexed_blobs()))?;
-    let entries = pack::parse_pack(&bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
+    let entries =
+        pack::parse_any_pack(repository.crypto(), &bytes).map_err(|error| (error.to_string(), indexed_blobs()))?;
     let mut bad = Vec::new();
     for entry in &entries {
         let start = entry.offset as usize;
         let stored = bytes[start..start + entry.length as usize].to_vec();
-        if decode_blob(entry, stored).is_err() {
+        if repository.crypto().decode_blob(backend, name, entry, stored).is_err() {
             bad.push(entry.id);
         }
     }

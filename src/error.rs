@@ -367,6 +367,73 @@ pub enum Error {
         detail: String,
     },
 
+    /// An encrypted repository was opened without a password to unlock it.
+    #[error(
+        "the repository at {} is encrypted and no password was given: pass --password-file FILE, or set \
+         ENVSNAP_PASSWORD_FILE, ENVSNAP_PASSWORD_COMMAND or ENVSNAP_PASSWORD",
+        path.display()
+    )]
+    PasswordNeeded {
+        /// The repository.
+        path: PathBuf,
+    },
+
+    /// The password could not be read from where it was to come from.
+    #[error("cannot read the repository's password from {source_name}: {detail}")]
+    PasswordUnreadable {
+        /// Where it was to come from, e.g. "ENVSNAP_PASSWORD_COMMAND".
+        source_name: String,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// No key of an encrypted repository opens with the password given.
+    #[error(
+        "wrong password: no key in {} opens with it; check the password (and which of --password-file, \
+         ENVSNAP_PASSWORD_FILE, ENVSNAP_PASSWORD_COMMAND, ENVSNAP_PASSWORD gave it){damaged}",
+        path.display()
+    )]
+    PasswordWrong {
+        /// The repository's keys folder.
+        path: PathBuf,
+        /// Key files that could not be read, if any, said after a `; `.
+        damaged: String,
+    },
+
+    /// The key in use is write-only and the command needs to read snapshots.
+    #[error(
+        "the key in use is write-only: it can add snapshots but cannot {action}; use the password of a read key \
+         (`envsnap key list` shows the keys)"
+    )]
+    WriteOnlyKey {
+        /// What was refused, e.g. "read snapshot 1a2b3c4d5e6f".
+        action: String,
+    },
+
+    /// A key command on a repository that has no keys.
+    #[error("the repository at {} is not encrypted: it has no keys (`envsnap init --encrypt` makes one that is)", path.display())]
+    NotEncrypted {
+        /// The repository.
+        path: PathBuf,
+    },
+
+    /// No key has the id given.
+    #[error("no key `{id}` in the repository: `envsnap key list` shows the keys")]
+    KeyNotFound {
+        /// The id as given.
+        id: String,
+    },
+
+    /// Removing this key would leave no key that can read the repository.
+    #[error(
+        "key {id} is the repository's last read key: without it nothing could be restored; add another with \
+         `envsnap key add` first"
+    )]
+    LastReadKey {
+        /// The key.
+        id: String,
+    },
+
     /// A directory where snapshots cannot be mounted, or mounting there failed.
     #[error("cannot mount the snapshots at {}: {problem}", path.display())]
     MountPoint {

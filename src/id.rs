@@ -1,4 +1,5 @@
-//! Content ids: the BLAKE3 hash of an object's plain bytes.
+//! Content ids: the BLAKE3 hash of an object's plain bytes, keyed in an encrypted
+//! repository (see [`IdKey`]).
 
 use std::fmt;
 
@@ -43,6 +44,38 @@ impl ObjectId {
         let mut text = self.to_hex();
         text.truncate(n);
         text
+    }
+}
+
+/// How a repository names its blobs, trees and manifests.
+///
+/// Plain BLAKE3 in a format-1 repository; BLAKE3 in keyed mode in an encrypted one, so
+/// that an id says nothing about the content to whoever lacks the key (a plain hash
+/// would confirm a guessed file).
+#[derive(Clone)]
+pub enum IdKey {
+    /// `blake3::hash`.
+    Plain,
+    /// `blake3::keyed_hash` with this key.
+    Keyed([u8; 32]),
+}
+
+impl IdKey {
+    /// The id of `data`.
+    pub fn id_of(&self, data: &[u8]) -> ObjectId {
+        match self {
+            IdKey::Plain => ObjectId::of(data),
+            IdKey::Keyed(key) => ObjectId(*blake3::keyed_hash(key, data).as_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for IdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdKey::Plain => "IdKey::Plain",
+            IdKey::Keyed(_) => "IdKey::Keyed(..)",
+        })
     }
 }
 

@@ -65,6 +65,7 @@ pub mod backup;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod crypto;
 pub mod diff;
 pub mod element;
 pub mod error;

@@ -25,7 +25,7 @@ use crate::id::ObjectId;
 use crate::repository::Repository;
 use crate::snapshot::Manifest;
 use crate::store::pack::{PackBuilder, PackEntry};
-use crate::store::{self, PACK_TARGET, decode_blob, pack_name};
+use crate::store::{self, PACK_TARGET, pack_name};
 use crate::tree::NodeKind;
 
 /// A pack is repacked when at least this share of its bytes is unused. Lower would
@@ -171,7 +171,8 @@ fn walk(repository: &Repository, root: ObjectId, used: &mut HashSet<ObjectId>) -
 fn repack(repository: &Repository, packs: &[(String, Vec<PackEntry>)]) -> Result<Vec<(String, u64, Vec<PackEntry>)>> {
     let backend = repository.backend();
     let mut written = Vec::new();
-    let mut builder = PackBuilder::new();
+    let crypto = repository.crypto();
+    let mut builder = PackBuilder::sealed(crypto.pack_sealer());
     let mut finish = |builder: PackBuilder| -> Result<()> {
         let (id, bytes, entries) = builder.finish();
         let name = pack_name(&id);
@@ -184,13 +185,17 @@ fn repack(repository: &Repository, packs: &[(String, Vec<PackEntry>)]) -> Result
             let stored = backend
                 .get_range(pack, entry.offset, entry.length as usize)
                 .context("reading", backend.describe(pack))?;
-            decode_blob(entry, stored.clone()).map_err(|detail| Error::Corrupt {
+            // Opened from its old pack's seal, verified, and sealed anew in the new pack
+            // (with the new pack's key), still compressed as it was.
+            let damaged = |detail: String| Error::Corrupt {
                 what: format!("blob {} in pack {}", entry.id.short(12), backend.describe(pack).display()),
                 detail: format!("{detail}; prune changed nothing (run `envsnap check --read-data`)"),
-            })?;
+            };
+            let stored = crypto.open_stored(backend, pack, entry, stored).map_err(damaged)?;
+            store::decode_blob(crypto.ids(), entry, stored.clone()).map_err(damaged)?;
             builder.add(entry.id, entry.kind, entry.compression, &stored, entry.raw_length);
             if builder.len() >= PACK_TARGET {
-                finish(std::mem::take(&mut builder))?;
+                finish(std::mem::replace(&mut builder, PackBuilder::sealed(crypto.pack_sealer())))?;
             }
         }
     }

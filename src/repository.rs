@@ -9,6 +9,7 @@
 //! ```text
 //! <repository>/
 //!   config.json        format version and chunker sizes; checked on open
+//!   keys/<id>          encrypted repositories (format 2): the master keys, sealed by a password
 //!   packs/<xx>/<id>.pack
 //!   snapshots/<id>.json
 //!   pins/<id>          empty: the snapshot is pinned
@@ -28,18 +29,35 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, Catalog, records};
+use crate::crypto::keyfile::{KdfParams, KeyFile, KeyKind, MAX_KEY_FILE};
+use crate::crypto::{Crypto, CryptoError, MasterKeys};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::snapshot::{MANIFEST_FORMAT, MAX_MANIFEST_SIZE, Manifest, Snapshot, manifest_name};
+use crate::store;
 use crate::store::backend::{Backend, LocalBackend};
 use crate::store::chunker::ChunkerParams;
 use crate::store::lock::{LockKind, RepositoryLock};
 use crate::store::pack::{self, PackEntry};
-use crate::store::{self, decode_blob};
 use crate::tree::Tree;
 
-/// The store format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest store format this build reads and writes: 2, an encrypted repository.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format of an unencrypted repository, which `init` without `--encrypt` writes.
+pub const PLAIN_FORMAT: u32 = 1;
+/// The format of an encrypted repository.
+pub const ENCRYPTED_FORMAT: u32 = 2;
+
+/// What an encrypted repository's `config.json` names as its scheme: AES-256-GCM
+/// seals, X25519 key sealing, BLAKE3 keyed ids, argon2id key files (docs/FORMAT.md).
+pub const ENCRYPTION_SCHEME: &str = "aes256gcm-x25519-blake3keyed-argon2id";
+
+/// Where the key files are.
+const KEYS: &str = "keys";
+
+/// Gives the password of an encrypted repository when asked; asked at most once per
+/// open, and only for an encrypted repository.
+pub type PasswordSource<'a> = &'a mut dyn FnMut() -> Result<zeroize::Zeroizing<String>>;
 
 const CONFIG: &str = "config.json";
 /// A `config.json` is a hundred bytes; anything past this is not one.
@@ -54,6 +72,10 @@ pub struct RepositoryConfig {
     pub format: u32,
     /// How content is cut into chunks.
     pub chunker: ChunkerParams,
+    /// The encryption scheme ([`ENCRYPTION_SCHEME`]) of a format-2 repository; absent
+    /// in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 /// What an open repository may do, and so which lock it holds.
@@ -77,6 +99,10 @@ pub struct Repository {
     backend: Box<dyn Backend>,
     catalog: Mutex<Catalog>,
     config: RepositoryConfig,
+    /// The keys every stored byte goes through (plain for format 1).
+    crypto: Crypto,
+    /// The key file the password opened, in an encrypted repository.
+    key_id: Option<String>,
     _lock: Option<RepositoryLock>,
     /// The readers' lock, shared for as long as the repository is open: prune takes it
     /// alone while it deletes packs, so that no reader loses a pack it located a chunk
@@ -97,9 +123,17 @@ fn pin_name(id: &ObjectId) -> String {
 }
 
 /// The object that records when `branch` was first seen deleted. Branch names hold
-/// slashes and other characters a file name should not, hence hex.
-fn gone_name(branch: &str) -> String {
-    format!("gone/{}", hex::encode(branch))
+/// slashes and other characters a file name should not, hence hex; in an encrypted
+/// repository, a keyed hash, and the name is inside the sealed record.
+fn gone_name(crypto: &Crypto, branch: &str) -> String {
+    format!("gone/{}", crypto.record_name(branch))
+}
+
+/// An encrypted repository's `gone/` record: the name is no longer in the file name.
+#[derive(Serialize, Deserialize)]
+struct GoneRecord {
+    branch: String,
+    since: DateTime<Utc>,
 }
 
 /// The file of the readers' lock (see [`Repository::exclude_readers`]).
@@ -121,6 +155,33 @@ impl Repository {
     /// Like [`Repository::init`], with the objects in `backend`; `root` is the local
     /// folder of the catalog and the locks.
     pub fn init_with(root: &Path, backend: &dyn Backend, chunker: ChunkerParams) -> Result<bool> {
+        Self::create(root, backend, chunker, None)
+    }
+
+    /// Creates an encrypted repository (format 2) at `root`, its master keys new and
+    /// random, sealed in one key file by `password`. Returns `Ok(false)` when a
+    /// repository is there already (and leaves it as it is).
+    pub fn init_encrypted(root: &Path, chunker: ChunkerParams, password: &str, kdf: KdfParams) -> Result<bool> {
+        Self::init_encrypted_with(root, &LocalBackend::new(root), chunker, password, kdf)
+    }
+
+    /// Like [`Repository::init_encrypted`], with the objects in `backend`.
+    pub fn init_encrypted_with(
+        root: &Path,
+        backend: &dyn Backend,
+        chunker: ChunkerParams,
+        password: &str,
+        kdf: KdfParams,
+    ) -> Result<bool> {
+        Self::create(root, backend, chunker, Some((password, kdf)))
+    }
+
+    fn create(
+        root: &Path,
+        backend: &dyn Backend,
+        chunker: ChunkerParams,
+        password: Option<(&str, KdfParams)>,
+    ) -> Result<bool> {
         let config_path = backend.describe(CONFIG);
         match Self::read_config(root, backend) {
             Ok(_) => return Ok(false),
@@ -131,17 +192,48 @@ impl Repository {
         // An existing empty directory given to init becomes private too.
         fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(crate::store::backend::PRIVATE_DIR))
             .context("creating the repository", root)?;
-        let config = RepositoryConfig { format: FORMAT_VERSION, chunker };
+        let config = match password {
+            None => RepositoryConfig { format: PLAIN_FORMAT, chunker, encryption: None },
+            Some((password, kdf)) => {
+                // The key file first: a config that says "encrypted" is never there
+                // without a key to open it.
+                let keys = MasterKeys::generate();
+                let file = KeyFile::create(&keys, KeyKind::Read, password, kdf, Utc::now());
+                let name = key_name(file.id());
+                backend.put(&name, &file.to_bytes()).context("writing", backend.describe(&name))?;
+                RepositoryConfig { format: ENCRYPTED_FORMAT, chunker, encryption: Some(ENCRYPTION_SCHEME.to_owned()) }
+            }
+        };
         let bytes = serde_json::to_vec_pretty(&config).expect("the config always serializes");
         backend.put(CONFIG, &bytes).map_err(|e| Error::io("writing", &config_path, e))?;
         Catalog::open(&root.join(CATALOG))?;
         Ok(true)
     }
 
+    /// True when a repository is at `root` (its config is there).
+    pub fn exists(root: &Path) -> Result<bool> {
+        match Self::read_config(root, &LocalBackend::new(root)) {
+            Ok(_) => Ok(true),
+            Err(Error::RepositoryMissing { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Opens the repository at `root`. `waiting` is told who holds the lock when
     /// this has to wait for it.
     pub fn open(root: &Path, access: Access, waiting: &mut dyn FnMut(&str)) -> Result<Self> {
         Self::open_with(root, Box::new(LocalBackend::new(root)), access, waiting)
+    }
+
+    /// Like [`Repository::open`]; an encrypted repository is unlocked with what
+    /// `password` gives.
+    pub fn open_unlocked(
+        root: &Path,
+        access: Access,
+        waiting: &mut dyn FnMut(&str),
+        password: PasswordSource<'_>,
+    ) -> Result<Self> {
+        Self::open_with_unlocked(root, Box::new(LocalBackend::new(root)), access, waiting, password)
     }
 
     /// Like [`Repository::open`], with the objects in `backend`; `root` is the local
@@ -152,7 +244,24 @@ impl Repository {
         access: Access,
         waiting: &mut dyn FnMut(&str),
     ) -> Result<Self> {
-        let config = Self::read_config(root, backend.as_ref())?;
+        let root_path = root.to_owned();
+        Self::open_with_unlocked(root, backend, access, waiting, &mut || {
+            Err(Error::PasswordNeeded { path: root_path.clone() })
+        })
+    }
+
+    /// Like [`Repository::open_with`]; an encrypted repository is unlocked with what
+    /// `password` gives.
+    pub fn open_with_unlocked(
+        root: &Path,
+        backend: Box<dyn Backend>,
+        access: Access,
+        waiting: &mut dyn FnMut(&str),
+        password: PasswordSource<'_>,
+    ) -> Result<Self> {
+        let mut config = Self::read_config(root, backend.as_ref())?;
+        let (crypto, key_id) = Self::unlock(backend.as_ref(), &config, password)?;
+        config.chunker.seed = crypto.chunker_seed();
         let lock = match access {
             Access::Read => None,
             Access::Verify => Some(RepositoryLock::acquire(root, LockKind::Shared, waiting)?),
@@ -190,6 +299,8 @@ impl Repository {
             backend,
             catalog: Mutex::new(catalog),
             config,
+            crypto,
+            key_id,
             _lock: lock,
             readers: Mutex::new(readers),
             access,
@@ -227,14 +338,20 @@ impl Repository {
         struct Version {
             format: u32,
         }
-        let corrupt = |detail: String| Error::ConfigDamaged {
-            path: path.clone(),
-            detail,
-            replacement: serde_json::to_string(&RepositoryConfig {
-                format: FORMAT_VERSION,
+        let corrupt = |detail: String| {
+            // The config written anew must be of the repository's kind: one with key
+            // files is encrypted, and a format-1 config over it would be refused.
+            let encrypted = backend.list(KEYS).is_ok_and(|keys| !keys.is_empty());
+            let replacement = RepositoryConfig {
+                format: if encrypted { ENCRYPTED_FORMAT } else { PLAIN_FORMAT },
                 chunker: ChunkerParams::default(),
-            })
-            .expect("a config always serializes"),
+                encryption: encrypted.then(|| ENCRYPTION_SCHEME.to_owned()),
+            };
+            Error::ConfigDamaged {
+                path: path.clone(),
+                detail,
+                replacement: serde_json::to_string(&replacement).expect("a config always serializes"),
+            }
         };
         let version: Version = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
         if version.format > FORMAT_VERSION {
@@ -248,7 +365,161 @@ impl Repository {
         if !config.chunker.is_valid() {
             return Err(corrupt("invalid chunker sizes".to_owned()));
         }
+        match (config.format, config.encryption.as_deref()) {
+            (PLAIN_FORMAT, None) | (ENCRYPTED_FORMAT, Some(ENCRYPTION_SCHEME)) => {}
+            (ENCRYPTED_FORMAT, other) => {
+                return Err(corrupt(format!("format 2 with an unknown encryption scheme {other:?}")));
+            }
+            (format, _) => return Err(corrupt(format!("format {format} with an encryption scheme"))),
+        }
         Ok(config)
+    }
+
+    /// The keys of the repository: plain for format 1; for format 2, the master keys of
+    /// the first key file that `password` opens, and that file's id.
+    fn unlock(
+        backend: &dyn Backend,
+        config: &RepositoryConfig,
+        password: PasswordSource<'_>,
+    ) -> Result<(Crypto, Option<String>)> {
+        let key_files = Self::read_key_files(backend)?;
+        if config.format == PLAIN_FORMAT {
+            // A config swapped for an unencrypted one must not make envsnap write plain
+            // data into an encrypted repository.
+            if !key_files.is_empty() {
+                return Err(Error::Corrupt {
+                    what: format!("the repository's config {}", backend.describe(CONFIG).display()),
+                    detail: format!(
+                        "it says the repository is not encrypted, but {} holds key files; restore `\"format\": {ENCRYPTED_FORMAT}, \"encryption\": \"{ENCRYPTION_SCHEME}\"` in it",
+                        backend.describe(KEYS).display()
+                    ),
+                });
+            }
+            return Ok((Crypto::plain(), None));
+        }
+        let password = password()?;
+        let mut damaged = Vec::new();
+        for (name, file) in &key_files {
+            match file {
+                Ok(file) => {
+                    if let Some(keys) = file.unlock(&password) {
+                        return Ok((Crypto::encrypted(keys), Some(file.id().to_owned())));
+                    }
+                }
+                Err(problem) => damaged.push(format!("{} is damaged ({problem})", backend.describe(name).display())),
+            }
+        }
+        Err(Error::PasswordWrong {
+            path: backend.describe(KEYS),
+            damaged: if damaged.is_empty() { String::new() } else { format!("; {}", damaged.join("; ")) },
+        })
+    }
+
+    /// Every key file, parsed (or why it could not be).
+    fn read_key_files(backend: &dyn Backend) -> Result<Vec<(String, Result<KeyFile, String>)>> {
+        let listed = backend.list(KEYS).context("listing", backend.describe(KEYS))?;
+        let mut files = Vec::new();
+        for (name, _) in listed {
+            // Read within a key file's bound, so a planted huge file costs no memory.
+            let file = match backend.get(&name, MAX_KEY_FILE as u64) {
+                Ok(bytes) => KeyFile::parse(&bytes).map_err(|error| error.to_string()),
+                Err(error) if error.kind() == std::io::ErrorKind::InvalidData => Err(error.to_string()),
+                Err(error) => return Err(Error::io("reading", backend.describe(&name), error)),
+            };
+            files.push((name, file));
+        }
+        Ok(files)
+    }
+
+    /// The keys every stored byte goes through.
+    pub fn crypto(&self) -> &Crypto {
+        &self.crypto
+    }
+
+    /// True for an encrypted repository opened with a write-only key.
+    pub fn is_write_only(&self) -> bool {
+        self.crypto.is_write_only()
+    }
+
+    /// Fails with [`Error::WriteOnlyKey`] when the key in use cannot read: for the
+    /// commands that read snapshots, so they refuse before doing anything.
+    pub fn require_read_key(&self, action: &str) -> Result<()> {
+        if self.crypto.is_write_only() {
+            return Err(Error::WriteOnlyKey { action: action.to_owned() });
+        }
+        Ok(())
+    }
+
+    /// The id of the key file in use, in an encrypted repository.
+    pub fn key_id(&self) -> Option<&str> {
+        self.key_id.as_deref()
+    }
+
+    /// The key files: each with its id, or why it cannot be read, and whether its MAC
+    /// shows it as a key of this repository wrote it.
+    pub fn keys(&self) -> Result<Vec<KeyStatus>> {
+        let keys = self.master_keys()?;
+        Ok(Self::read_key_files(self.backend.as_ref())?
+            .into_iter()
+            .map(|(name, file)| {
+                let file = file.and_then(|file| {
+                    if file.mac_matches(keys) {
+                        Ok(file)
+                    } else {
+                        Err("its MAC does not match: it was changed after it was written".to_owned())
+                    }
+                });
+                KeyStatus { name, file }
+            })
+            .collect())
+    }
+
+    fn master_keys(&self) -> Result<&MasterKeys> {
+        self.crypto.keys().ok_or_else(|| Error::NotEncrypted { path: self.root.clone() })
+    }
+
+    /// Adds a key that `password` opens: a read key, or a write-only one. A
+    /// write-only key can add write-only keys only. Rewrites no data.
+    pub fn add_key(&self, kind: KeyKind, password: &str, kdf: KdfParams) -> Result<KeyFile> {
+        let keys = self.master_keys()?;
+        if kind == KeyKind::Read {
+            self.require_read_key("add a read key")?;
+        }
+        let file = KeyFile::create(keys, kind, password, kdf, Utc::now());
+        let name = key_name(file.id());
+        self.backend.put(&name, &file.to_bytes()).context("writing", self.backend.describe(&name))?;
+        Ok(file)
+    }
+
+    /// Seals the key in use under a new password, in place: the old one stops working.
+    pub fn change_password(&self, password: &str, kdf: KdfParams) -> Result<KeyFile> {
+        let keys = self.master_keys()?;
+        let id = self.key_id.clone().ok_or_else(|| Error::NotEncrypted { path: self.root.clone() })?;
+        let kind = if keys.is_write_only() { KeyKind::WriteOnly } else { KeyKind::Read };
+        let file = KeyFile::create_with_id(keys, kind, password, kdf, Utc::now(), id);
+        let name = key_name(file.id());
+        // Written whole over the old file (to tmp/, then renamed): never a moment with
+        // neither password working.
+        self.backend.put(&name, &file.to_bytes()).context("writing", self.backend.describe(&name))?;
+        Ok(file)
+    }
+
+    /// Removes key `id` (a unique prefix of at least 4 digits), unless it is the last
+    /// read key that verifies.
+    pub fn remove_key(&self, id: &str) -> Result<String> {
+        let keys = self.keys()?;
+        let id = id.to_ascii_lowercase();
+        let matches: Vec<&KeyStatus> = keys
+            .iter()
+            .filter(|key| key.name.strip_prefix("keys/").is_some_and(|name| id.len() >= 4 && name.starts_with(&id)))
+            .collect();
+        let [key] = matches.as_slice() else { return Err(Error::KeyNotFound { id }) };
+        let is_read = |status: &KeyStatus| status.file.as_ref().is_ok_and(|file| file.kind() == KeyKind::Read);
+        if is_read(key) && keys.iter().filter(|other| is_read(other)).count() < 2 {
+            return Err(Error::LastReadKey { id: key.name.trim_start_matches("keys/").to_owned() });
+        }
+        self.backend.remove(&key.name).context("removing", self.backend.describe(&key.name))?;
+        Ok(key.name.trim_start_matches("keys/").to_owned())
     }
 
     /// The repository folder.
@@ -287,7 +558,7 @@ impl Repository {
             // or damaged, is left for `check` to report. Packs the catalog lacks are few
             // (a backup killed before indexing), so reading them whole costs little;
             // after the catalog is lost, it is the price of indexing nothing false.
-            let Ok(entries) = store::read_verified_pack(self.backend.as_ref(), name) else {
+            let Ok(entries) = store::read_verified_pack(&self.crypto, self.backend.as_ref(), name) else {
                 continue;
             };
             store::lock(&self.catalog).add_pack(name, *size, &entries)?;
@@ -329,9 +600,16 @@ impl Repository {
     pub fn read_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let name = manifest_name(id);
         let bytes =
-            self.backend.get(&name, MAX_MANIFEST_SIZE as u64).context("reading", self.backend.describe(&name))?;
+            // A sealed manifest is its plain bytes and the seal's overhead.
+            self.backend
+                .get(&name, MAX_MANIFEST_SIZE as u64 + self.crypto.object_overhead())
+                .context("reading", self.backend.describe(&name))?;
         let what = || format!("snapshot {}", id.short(12));
-        if ObjectId::of(&bytes) != *id {
+        let bytes = self.crypto.open_object(&name, bytes).map_err(|error| match error {
+            CryptoError::WriteOnly => Error::WriteOnlyKey { action: format!("read {}", what()) },
+            error => Error::Corrupt { what: what(), detail: format!("its manifest {error}") },
+        })?;
+        if self.crypto.id_of(&bytes) != *id {
             return Err(Error::Corrupt { what: what(), detail: "its manifest does not match its id".to_owned() });
         }
         let manifest = Manifest::decode(&bytes).map_err(|e| Error::Corrupt { what: what(), detail: e.to_string() })?;
@@ -347,7 +625,7 @@ impl Repository {
 
     /// Publishes a snapshot: writes its manifest (the commit point) and records it.
     pub fn publish(&self, manifest: &Manifest) -> Result<Snapshot> {
-        let (id, bytes) = manifest.encode();
+        let (id, bytes) = self.encode_manifest(manifest);
         let name = manifest_name(&id);
         self.backend.put(&name, &bytes).map_err(|e| Error::io("writing", self.backend.describe(&name), e))?;
         // The manifest is the commit point: the snapshot exists now. Should recording it
@@ -355,6 +633,13 @@ impl Repository {
         // with the store, so this is not an error to report.
         let _ = store::lock(&self.catalog).add_snapshot(&id, manifest);
         Ok(Snapshot { id, manifest: manifest.clone() })
+    }
+
+    /// A manifest's id and stored bytes (sealed, in an encrypted repository).
+    pub fn encode_manifest(&self, manifest: &Manifest) -> (ObjectId, Vec<u8>) {
+        let (_, plain) = manifest.encode();
+        let id = self.crypto.id_of(&plain);
+        (id, self.crypto.seal_object(&manifest_name(&id), plain))
     }
 
     /// Waits, for `patience` at most, until no other process reads the repository,
@@ -408,37 +693,101 @@ impl Repository {
     pub fn branches_gone(&self) -> Result<HashMap<String, DateTime<Utc>>> {
         let mut gone = HashMap::new();
         for (name, _) in self.list("gone")? {
-            let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { continue };
-            let Ok(branch) = String::from_utf8(branch) else { continue };
-            // An RFC 3339 time is some 30 bytes.
-            let bytes = self.backend.get(&name, 4096).context("reading", self.backend.describe(&name))?;
-            let since = std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
-                .ok_or_else(|| Error::Corrupt {
-                    what: format!(
-                        "the record of branch `{branch}` being deleted ({})",
-                        self.backend.describe(&name).display()
-                    ),
-                    detail: "it holds no RFC 3339 time; remove the file, and the branch counts as deleted from now"
-                        .to_owned(),
-                })?;
-            gone.insert(branch, since.with_timezone(&Utc));
+            if let Some((branch, since)) = self.read_gone(&name)? {
+                gone.insert(branch, since);
+            }
         }
         Ok(gone)
+    }
+
+    /// One `gone/` record: the branch and since when; `None` for an unencrypted
+    /// repository's file whose name is not a branch's.
+    fn read_gone(&self, name: &str) -> Result<Option<(String, DateTime<Utc>)>> {
+        if self.crypto.is_encrypted() {
+            return self.read_sealed_gone(name).map(Some);
+        }
+        let Some(branch) = name.strip_prefix("gone/").and_then(|hex| hex::decode(hex).ok()) else { return Ok(None) };
+        let Ok(branch) = String::from_utf8(branch) else { return Ok(None) };
+        // An RFC 3339 time is some 30 bytes.
+        let bytes = self.backend.get(name, 4096).context("reading", self.backend.describe(name))?;
+        let since = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+            .ok_or_else(|| Error::Corrupt {
+                what: format!(
+                    "the record of branch `{branch}` being deleted ({})",
+                    self.backend.describe(name).display()
+                ),
+                detail: "it holds no RFC 3339 time; remove the file, and the branch counts as deleted from now"
+                    .to_owned(),
+            })?;
+        Ok(Some((branch, since.with_timezone(&Utc))))
+    }
+
+    /// The records beside the snapshots (the last restore into each environment, the
+    /// branches seen deleted) that cannot be read, each with why: sealed ones in an
+    /// encrypted repository, so `check` opens every one as `undo` and retention would.
+    /// A write-only key cannot open them, and checks none.
+    pub fn damaged_records(&self) -> Result<Vec<String>> {
+        if self.crypto.is_write_only() {
+            return Ok(Vec::new());
+        }
+        let mut damaged = Vec::new();
+        for (name, _) in self.list("restores")? {
+            if let Err(error) = self.read_restore_record(&name) {
+                damaged.push(error.to_string());
+            }
+        }
+        for (name, _) in self.list("gone")? {
+            if let Err(error) = self.read_gone(&name) {
+                damaged.push(error.to_string());
+            }
+        }
+        Ok(damaged)
     }
 
     /// Records that `branch` was seen deleted at `since`; a branch already recorded
     /// keeps its first time.
     pub fn mark_gone(&self, branch: &str, since: DateTime<Utc>) -> Result<()> {
-        let name = gone_name(branch);
-        let time = since.to_rfc3339_opts(SecondsFormat::Secs, true);
-        self.backend.put(&name, time.as_bytes()).context("writing", self.backend.describe(&name))
+        let name = gone_name(&self.crypto, branch);
+        let bytes = if self.crypto.is_encrypted() {
+            let record = GoneRecord { branch: branch.to_owned(), since };
+            let plain = serde_json::to_vec(&record).expect("a record always serializes");
+            self.crypto.seal_object(&name, plain)
+        } else {
+            since.to_rfc3339_opts(SecondsFormat::Secs, true).into_bytes()
+        };
+        self.backend.put(&name, &bytes).context("writing", self.backend.describe(&name))
+    }
+
+    /// An encrypted repository's `gone/` record: the branch and since when.
+    fn read_sealed_gone(&self, name: &str) -> Result<(String, DateTime<Utc>)> {
+        /// A record is some tens of bytes; anything larger is not one.
+        const MAX_RECORD: u64 = 64 << 10;
+        let path = self.backend.describe(name);
+        let corrupt = |detail: String| Error::Corrupt {
+            what: format!("the record of a deleted branch ({})", path.display()),
+            detail: format!("{detail}; remove the file, and the branch counts as deleted from now"),
+        };
+        let bytes = match self.backend.get(name, MAX_RECORD + self.crypto.object_overhead()) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Err(corrupt(error.to_string())),
+            Err(error) => return Err(Error::io("reading", &path, error)),
+        };
+        let plain = self.crypto.open_object(name, bytes).map_err(|error| match error {
+            CryptoError::WriteOnly => Error::WriteOnlyKey { action: "read which branches were deleted".to_owned() },
+            error => corrupt(error.to_string()),
+        })?;
+        let record: GoneRecord = serde_json::from_slice(&plain).map_err(|error| corrupt(error.to_string()))?;
+        if gone_name(&self.crypto, &record.branch) != name {
+            return Err(corrupt(format!("it names branch `{}`, whose record is another", record.branch)));
+        }
+        Ok((record.branch, record.since))
     }
 
     /// Forgets that `branch` was deleted: it exists again.
     pub fn unmark_gone(&self, branch: &str) -> Result<()> {
-        let name = gone_name(branch);
+        let name = gone_name(&self.crypto, branch);
         self.backend.remove(&name).context("removing", self.backend.describe(&name))
     }
 
@@ -483,32 +832,49 @@ impl Repository {
     /// Records the restore into `record.env` that is changing it, or how it ended:
     /// what `undo` acts on. Written whole and atomically, one per environment.
     pub fn record_restore(&self, record: &RestoreRecord) -> Result<()> {
-        let name = restore_record_name(&record.env);
+        let name = restore_record_name(&self.crypto, &record.env);
         let bytes = serde_json::to_vec_pretty(record).expect("a restore record always serializes");
+        let bytes = self.crypto.seal_object(&name, bytes);
         self.backend.put(&name, &bytes).context("writing", self.backend.describe(&name))
     }
 
     /// The last restore that changed environment `env`, if one was recorded.
     pub fn last_restore(&self, env: &str) -> Result<Option<RestoreRecord>> {
+        let name = restore_record_name(&self.crypto, env);
+        let Some(record) = self.read_restore_record(&name)? else { return Ok(None) };
+        if record.env != env {
+            let path = self.backend.describe(&name);
+            return Err(Error::Corrupt {
+                what: format!("restore record {}", path.display()),
+                detail: format!(
+                    "it records a restore into `{}`; remove it to forget the last restore into `{env}`",
+                    record.env
+                ),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// The restore record `name`, opened and parsed; `None` when there is none.
+    fn read_restore_record(&self, name: &str) -> Result<Option<RestoreRecord>> {
         /// A record is a few hundred bytes; anything larger is not one.
         const MAX_RECORD: u64 = 64 << 10;
-        let name = restore_record_name(env);
-        let path = self.backend.describe(&name);
+        let path = self.backend.describe(name);
         let corrupt = |detail: String| Error::Corrupt {
             what: format!("restore record {}", path.display()),
-            detail: format!("{detail}; remove it to forget the last restore into `{env}`"),
+            detail: format!("{detail}; remove it to forget the last restore it records"),
         };
-        let bytes = match self.backend.get(&name, MAX_RECORD) {
+        let bytes = match self.backend.get(name, MAX_RECORD + self.crypto.object_overhead()) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) if error.kind() == std::io::ErrorKind::InvalidData => return Err(corrupt(error.to_string())),
             Err(error) => return Err(Error::io("reading", &path, error)),
         };
-        let record: RestoreRecord = serde_json::from_slice(&bytes).map_err(|error| corrupt(error.to_string()))?;
-        if record.env != env {
-            return Err(corrupt(format!("it records a restore into `{}`", record.env)));
-        }
-        Ok(Some(record))
+        let bytes = self.crypto.open_object(name, bytes).map_err(|error| match error {
+            CryptoError::WriteOnly => Error::WriteOnlyKey { action: "read the last restore".to_owned() },
+            error => corrupt(error.to_string()),
+        })?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|error| corrupt(error.to_string()))
     }
 
     /// Reads one blob, verified against its id.
@@ -523,7 +889,10 @@ impl Repository {
             .backend
             .get_range(pack, entry.offset, entry.length as usize)
             .context("reading", self.backend.describe(pack))?;
-        decode_blob(entry, stored).map_err(|detail| Error::Corrupt {
+        if self.crypto.is_write_only() {
+            return Err(Error::WriteOnlyKey { action: format!("read chunk {}", entry.id.short(12)) });
+        }
+        self.crypto.decode_blob(self.backend.as_ref(), pack, entry, stored).map_err(|detail| Error::Corrupt {
             what: format!("chunk {} in pack {}", entry.id.short(12), self.backend.describe(pack).display()),
             detail,
         })
@@ -623,7 +992,7 @@ impl Repository {
                     // The catalog keeps a copy of every manifest: when it still encodes
                     // to the snapshot's id, it is the manifest, byte for byte.
                     Some((id, Err(error))) => {
-                        match old_manifests.get(&id).map(|manifest| (manifest, manifest.encode())) {
+                        match old_manifests.get(&id).map(|manifest| (manifest, self.encode_manifest(manifest))) {
                             Some((manifest, (encoded_id, bytes))) if encoded_id == id => {
                                 self.backend.put(&name, &bytes).context("writing", self.backend.describe(&name))?;
                                 rebuilt.add_snapshot(&id, manifest)?;
@@ -682,7 +1051,7 @@ impl Repository {
                 return (old.to_vec(), Some(problem));
             }
         };
-        let footer = pack::parse_pack(&bytes);
+        let footer = pack::parse_any_pack(&self.crypto, &bytes);
         let problem = match &footer {
             Ok(entries) if store::pack_id_of_name(name) == Some(ObjectId::of(&bytes)) => {
                 return (entries.clone(), None);
@@ -704,7 +1073,9 @@ impl Repository {
             else {
                 continue;
             };
-            if !seen.contains(&entry.id) && decode_blob(entry, stored.to_vec()).is_ok() {
+            if !seen.contains(&entry.id)
+                && self.crypto.decode_blob(self.backend.as_ref(), name, entry, stored.to_vec()).is_ok()
+            {
                 seen.insert(entry.id);
                 kept.push(*entry);
             }
@@ -766,7 +1137,22 @@ pub enum RestoreState {
 }
 
 /// Where the last restore into `env` is recorded: the name is the environment's bytes
-/// in hex, so that any branch name is one safe file name.
-fn restore_record_name(env: &str) -> String {
-    format!("restores/{}.json", hex::encode(env))
+/// in hex, so that any branch name is one safe file name (in an encrypted repository a
+/// keyed hash, the record itself sealed).
+fn restore_record_name(crypto: &Crypto, env: &str) -> String {
+    format!("restores/{}.json", crypto.record_name(env))
+}
+
+/// The object name of key file `id`.
+fn key_name(id: &str) -> String {
+    format!("{KEYS}/{id}")
+}
+
+/// A key file as `key list` and `check` see it.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    /// Its object name, `keys/<id>`.
+    pub name: String,
+    /// The key file, or why it cannot be trusted.
+    pub file: Result<KeyFile, String>,
 }

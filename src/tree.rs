@@ -281,7 +281,7 @@ mod tests {
         let forged = claiming_entries(1 << 32);
         assert!(forged.len() < 20);
         let id = {
-            let writer = BlobWriter::new(repository.backend(), repository.catalog())?;
+            let writer = BlobWriter::new(repository.backend(), repository.catalog(), repository.crypto())?;
             let id = writer.add(BlobKind::Tree, &forged)?;
             writer.flush()?;
             id

@@ -1383,7 +1383,7 @@ mod tests {
             std::os::unix::fs::symlink("../hello.txt", data.join("sub/link"))?;
             Repository::init(
                 &dir.path().join("store"),
-                ChunkerParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10 },
+                ChunkerParams { min: 16 << 10, avg: 64 << 10, max: 256 << 10, seed: 0 },
             )?;
             Ok(Fixture { dir, data })
         }

@@ -302,6 +302,8 @@ fn man_renders_the_pages_when_it_is_installed() -> TestResult {
     }
     assert!(top.contains("envsnap-backup(1)"), "{top}");
     let nested = rendered(&temporary.path().join("envsnap-hooks-install.1"))?;
-    assert!(nested.contains("envsnap hooks install"), "the synopsis is the full command:\n{nested}");
+    // man justifies the synopsis line, so words may be apart by more than one space.
+    let words = nested.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("SYNOPSIS envsnap hooks install"), "the synopsis is the full command:\n{nested}");
     Ok(())
 }

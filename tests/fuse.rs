@@ -101,6 +101,16 @@ impl Mount {
     /// Mounts the project's snapshots (`extra`: e.g. an id) at a new directory and waits
     /// until `ready` (a path inside the mount) appears.
     fn start(project: &Project, extra: &[&str], ready: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(project, extra, ready, &[])
+    }
+
+    /// Like [`Mount::start`], with the environment variables `vars` set.
+    fn start_with(
+        project: &Project,
+        extra: &[&str],
+        ready: &str,
+        vars: &[(&str, &str)],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         require_fuse()?;
         let dir = tempfile::Builder::new().prefix("envsnap-mount-").tempdir()?.keep();
         let log = dir.with_extension("log");
@@ -110,6 +120,7 @@ impl Mount {
             .args(extra)
             .current_dir(project.root())
             .env("ENVSNAP_REPOSITORY", &project.repository)
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log)?)
@@ -404,6 +415,35 @@ fn one_snapshot_at_the_root() -> TestResult {
     let mount = Mount::start(&project, &[&id[..8]], "snapshot.json")?;
     assert_eq!(fs::read(mount.path("files/uploads/readme.txt"))?, b"hello\n");
     assert!(mount.path("services/db.sqlite").is_file());
+    Ok(())
+}
+
+#[test]
+fn an_encrypted_repository_mounts_with_the_password_from_a_command_and_says_how_to_give_one() -> TestResult {
+    let password = "mount password";
+    let project = Project::with_password(CONFIG, password)?;
+    populate(&project)?;
+    project.ok(&["init", "--encrypt"])?;
+    project.backup(&[])?;
+    // As from a keyring: the mount runs with no terminal and no password of its own.
+    let command = format!("printf '%s\\n' '{password}'");
+    let mount = Mount::start_with(&project, &[], "envs/main/latest", &[("ENVSNAP_PASSWORD_COMMAND", &command)])?;
+    assert_eq!(fs::read(mount.path("envs/main/latest/files/uploads/readme.txt"))?, b"hello\n");
+    drop(mount);
+
+    let dir = tempfile::tempdir()?;
+    let output = Command::new(env!("CARGO_BIN_EXE_envsnap"))
+        .arg("mount")
+        .arg(dir.path())
+        .current_dir(project.root())
+        .env("ENVSNAP_REPOSITORY", &project.repository)
+        .env_remove("ENVSNAP_PASSWORD")
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("ENVSNAP_PASSWORD_COMMAND") && stderr.contains("--password-file"), "{stderr}");
     Ok(())
 }
 

@@ -32,6 +32,10 @@ use envsnap::view::{EntryKind, Scope, View, ViewError, ViewOptions};
 
 type TestResult<T = ()> = Result<T, Box<dyn Error>>;
 
+mod common;
+
+use common::Format;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_envsnap");
 const SIGKILL: i32 = 9;
 
@@ -39,16 +43,30 @@ const SIGKILL: i32 = 9;
 // Tests
 // ---------------------------------------------------------------------------------------
 
+common::on_both_formats!(
+    kill_during_backup_never_loses_a_snapshot,
+    flipped_byte_is_found_and_contained,
+    restore_refuses_hostile_snapshots,
+    full_disk_during_backup,
+    second_writer_waits_for_the_first,
+    a_damaged_snapshot_never_replaces_intact_live_files,
+    a_size_that_disagrees_with_the_chunks_is_named,
+    a_directory_swapped_for_a_symlink_during_restore_leads_nowhere,
+    a_killed_restore_leaves_every_file_old_or_new,
+    trees_that_name_too_much_are_refused_at_once,
+    kill_minus_nine_across_operations_loses_nothing,
+    a_restore_in_place_crosses_into_another_file_system,
+);
+
 /// Rounds of "change the data, start a backup, SIGKILL it after a random delay". After
 /// every round each snapshot listed before is still listed and `check` is clean; at a
 /// few points, and for every snapshot at the end, restores match the copies the test
 /// kept of what each snapshot captured.
-#[test]
-fn kill_during_backup_never_loses_a_snapshot() -> TestResult {
+fn kill_during_backup_never_loses_a_snapshot(format: Format) -> TestResult {
     const ROUNDS: usize = 30;
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0001);
     let mut files = Files::default();
     for index in 0..300 {
@@ -213,11 +231,10 @@ fn kill_during_backup_never_loses_a_snapshot() -> TestResult {
 /// One byte flipped inside a chunk that only the second snapshot uses: `check
 /// --read-data` names the pack and that snapshot; restoring it restores every other
 /// file and fails naming the damaged one; the first snapshot restores untouched.
-#[test]
-fn flipped_byte_is_found_and_contained() -> TestResult {
+fn flipped_byte_is_found_and_contained(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0002);
     let mut files = Files::default();
     for name in ["a1.bin", "a2.bin", "a3.bin"] {
@@ -233,7 +250,7 @@ fn flipped_byte_is_found_and_contained() -> TestResult {
     // Where the first chunk of b/b1.bin is stored, and a check that the first snapshot
     // needs nothing from that pack (a pack holds one backup's new blobs).
     let (pack, entry, chunk) = {
-        let repo = Repository::open(&repository, Access::Read, &mut |_| {})?;
+        let repo = workspace.open(Access::Read)?;
         let snapshot = repo.resolve(&second, None)?;
         let root = snapshot.manifest.element("data").ok_or("no element `data`")?.tree;
         let directory = repo.read_tree(&root)?;
@@ -313,11 +330,10 @@ fn flipped_byte_is_found_and_contained() -> TestResult {
 
 /// Snapshots forged with the library, each trying to make a restore write outside its
 /// target. Every restore must fail saying "refusing", and write nothing anywhere.
-#[test]
-fn restore_refuses_hostile_snapshots() -> TestResult {
+fn restore_refuses_hostile_snapshots(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let cases_dir = base.path().join("cases");
     let case_names = [
         "dot-dot-directory",
@@ -343,7 +359,7 @@ fn restore_refuses_hostile_snapshots() -> TestResult {
 
     let mut snapshots: Vec<(&str, String)> = Vec::new();
     {
-        let repo = Repository::open(&repository, Access::Write, &mut |_| {})?;
+        let repo = workspace.open(Access::Write)?;
         let forger = Forger::new(&repo)?;
         let payload = forger.file(b"escape.txt", b"written outside the target")?;
 
@@ -439,15 +455,14 @@ fn restore_refuses_hostile_snapshots() -> TestResult {
 
 /// A backup that does not fit on the repository's file system fails saying so, leaves
 /// the earlier snapshots intact and the store clean, and the next backup that fits works.
-#[test]
-fn full_disk_during_backup() -> TestResult {
+fn full_disk_during_backup(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let mount_point = base.path().join("small-disk");
     fs::create_dir(&mount_point)?;
     // Declared after `base`, so it is unmounted before the directory is removed.
     let _tmpfs = Tmpfs::mount(&mount_point, "8m")?;
     let repository = mount_point.join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0004);
     let mut files = Files::default();
     for index in 0..20 {
@@ -551,11 +566,10 @@ fn full_disk_during_backup() -> TestResult {
 
 /// A backup waits, saying so, while another holder has the repository lock, and goes on
 /// when it is released; a lock held by a process killed with SIGKILL blocks nobody.
-#[test]
-fn second_writer_waits_for_the_first() -> TestResult {
+fn second_writer_waits_for_the_first(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0005);
     let mut files = Files::default();
     for index in 0..50 {
@@ -635,10 +649,11 @@ struct Workspace {
     work_tree: PathBuf,
     data: PathBuf,
     repository: PathBuf,
+    format: Format,
 }
 
 impl Workspace {
-    fn create(base: &Path, repository: &Path) -> TestResult<Self> {
+    fn create(base: &Path, repository: &Path, format: Format) -> TestResult<Self> {
         let work_tree = base.join("work");
         let data = work_tree.join("data");
         fs::create_dir_all(&data)?;
@@ -648,9 +663,26 @@ impl Workspace {
             work_tree.join("envsnap.toml"),
             "production = \"main\"\n\n[[mount]]\nname = \"data\"\npath = \"data\"\n",
         )?;
-        let workspace = Workspace { work_tree, data, repository: repository.to_owned() };
-        expect_exit(&workspace.run(&["init"])?, 0, "envsnap init")?;
+        let workspace = Workspace { work_tree, data, repository: repository.to_owned(), format };
+        workspace.init()?;
         Ok(workspace)
+    }
+
+    /// Creates the repository, encrypted or not as the workspace's format says:
+    /// unencrypted with the binary, encrypted through the library with a quick key
+    /// derivation (`init --encrypt` itself is tested in tests/encryption.rs).
+    fn init(&self) -> TestResult {
+        match self.format {
+            Format::Plain => expect_exit(&self.run(&["init"])?, 0, "envsnap init"),
+            Format::Encrypted => Ok(self.format.init(&self.repository).map(|_| ())?),
+        }
+    }
+
+    /// The repository opened through the library, unlocked with the password when
+    /// encrypted.
+    fn open(&self, access: Access) -> TestResult<Repository> {
+        let backend = Box::new(envsnap::store::backend::LocalBackend::new(&self.repository));
+        Ok(Format::open(&self.repository, backend, access)?)
     }
 
     /// The binary, run in the work tree against the repository.
@@ -661,14 +693,24 @@ impl Workspace {
             .env("ENVSNAP_REPOSITORY", &self.repository)
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE");
+        for source in ["ENVSNAP_PASSWORD", "ENVSNAP_PASSWORD_FILE", "ENVSNAP_PASSWORD_COMMAND"] {
+            command.env_remove(source);
+        }
+        if let Some(password) = self.format.password() {
+            command.env("ENVSNAP_PASSWORD", password);
+        }
         command
     }
 
     /// The same work tree with another repository, initialised.
     fn with_repository(&self, repository: &Path) -> TestResult<Self> {
-        let other =
-            Workspace { work_tree: self.work_tree.clone(), data: self.data.clone(), repository: repository.to_owned() };
-        expect_exit(&other.run(&["init"])?, 0, "envsnap init")?;
+        let other = Workspace {
+            work_tree: self.work_tree.clone(),
+            data: self.data.clone(),
+            repository: repository.to_owned(),
+            format: self.format,
+        };
+        other.init()?;
         Ok(other)
     }
 
@@ -1005,7 +1047,10 @@ struct Forger<'a> {
 
 impl<'a> Forger<'a> {
     fn new(repository: &'a Repository) -> TestResult<Self> {
-        Ok(Forger { repository, writer: BlobWriter::new(repository.backend(), repository.catalog())? })
+        Ok(Forger {
+            repository,
+            writer: BlobWriter::new(repository.backend(), repository.catalog(), repository.crypto())?,
+        })
     }
 
     fn node(name: &[u8], kind: NodeKind) -> Node {
@@ -1151,11 +1196,10 @@ fn available_bytes(path: &Path) -> TestResult<usize> {
 /// Live files equal to a snapshot whose pack is damaged: restoring it in place must
 /// refuse before touching anything (no file replaced, none removed, no safety snapshot
 /// onto the damaged chunks), and must not send the user to `undo`.
-#[test]
-fn a_damaged_snapshot_never_replaces_intact_live_files() -> TestResult {
+fn a_damaged_snapshot_never_replaces_intact_live_files(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0012);
     let mut files = Files::default();
     files.put(&workspace.data, "a.bin", rng.bytes(700 << 10))?;
@@ -1164,7 +1208,7 @@ fn a_damaged_snapshot_never_replaces_intact_live_files() -> TestResult {
     let snapshots_before = workspace.snapshot_ids()?.len();
 
     let pack = {
-        let repo = Repository::open(&repository, Access::Read, &mut |_| {})?;
+        let repo = workspace.open(Access::Read)?;
         let snapshot = repo.resolve(&first, None)?;
         let root = snapshot.manifest.element("data").ok_or("no element `data`")?.tree;
         let node = repo.read_tree(&root)?.find(b"a.bin").cloned().ok_or("no a.bin")?;
@@ -1199,13 +1243,12 @@ fn a_damaged_snapshot_never_replaces_intact_live_files() -> TestResult {
 
 /// A file whose recorded size disagrees with its chunks is named, never silently cut
 /// short or zero-padded: refused in place with nothing changed, reported with `--to`.
-#[test]
-fn a_size_that_disagrees_with_the_chunks_is_named() -> TestResult {
+fn a_size_that_disagrees_with_the_chunks_is_named(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let id = {
-        let repo = Repository::open(&repository, Access::Write, &mut |_| {})?;
+        let repo = workspace.open(Access::Write)?;
         let forger = Forger::new(&repo)?;
         let mut long = forger.file(b"long.txt", b"twelve bytes")?;
         long.size = 4096;
@@ -1234,11 +1277,10 @@ fn a_size_that_disagrees_with_the_chunks_is_named() -> TestResult {
 /// Another user swaps a directory of a `restore --to` target for a symlink to a
 /// directory of theirs while the restore runs, again and again. The restore may fail,
 /// but it never writes into that directory nor changes its mode.
-#[test]
-fn a_directory_swapped_for_a_symlink_during_restore_leads_nowhere() -> TestResult {
+fn a_directory_swapped_for_a_symlink_during_restore_leads_nowhere(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut files = Files::default();
     for index in 0..1500 {
         files.put(&workspace.data, &format!("dir/file-{index:04}.txt"), format!("file {index}\n").into_bytes())?;
@@ -1287,11 +1329,10 @@ fn a_directory_swapped_for_a_symlink_during_restore_leads_nowhere() -> TestResul
 /// A restore in place killed at any moment leaves every file either as it was or as
 /// the snapshot holds it: never cut short, never missing. The next restore finishes
 /// the job, staging leftovers included.
-#[test]
-fn a_killed_restore_leaves_every_file_old_or_new() -> TestResult {
+fn a_killed_restore_leaves_every_file_old_or_new(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0017);
     let names: Vec<String> = (0..12).map(|index| format!("sub{}/file-{index}.bin", index % 3)).collect();
     let mut new = Files::default();
@@ -1356,13 +1397,12 @@ fn a_killed_restore_leaves_every_file_old_or_new() -> TestResult {
 /// Trees that repeat their subtrees name 2^40 paths in a few kilobytes, and a chain of
 /// 600 directories is deeper than any file system: both are refused at once, naming
 /// the bound, before anything is written.
-#[test]
-fn trees_that_name_too_much_are_refused_at_once() -> TestResult {
+fn trees_that_name_too_much_are_refused_at_once(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let (wide, deep) = {
-        let repo = Repository::open(&repository, Access::Write, &mut |_| {})?;
+        let repo = workspace.open(Access::Write)?;
         let forger = Forger::new(&repo)?;
         let mut tree = forger.tree(vec![forger.file(b"leaf.txt", b"one leaf")?])?;
         for _ in 0..40 {
@@ -1436,12 +1476,11 @@ fn trees_that_name_too_much_are_refused_at_once() -> TestResult {
 /// was live when it was taken (a safety snapshot too); at the end `check` is clean and
 /// every listed snapshot restores byte for byte. `ENVSNAP_KILL_ROUNDS` sets the number
 /// of rounds (the suite runs a short loop; `bench/kill-loop` runs hundreds).
-#[test]
-fn kill_minus_nine_across_operations_loses_nothing() -> TestResult {
+fn kill_minus_nine_across_operations_loses_nothing(format: Format) -> TestResult {
     let rounds: usize = std::env::var("ENVSNAP_KILL_ROUNDS").ok().and_then(|text| text.parse().ok()).unwrap_or(15);
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let mut rng = Xorshift::new(0x5eed_0200);
     let mut files = Files::default();
     for index in 0..200 {
@@ -1546,11 +1585,10 @@ fn kill_minus_nine_across_operations_loses_nothing() -> TestResult {
 /// renamed from the staging directory, so they are copied beside their place and
 /// renamed from there. They come back byte for byte, with their modes and hard links
 /// (as copies), and the other file system stays mounted.
-#[test]
-fn a_restore_in_place_crosses_into_another_file_system() -> TestResult {
+fn a_restore_in_place_crosses_into_another_file_system(format: Format) -> TestResult {
     let base = tempfile::tempdir()?;
     let repository = base.path().join("repository");
-    let workspace = Workspace::create(base.path(), &repository)?;
+    let workspace = Workspace::create(base.path(), &repository, format)?;
     let inner = workspace.data.join("inner");
     fs::create_dir_all(&inner)?;
     let _tmpfs = Tmpfs::mount(&inner, "16m")?;

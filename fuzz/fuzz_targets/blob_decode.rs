@@ -1,6 +1,6 @@
 #![no_main]
 //! Any stored bytes and claimed lengths: decoding never allocates past the ceiling.
-use envsnap::id::ObjectId;
+use envsnap::id::{IdKey, ObjectId};
 use envsnap::store::pack::{BlobKind, Compression, PackEntry};
 use libfuzzer_sys::fuzz_target;
 
@@ -14,5 +14,5 @@ fuzz_target!(|input: (bool, bool, u32, Vec<u8>)| {
         length: stored.len() as u32,
         raw_length,
     };
-    let _ = envsnap::store::decode_blob(&entry, stored);
+    let _ = envsnap::store::decode_blob(&IdKey::Plain, &entry, stored);
 });

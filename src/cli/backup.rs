@@ -255,6 +255,7 @@ fn start_in_background(context: &Context, job: &Job, alive: std::fs::File, json:
     std::process::Command::new(std::env::current_exe().context("finding the envsnap binary")?)
         .args(arguments)
         .args(["--job", &job.id])
+        .envs(super::password::prompted().map(|password| ("ENVSNAP_PASSWORD", password)))
         .stdin(alive)
         .stdout(std::process::Stdio::null())
         .stderr(log)

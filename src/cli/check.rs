@@ -32,6 +32,14 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
             println!("  needed by snapshots: {}", users.join(", "));
         }
     }
+    for (key, problem) in &report.damaged_keys {
+        println!(
+            "damaged key file {key}: {problem}; its password no longer opens the repository (add a new key with `envsnap key add`, then remove this one)"
+        );
+    }
+    for problem in &report.damaged_records {
+        println!("damaged record: {problem}");
+    }
     for (id, problem) in &report.damaged_snapshots {
         println!("snapshot {} cannot be fully restored: {problem}", id.short(SHORT_ID));
     }
@@ -49,6 +57,14 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
         Ok(())
     } else {
         let restorable = report.snapshots - report.damaged_snapshots.len();
+        if report.damaged_snapshots.is_empty() && report.damaged_packs.is_empty() {
+            let keys = (!report.damaged_keys.is_empty())
+                .then(|| counted(report.damaged_keys.len() as u64, "key file", "key files"));
+            let records = (!report.damaged_records.is_empty())
+                .then(|| counted(report.damaged_records.len() as u64, "record", "records"));
+            let damaged: Vec<String> = keys.into_iter().chain(records).collect();
+            bail!("the repository is damaged: {} cannot be read; every snapshot is restorable", damaged.join(" and "))
+        }
         bail!(
             "the repository is damaged: {} of {} snapshots are affected, {restorable} are fully restorable; \
              restoring an affected snapshot restores every file whose data is intact",

@@ -20,6 +20,8 @@ pub struct Global {
     pub repository: Option<PathBuf>,
     /// `-C DIR`.
     pub directory: Option<PathBuf>,
+    /// `--password-file FILE`.
+    pub password_file: Option<PathBuf>,
 }
 
 /// The work tree, its configuration and where its repository is.
@@ -31,6 +33,9 @@ pub struct Context {
     pub config: Option<Config>,
     /// The repository folder.
     pub repository_path: PathBuf,
+    /// `--password-file FILE`, the first place an encrypted repository's password is
+    /// looked for (see `password.rs`).
+    pub password_file: Option<PathBuf>,
 }
 
 impl Context {
@@ -54,17 +59,19 @@ impl Context {
             .or_else(|| config.as_ref().and_then(|config| config.repository_in(&workspace.work_tree)))
             .unwrap_or_else(|| workspace.common_dir.join("envsnap"));
         super::activity::context(&repository_path, &workspace.work_tree);
-        Ok(Context { workspace, config, repository_path })
+        Ok(Context { workspace, config, repository_path, password_file: global.password_file.clone() })
     }
 
     /// Opens the repository, telling the user when it waits for another writer.
     pub fn open(&self, access: Access) -> Result<Repository> {
-        Ok(Repository::open(&self.repository_path, access, &mut |holder| {
+        let waiting = &mut |holder: &str| {
             note!(
                 "envsnap: waiting for the repository lock held by {}",
                 if holder.is_empty() { "another process" } else { holder }
             );
-        })?)
+        };
+        let password = &mut || super::password::read(self.password_file.as_deref(), &self.repository_path);
+        Ok(Repository::open_unlocked(&self.repository_path, access, waiting, password)?)
     }
 
     /// The snapshot `id` names: `latest` is what [`envsnap::retention::latest`] names

@@ -22,6 +22,7 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Read)?;
+    repository.require_read_key("diff snapshots")?;
     let old = context.resolve(&repository, &args.old, None)?;
     let new = context.resolve(&repository, &args.new, None)?;
     let changes = diff(&repository, &old.manifest, &new.manifest)?;

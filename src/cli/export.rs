@@ -35,6 +35,7 @@ pub struct Args {
 pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let repository = context.open(Access::Read)?;
+    repository.require_read_key("export snapshots")?;
     let snapshot = context.resolve(&repository, &args.id, args.env.as_deref())?;
     let export = Export::new(&repository, &snapshot, &args.element)?;
     let report = export.to_file(&args.to, reporter().as_ref())?;

@@ -298,9 +298,15 @@ fn open_within(root: &Path, limit: Duration) -> Result<Repository> {
     let thread_root = root.to_owned();
     std::thread::spawn(move || {
         let waiting = sender.clone();
-        let result = Repository::open(&thread_root, Access::Write, &mut |holder| {
-            let _ = waiting.send(Opening::Waiting(holder.to_owned()));
-        });
+        let password_root = thread_root.clone();
+        let result = Repository::open_unlocked(
+            &thread_root,
+            Access::Write,
+            &mut |holder| {
+                let _ = waiting.send(Opening::Waiting(holder.to_owned()));
+            },
+            &mut || super::password::read(None, &password_root),
+        );
         let _ = sender.send(Opening::Done(Box::new(result)));
     });
     let mut holder: Option<String> = None;

@@ -15,10 +15,12 @@ mod forget;
 mod format;
 mod hooks;
 mod init;
+mod key;
 mod list;
 mod man;
 mod mount;
 mod output;
+mod password;
 mod pin;
 mod progress;
 mod prune;
@@ -49,6 +51,12 @@ pub struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub directory: Option<PathBuf>,
+
+    /// An encrypted repository's password: the first line of FILE. Else it is taken from
+    /// ENVSNAP_PASSWORD_FILE, ENVSNAP_PASSWORD_COMMAND (its first line of output),
+    /// ENVSNAP_PASSWORD, or asked for on a terminal.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 
     /// Say nothing but results and errors: no progress bars, no summaries.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -116,6 +124,9 @@ pub enum Command {
     Hooks(hooks::Args),
     /// Mount the snapshots as a read-only file system (FUSE), until unmounted or interrupted.
     Mount(mount::Args),
+    /// An encrypted repository's keys: list them, add one (a teammate's, or a write-only
+    /// one for a production host), change a password, remove one. Rewrites no data.
+    Key(key::Args),
     /// Walk through envsnap in a throw-away repository: snapshot, change, list, diff, restore.
     Demo(demo::Args),
     /// Print the completion script for a shell, generated from these definitions.
@@ -127,7 +138,11 @@ pub enum Command {
 impl Cli {
     /// Runs the command.
     pub fn run(self) -> anyhow::Result<()> {
-        let global = context::Global { repository: self.repository, directory: self.directory };
+        let global = context::Global {
+            repository: self.repository,
+            directory: self.directory,
+            password_file: self.password_file,
+        };
         output::set(match (self.quiet, self.verbose) {
             (true, _) => output::Level::Quiet,
             (false, true) => output::Level::Verbose,
@@ -159,6 +174,12 @@ impl Command {
             Command::Forget(args) if !args.dry_run => "forget",
             Command::Prune(args) if !args.dry_run => "prune",
             Command::Repair(_) => "repair",
+            Command::Key(args) => match &args.action {
+                key::Action::List(_) => return None,
+                key::Action::Add(_) => "key add",
+                key::Action::Remove(_) => "key remove",
+                key::Action::Passwd(_) => "key passwd",
+            },
             Command::Schedule(args) => match &args.command {
                 schedule::Action::Run(run) if !run.dry_run => "schedule run",
                 _ => return None,
@@ -196,6 +217,7 @@ impl Command {
             Command::Repair(args) => repair::run(&global, &args),
             Command::Hooks(args) => hooks::run(&global, &args),
             Command::Mount(args) => mount::run(&global, &args),
+            Command::Key(args) => key::run(&global, &args),
             Command::Demo(args) => demo::run(&args),
             Command::Completions(args) => completions::run(&args),
             Command::Man(args) => man::run(&args),

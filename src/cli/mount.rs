@@ -62,6 +62,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
 
     let context = Context::discover(global)?;
     let repository = context.open(Access::Read)?;
+    repository.require_read_key("mount snapshots")?;
     let scope = match &args.id {
         None => Scope::All,
         Some(id) => Scope::One(Box::new(context.resolve(&repository, id, args.env.as_deref())?)),

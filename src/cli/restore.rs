@@ -77,6 +77,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     };
     let access = if args.to.is_some() || args.dry_run { Access::Read } else { Access::Write };
     let repository = context.open(access)?;
+    repository.require_read_key("restore snapshots")?;
     let snapshot = choose(&context, &repository, args)?;
     let elements = chosen_elements(&snapshot, &args.elements)?;
 

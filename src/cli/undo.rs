@@ -27,6 +27,7 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
     let context = Context::discover(global)?;
     let env = context.workspace.environment(args.env.as_deref())?;
     let repository = context.open(if args.dry_run { Access::Read } else { Access::Write })?;
+    repository.require_read_key("undo a restore")?;
     // Undo acts on the restore that last changed the environment, as recorded when it
     // began changing it: a restore refused or stopped before that changed nothing.
     // Undoing is a restore too, recorded the same way, so a second undo redoes.

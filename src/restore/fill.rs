@@ -22,8 +22,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::store;
 use crate::store::pack::PackEntry;
-use crate::store::{self, decode_blob};
 use crate::tree::Node;
 
 use super::place::{Staging, staged_name};
@@ -271,7 +271,7 @@ impl<'a> PackReader<'a> {
                 Err(error) => return Err(Error::io("reading", self.repository.backend().describe(self.pack), error)),
             },
         };
-        Ok(decode_blob(entry, stored))
+        Ok(self.repository.crypto().decode_blob(self.repository.backend(), self.pack, entry, stored))
     }
 }
 

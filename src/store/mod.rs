@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 
 use crate::catalog::Catalog;
+use crate::crypto::Crypto;
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
+use crate::id::{IdKey, ObjectId};
 use backend::Backend;
 use pack::{BlobKind, Compression, PackBuilder, PackEntry};
 
@@ -109,8 +110,9 @@ fn sample(data: &[u8]) -> Sample {
     }
 }
 
-/// Turns stored bytes back into the blob, verifying it against its id.
-pub fn decode_blob(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String> {
+/// Turns stored bytes (opened, if they were sealed: see [`Crypto::decode_blob`], the
+/// way every reader goes) back into the blob, verifying it against its id.
+pub fn decode_blob(ids: &IdKey, entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String> {
     // The claimed length sizes the output buffer: bound it before allocating, as the
     // entry may come from a crafted footer or catalog row.
     if entry.raw_length > entry.kind.max_raw_length() {
@@ -134,22 +136,30 @@ pub fn decode_blob(entry: &PackEntry, stored: Vec<u8>) -> Result<Vec<u8>, String
             })
             .map_err(|error| format!("cannot decompress: {error}"))?,
     };
-    if plain.len() != entry.raw_length as usize || ObjectId::of(&plain) != entry.id {
+    if plain.len() != entry.raw_length as usize || ids.id_of(&plain) != entry.id {
         return Err(format!("blob {}: its bytes do not match its hash", entry.id));
     }
     Ok(plain)
 }
 
-/// Reads a pack's footer without reading the whole pack.
-pub fn read_pack_entries(backend: &dyn Backend, name: &str, size: u64) -> Result<Vec<PackEntry>> {
+/// Reads a pack's footer without reading the whole pack (and, when sealed, its header).
+pub fn read_pack_entries(crypto: &Crypto, backend: &dyn Backend, name: &str, size: u64) -> Result<Vec<PackEntry>> {
     let corrupt =
         |detail: String| Error::Corrupt { what: format!("pack {}", backend.describe(name).display()), detail };
     let io = |error| Error::io("reading", backend.describe(name), error);
+    let layout = if crypto.is_encrypted() { pack::SEALED } else { pack::PLAIN };
     let trailer_offset = size.checked_sub(pack::TRAILER_SIZE as u64).ok_or_else(|| corrupt("too short".into()))?;
     let trailer = backend.get_range(name, trailer_offset, pack::TRAILER_SIZE).map_err(io)?;
-    let (data_end, footer_length) = pack::footer_location(&trailer, size).map_err(|e| corrupt(e.to_string()))?;
-    let footer = backend.get_range(name, data_end, footer_length).map_err(io)?;
-    pack::parse_footer(&footer, data_end).map_err(|e| corrupt(e.to_string()))
+    let (data_end, footer_length, count) =
+        pack::footer_location_in(&trailer, size, layout).map_err(|e| corrupt(e.to_string()))?;
+    let mut footer = backend.get_range(name, data_end, footer_length).map_err(io)?;
+    if crypto.is_encrypted() {
+        let header = backend.get_range(name, 0, layout.header).map_err(io)?;
+        footer = crypto
+            .open_footer(&header, count, footer)
+            .map_err(|error| corrupt(pack::PackError::Sealed(error).to_string()))?;
+    }
+    pack::parse_footer_in(&footer, data_end, layout).map_err(|e| corrupt(e.to_string()))
 }
 
 /// The id a pack's object name gives it, if the name is one envsnap writes.
@@ -160,7 +170,7 @@ pub fn pack_id_of_name(name: &str) -> Option<ObjectId> {
 /// Reads a whole pack and returns its entries, only if its bytes hash to its name: a
 /// pack torn by a crash, or damaged anywhere (its footer included), is refused, so
 /// that nothing is ever indexed from it.
-pub fn read_verified_pack(backend: &dyn Backend, name: &str) -> Result<Vec<PackEntry>> {
+pub fn read_verified_pack(crypto: &Crypto, backend: &dyn Backend, name: &str) -> Result<Vec<PackEntry>> {
     let corrupt =
         |detail: String| Error::Corrupt { what: format!("pack {}", backend.describe(name).display()), detail };
     let bytes =
@@ -168,7 +178,7 @@ pub fn read_verified_pack(backend: &dyn Backend, name: &str) -> Result<Vec<PackE
     if pack_id_of_name(name) != Some(ObjectId::of(&bytes)) {
         return Err(corrupt("its bytes do not match its name".to_owned()));
     }
-    pack::parse_pack(&bytes).map_err(|error| corrupt(error.to_string()))
+    pack::parse_any_pack(crypto, &bytes).map_err(|error| corrupt(error.to_string()))
 }
 
 /// Counters of what a writer stored.
@@ -189,6 +199,8 @@ pub struct WriteStats {
 /// and compressing go on while a pack is written and synced.
 pub struct BlobWriter<'a> {
     backend: &'a dyn Backend,
+    /// Names blobs and seals packs: the repository's keys, or plain.
+    crypto: &'a Crypto,
     catalog: &'a Mutex<Catalog>,
     known: Mutex<HashSet<ObjectId>>,
     open_pack: Mutex<PackBuilder>,
@@ -203,13 +215,14 @@ const PACKS_QUEUED: usize = 0;
 
 impl<'a> BlobWriter<'a> {
     /// A writer that knows every blob the catalog indexes and writes packs inline.
-    pub fn new(backend: &'a dyn Backend, catalog: &'a Mutex<Catalog>) -> Result<Self> {
+    pub fn new(backend: &'a dyn Backend, catalog: &'a Mutex<Catalog>, crypto: &'a Crypto) -> Result<Self> {
         let known = lock(catalog).blob_ids()?;
         Ok(BlobWriter {
             backend,
+            crypto,
             catalog,
             known: Mutex::new(known),
-            open_pack: Mutex::new(PackBuilder::new()),
+            open_pack: Mutex::new(PackBuilder::sealed(crypto.pack_sealer())),
             stats: WriteStats::default(),
             background: Mutex::new(None),
         })
@@ -220,9 +233,10 @@ impl<'a> BlobWriter<'a> {
     pub fn pipelined<T>(
         backend: &'a dyn Backend,
         catalog: &'a Mutex<Catalog>,
+        crypto: &'a Crypto,
         work: impl FnOnce(&BlobWriter<'a>) -> Result<T>,
     ) -> Result<(T, WriteTotals)> {
-        let writer = BlobWriter::new(backend, catalog)?;
+        let writer = BlobWriter::new(backend, catalog, crypto)?;
         let (sender, receiver) = sync_channel::<PackBuilder>(PACKS_QUEUED);
         *lock(&writer.background) = Some(sender);
         let outcome = std::thread::scope(|scope| {
@@ -244,7 +258,7 @@ impl<'a> BlobWriter<'a> {
 
     /// Stores `data` unless a blob with its id is already stored; returns the id.
     pub fn add(&self, kind: BlobKind, data: &[u8]) -> Result<ObjectId> {
-        let id = ObjectId::of(data);
+        let id = self.crypto.id_of(data);
         self.add_hashed(id, kind, data)?;
         Ok(id)
     }
@@ -267,7 +281,7 @@ impl<'a> BlobWriter<'a> {
         let full = {
             let mut pack = lock(&self.open_pack);
             pack.add(id, kind, compression, &stored, raw_length);
-            if pack.len() >= PACK_TARGET { Some(mem::take(&mut *pack)) } else { None }
+            if pack.len() >= PACK_TARGET { Some(mem::replace(&mut *pack, self.new_pack())) } else { None }
         };
         self.stats.blobs.fetch_add(1, Ordering::Relaxed);
         self.stats.stored_bytes.fetch_add(stored.len() as u64, Ordering::Relaxed);
@@ -282,8 +296,13 @@ impl<'a> BlobWriter<'a> {
     /// stored and indexed once this returns; in pipelined mode, once
     /// [`BlobWriter::pipelined`] returns.
     pub fn flush(&self) -> Result<()> {
-        let pack = mem::take(&mut *lock(&self.open_pack));
+        let pack = mem::replace(&mut *lock(&self.open_pack), self.new_pack());
         if pack.is_empty() { Ok(()) } else { self.dispatch(pack) }
+    }
+
+    /// An empty pack, with a key of its own when encrypted.
+    fn new_pack(&self) -> PackBuilder {
+        PackBuilder::sealed(self.crypto.pack_sealer())
     }
 
     /// What was stored so far.
@@ -355,7 +374,7 @@ mod tests {
                 length: stored.len() as u32,
                 raw_length: data.len() as u32,
             };
-            assert_eq!(decode_blob(&entry, stored.into_owned()).as_deref(), Ok(data));
+            assert_eq!(decode_blob(&IdKey::Plain, &entry, stored.into_owned()).as_deref(), Ok(data));
         }
     }
 
@@ -363,23 +382,25 @@ mod tests {
     fn a_blob_past_its_kinds_bound_is_refused_and_its_pack_stays_readable() -> Result<()> {
         let backend = MemoryBackend::default();
         let catalog = Mutex::new(Catalog::in_memory()?);
-        let writer = BlobWriter::new(&backend, &catalog)?;
+        let crypto = Crypto::plain();
+        let writer = BlobWriter::new(&backend, &catalog, &crypto)?;
         let small = writer.add(BlobKind::Tree, b"a small tree")?;
         let huge = vec![7u8; pack::MAX_TREE_BLOB as usize + 1];
         let refused = writer.add(BlobKind::Tree, &huge).expect_err("a tree past 64 MiB");
         assert!(refused.to_string().contains("it was not stored"), "{refused}");
         writer.flush()?;
         let (name, _) = backend.list("packs").map_err(|e| Error::io("listing", "memory", e))?.remove(0);
-        let entries = read_verified_pack(&backend, &name)?;
+        let entries = read_verified_pack(&crypto, &backend, &name)?;
         assert_eq!(entries.iter().map(|entry| entry.id).collect::<Vec<_>>(), [small]);
         Ok(())
     }
 
     #[test]
     fn blobs_round_trip_through_packs_and_dedup() -> Result<()> {
+        let crypto = Crypto::plain();
         let backend = MemoryBackend::default();
         let catalog = Mutex::new(Catalog::in_memory()?);
-        let writer = BlobWriter::new(&backend, &catalog)?;
+        let writer = BlobWriter::new(&backend, &catalog, &crypto)?;
         let text = b"compressible ".repeat(1000);
         let a = writer.add(BlobKind::Data, &text)?;
         let again = writer.add(BlobKind::Data, &text)?;
@@ -393,12 +414,12 @@ mod tests {
             let stored = backend
                 .get_range(&location.pack, location.entry.offset, location.entry.length as usize)
                 .map_err(|e| Error::io("reading", "memory", e))?;
-            assert_eq!(decode_blob(&location.entry, stored).as_deref(), Ok(expected));
+            assert_eq!(decode_blob(&IdKey::Plain, &location.entry, stored).as_deref(), Ok(expected));
         }
         let location = catalog.locate(&a)?.expect("indexed");
         assert_eq!(location.entry.compression, Compression::Zstd);
         let (name, size) = backend.list("packs").map_err(|e| Error::io("listing", "memory", e))?.remove(0);
-        assert_eq!(read_pack_entries(&backend, &name, size)?.len(), 2);
+        assert_eq!(read_pack_entries(&crypto, &backend, &name, size)?.len(), 2);
         Ok(())
     }
 
@@ -417,7 +438,7 @@ mod tests {
         };
         let middle = stored.len() / 2;
         stored[middle] ^= 0x10;
-        assert!(decode_blob(&entry, stored).is_err());
+        assert!(decode_blob(&IdKey::Plain, &entry, stored).is_err());
     }
 
     #[test]
@@ -448,12 +469,12 @@ mod tests {
             length: stored.len() as u32,
             raw_length,
         };
-        let refused = decode_blob(&claim(1 << 30), stored.clone()).expect_err("over the ceiling");
+        let refused = decode_blob(&IdKey::Plain, &claim(1 << 30), stored.clone()).expect_err("over the ceiling");
         assert!(refused.contains(&ObjectId::of(&data).to_string()), "{refused}");
         // Under the ceiling but more than its frame holds: refused from the frame header.
-        let refused = decode_blob(&claim(8 << 20), stored.clone()).expect_err("frame says less");
+        let refused = decode_blob(&IdKey::Plain, &claim(8 << 20), stored.clone()).expect_err("frame says less");
         assert!(refused.contains("frame holds"), "{refused}");
-        assert_eq!(decode_blob(&claim(33 << 10), stored).as_deref(), Ok(data.as_slice()));
+        assert_eq!(decode_blob(&IdKey::Plain, &claim(33 << 10), stored).as_deref(), Ok(data.as_slice()));
     }
 
     proptest::proptest! {
@@ -466,20 +487,27 @@ mod tests {
             let mut input: Vec<u8> = (0..length).map(|_| { state ^= state << 13; state ^= state >> 7; state ^= state << 17; state as u8 }).collect();
             // Repeated stretches give compressible and deduplicated chunks too.
             for _ in 0..repeats { input.extend_from_within(..input.len().min(100 << 10)); }
-            let params = chunker::ChunkerParams { min: 64 << 10, avg: 128 << 10, max: 256 << 10 };
-            let backend = MemoryBackend::default();
-            let catalog = Mutex::new(Catalog::in_memory().expect("catalog"));
-            let writer = BlobWriter::new(&backend, &catalog).expect("writer");
-            let ids: Vec<ObjectId> = params.cut(&input).map(|chunk| writer.add(BlobKind::Data, chunk).expect("stored")).collect();
-            writer.flush().expect("flushed");
-            let catalog = lock(&catalog);
-            let mut back = Vec::new();
-            for id in ids {
-                let location = catalog.locate(&id).expect("catalog").expect("indexed");
-                let stored = backend.get_range(&location.pack, location.entry.offset, location.entry.length as usize).expect("read");
-                back.extend(decode_blob(&location.entry, stored).expect("decoded"));
+            // Plain (format 1) and sealed (format 2) alike.
+            for crypto in [Crypto::plain(), Crypto::encrypted(crate::crypto::MasterKeys::generate())] {
+                let params = chunker::ChunkerParams { min: 64 << 10, avg: 128 << 10, max: 256 << 10, seed: crypto.chunker_seed() };
+                let backend = MemoryBackend::default();
+                let catalog = Mutex::new(Catalog::in_memory().expect("catalog"));
+                let writer = BlobWriter::new(&backend, &catalog, &crypto).expect("writer");
+                let ids: Vec<ObjectId> = params.cut(&input).map(|chunk| writer.add(BlobKind::Data, chunk).expect("stored")).collect();
+                writer.flush().expect("flushed");
+                let catalog = lock(&catalog);
+                let mut back = Vec::new();
+                for id in ids {
+                    let location = catalog.locate(&id).expect("catalog").expect("indexed");
+                    let stored = backend.get_range(&location.pack, location.entry.offset, location.entry.length as usize).expect("read");
+                    back.extend(crypto.decode_blob(&backend, &location.pack, &location.entry, stored).expect("decoded"));
+                }
+                for (name, size) in backend.list("packs").expect("listed") {
+                    let entries = read_pack_entries(&crypto, &backend, &name, size).expect("footer");
+                    proptest::prop_assert_eq!(read_verified_pack(&crypto, &backend, &name).expect("verified"), entries);
+                }
+                proptest::prop_assert_eq!(&back, &input);
             }
-            proptest::prop_assert_eq!(back, input);
         }
     }
 }

@@ -12,7 +12,12 @@
 //! The footer makes each pack describe itself, so the chunk index can be rebuilt
 //! from the packs alone. A pack is named by the BLAKE3 hash of all its bytes, so any
 //! damage, even to the footer, is detected by `check --read-data`.
+//!
+//! An encrypted repository's packs (format 2, see [`crate::crypto`]) have a longer
+//! header (the pack's sealed key), each blob sealed (16 bytes more) and the footer
+//! sealed (16 bytes more); entries and trailer are laid out alike.
 
+use crate::crypto::{self, CryptoError, PackSealer};
 use crate::id::ObjectId;
 
 const HEADER: &[u8; 8] = b"ENVSNPK\x01";
@@ -21,6 +26,21 @@ const TRAILER_MAGIC: &[u8; 8] = b"ENVSNPKE";
 pub const ENTRY_SIZE: usize = 32 + 1 + 1 + 8 + 4 + 4;
 /// Bytes of the trailer: the entry count and the closing magic.
 pub const TRAILER_SIZE: usize = 4 + 8;
+
+/// Where a pack's blobs begin and what each seal adds: what tells a format-1 pack's
+/// layout from a format-2 one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Bytes of the header.
+    pub header: usize,
+    /// Bytes a seal adds to a blob and to the footer.
+    pub tag: usize,
+}
+
+/// A format-1 pack: plain.
+pub const PLAIN: Layout = Layout { header: 8, tag: 0 };
+/// A format-2 pack: sealed.
+pub const SEALED: Layout = Layout { header: crypto::PACK_HEADER, tag: crypto::TAG };
 
 /// The largest plain length a data blob may claim: no chunker cuts a larger chunk,
 /// whatever a repository's parameters.
@@ -35,6 +55,14 @@ pub const MAX_TREE_BLOB: u32 = 64 << 20;
 /// this leaves room for as much again. A larger "pack" (a sparse file, a planted
 /// object) is refused before any of it is read.
 pub const MAX_PACK_SIZE: u64 = 128 << 20;
+
+// The bound holds for a sealed pack too: what sealing adds (a longer header, a tag on
+// each blob and on the footer) is counted by [`PackBuilder::len`] before the pack is
+// closed, so only the last blob's tag and entry can go past the target with it.
+const _: () = assert!(
+    (super::PACK_TARGET + MAX_TREE_BLOB as usize + crypto::TAG + ENTRY_SIZE) as u64 <= MAX_PACK_SIZE,
+    "a full pack, plain or sealed, fits under MAX_PACK_SIZE"
+);
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +150,8 @@ pub struct PackEntry {
 pub struct PackBuilder {
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// Seals every blob and the footer, in an encrypted repository.
+    sealer: Option<PackSealer>,
 }
 
 impl Default for PackBuilder {
@@ -131,32 +161,53 @@ impl Default for PackBuilder {
 }
 
 impl PackBuilder {
-    /// An empty pack.
+    /// An empty plain pack.
     pub fn new() -> Self {
-        PackBuilder { bytes: Vec::new(), entries: Vec::new() }
+        Self::sealed(None)
     }
 
-    /// Appends one blob's stored bytes.
+    /// An empty pack, sealed by `sealer` when there is one (see
+    /// [`crate::crypto::Crypto::pack_sealer`]).
+    pub fn sealed(sealer: Option<PackSealer>) -> Self {
+        PackBuilder { bytes: Vec::new(), entries: Vec::new(), sealer }
+    }
+
+    /// Appends one blob's stored bytes (sealed on the way in an encrypted pack).
     pub fn add(&mut self, id: ObjectId, kind: BlobKind, compression: Compression, stored: &[u8], raw_length: u32) {
         if self.bytes.is_empty() {
             // Reserved once, so that filling a pack never copies it to grow.
             self.bytes.reserve_exact(super::PACK_TARGET + super::PACK_SLACK);
-            self.bytes.extend_from_slice(HEADER);
+            self.header_written();
         }
-        let length = u32::try_from(stored.len()).expect("blobs are at most a few MiB");
-        self.entries.push(PackEntry { id, kind, compression, offset: self.bytes.len() as u64, length, raw_length });
+        let offset = self.bytes.len();
         self.bytes.extend_from_slice(stored);
+        if let Some(sealer) = &self.sealer {
+            let tag =
+                sealer.seal_blob_in_place(offset as u64, &id, kind, compression, raw_length, &mut self.bytes[offset..]);
+            self.bytes.extend_from_slice(&tag);
+        }
+        let length = u32::try_from(self.bytes.len() - offset).expect("blobs are at most a few MiB");
+        self.entries.push(PackEntry { id, kind, compression, offset: offset as u64, length, raw_length });
     }
 
     /// The pack's size were it finished now: its bytes so far, footer and trailer
     /// counted, so that many small blobs cannot grow a footer past what readers take.
     pub fn len(&self) -> usize {
-        self.bytes.len().max(HEADER.len()) + self.entries.len() * ENTRY_SIZE + TRAILER_SIZE
+        let layout = self.layout();
+        self.bytes.len().max(layout.header) + self.entries.len() * ENTRY_SIZE + layout.tag + TRAILER_SIZE
+    }
+
+    /// How this pack is laid out: sealed when it has a sealer.
+    pub fn layout(&self) -> Layout {
+        if self.sealer.is_some() { SEALED } else { PLAIN }
     }
 
     fn header_written(&mut self) {
         if self.bytes.is_empty() {
-            self.bytes.extend_from_slice(HEADER);
+            match &self.sealer {
+                Some(sealer) => self.bytes.extend_from_slice(sealer.header()),
+                None => self.bytes.extend_from_slice(HEADER),
+            }
         }
     }
 
@@ -168,15 +219,20 @@ impl PackBuilder {
     /// Writes the footer; returns the pack's id, bytes and entries.
     pub fn finish(mut self) -> (ObjectId, Vec<u8>, Vec<PackEntry>) {
         self.header_written();
+        let mut footer = Vec::with_capacity(self.entries.len() * ENTRY_SIZE + crypto::TAG);
         for entry in &self.entries {
-            self.bytes.extend_from_slice(entry.id.as_bytes());
-            self.bytes.push(entry.kind.code());
-            self.bytes.push(entry.compression.code());
-            self.bytes.extend_from_slice(&entry.offset.to_le_bytes());
-            self.bytes.extend_from_slice(&entry.length.to_le_bytes());
-            self.bytes.extend_from_slice(&entry.raw_length.to_le_bytes());
+            footer.extend_from_slice(entry.id.as_bytes());
+            footer.push(entry.kind.code());
+            footer.push(entry.compression.code());
+            footer.extend_from_slice(&entry.offset.to_le_bytes());
+            footer.extend_from_slice(&entry.length.to_le_bytes());
+            footer.extend_from_slice(&entry.raw_length.to_le_bytes());
         }
         let count = u32::try_from(self.entries.len()).expect("a pack holds far fewer than 2^32 blobs");
+        if let Some(sealer) = &self.sealer {
+            sealer.seal_footer(count, &mut footer);
+        }
+        self.bytes.extend_from_slice(&footer);
         self.bytes.extend_from_slice(&count.to_le_bytes());
         self.bytes.extend_from_slice(TRAILER_MAGIC);
         (ObjectId::of(&self.bytes), self.bytes, self.entries)
@@ -204,6 +260,9 @@ pub enum PackError {
     /// A footer entry's bytes overlap the entry before it's.
     #[error("footer entry {0} overlaps the entry before it")]
     Overlap(usize),
+    /// An encrypted pack's header or footer does not authenticate.
+    #[error("its footer cannot be opened: {0}")]
+    Sealed(CryptoError),
     /// A footer entry claims a blob larger than any blob of its kind can be.
     #[error("footer entry {index} claims a blob of {raw_length} bytes, more than a blob of its kind can hold")]
     TooLarge {
@@ -214,9 +273,15 @@ pub enum PackError {
     },
 }
 
-/// Reads the entry count from a pack's trailer; returns the footer's offset and length.
+/// Reads the entry count from a plain pack's trailer; returns the footer's offset and length.
 pub fn footer_location(trailer: &[u8], pack_size: u64) -> Result<(u64, usize), PackError> {
-    if pack_size < (HEADER.len() + TRAILER_SIZE) as u64 || trailer.len() != TRAILER_SIZE {
+    footer_location_in(trailer, pack_size, PLAIN).map(|(data_end, length, _)| (data_end, length))
+}
+
+/// Reads the entry count from the trailer of a pack laid out as `layout`; returns the
+/// footer's offset and length (its seal included), and the count.
+pub fn footer_location_in(trailer: &[u8], pack_size: u64, layout: Layout) -> Result<(u64, usize, u32), PackError> {
+    if pack_size < (layout.header + TRAILER_SIZE) as u64 || trailer.len() != TRAILER_SIZE {
         return Err(PackError::TooShort(pack_size));
     }
     if pack_size > MAX_PACK_SIZE {
@@ -225,20 +290,29 @@ pub fn footer_location(trailer: &[u8], pack_size: u64) -> Result<(u64, usize), P
     if &trailer[4..] != TRAILER_MAGIC {
         return Err(PackError::BadTrailer);
     }
-    let count = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
-    let footer_length = count.checked_mul(ENTRY_SIZE).ok_or(PackError::BadTrailer)?;
+    let count = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+    let footer_length = (count as usize)
+        .checked_mul(ENTRY_SIZE)
+        .and_then(|length| length.checked_add(layout.tag))
+        .ok_or(PackError::BadTrailer)?;
     let data_end = pack_size
         .checked_sub((TRAILER_SIZE + footer_length) as u64)
-        .filter(|end| *end >= HEADER.len() as u64)
+        .filter(|end| *end >= layout.header as u64)
         .ok_or(PackError::BadTrailer)?;
-    Ok((data_end, footer_length))
+    Ok((data_end, footer_length, count))
 }
 
-/// Parses a footer read from `data_end`, checking every entry lies inside the data area.
+/// Parses a plain pack's footer read from `data_end`, checking every entry lies
+/// inside the data area.
 pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, PackError> {
+    parse_footer_in(footer, data_end, PLAIN)
+}
+
+/// Parses a footer (opened, for a sealed pack) of a pack laid out as `layout`.
+pub fn parse_footer_in(footer: &[u8], data_end: u64, layout: Layout) -> Result<Vec<PackEntry>, PackError> {
     // Entries are written in blob order, so each must start where or after the one
     // before it ended: overlapping entries would let one stored byte count twice.
-    let mut previous_end = HEADER.len() as u64;
+    let mut previous_end = layout.header as u64;
     footer
         .chunks_exact(ENTRY_SIZE)
         .enumerate()
@@ -251,7 +325,7 @@ pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, Pack
             let length = u32::from_le_bytes(raw[42..46].try_into().map_err(|_| bad())?);
             let raw_length = u32::from_le_bytes(raw[46..50].try_into().map_err(|_| bad())?);
             let end = offset.checked_add(u64::from(length)).ok_or_else(bad)?;
-            if offset < HEADER.len() as u64 || end > data_end {
+            if offset < layout.header as u64 || end > data_end {
                 return Err(bad());
             }
             if offset < previous_end {
@@ -261,10 +335,12 @@ pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, Pack
             if raw_length > kind.max_raw_length() {
                 return Err(PackError::TooLarge { index, raw_length });
             }
-            // A writer stores a blob compressed only when that makes it smaller.
+            // A writer stores a blob compressed only when that makes it smaller; a seal
+            // adds its tag to either.
+            let stored = u64::from(length).checked_sub(layout.tag as u64).ok_or_else(bad)?;
             let honest = match compression {
-                Compression::None => raw_length == length,
-                Compression::Zstd => length < raw_length,
+                Compression::None => stored == u64::from(raw_length),
+                Compression::Zstd => stored < u64::from(raw_length),
             };
             if !honest {
                 return Err(bad());
@@ -274,7 +350,29 @@ pub fn parse_footer(footer: &[u8], data_end: u64) -> Result<Vec<PackEntry>, Pack
         .collect()
 }
 
-/// Parses a whole pack's bytes: checks its header and returns its entries.
+/// Parses a whole pack's bytes, plain or sealed: checks its header and returns its
+/// entries. An unencrypted repository's `crypto` opens only plain packs, an encrypted
+/// one's only sealed packs, so neither takes the other's for its own.
+pub fn parse_any_pack(crypto: &crypto::Crypto, bytes: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    if !crypto.is_encrypted() {
+        return parse_pack(bytes);
+    }
+    if bytes.len() < SEALED.header + TRAILER_SIZE {
+        return Err(PackError::TooShort(bytes.len() as u64));
+    }
+    if &bytes[..8] != crypto::PACK_MAGIC {
+        return Err(PackError::BadHeader);
+    }
+    let size = bytes.len() as u64;
+    let (data_end, footer_length, count) = footer_location_in(&bytes[bytes.len() - TRAILER_SIZE..], size, SEALED)?;
+    let start = usize::try_from(data_end).map_err(|_| PackError::BadTrailer)?;
+    let footer = crypto
+        .open_footer(&bytes[..SEALED.header], count, bytes[start..start + footer_length].to_vec())
+        .map_err(PackError::Sealed)?;
+    parse_footer_in(&footer, data_end, SEALED)
+}
+
+/// Parses a whole plain pack's bytes: checks its header and returns its entries.
 pub fn parse_pack(bytes: &[u8]) -> Result<Vec<PackEntry>, PackError> {
     if bytes.len() < HEADER.len() + TRAILER_SIZE {
         return Err(PackError::TooShort(bytes.len() as u64));
@@ -372,6 +470,37 @@ mod tests {
         assert_eq!(bytes.len(), builder_size(count), "len() is the finished size");
         assert!(bytes.len() as u64 <= MAX_PACK_SIZE);
         assert_eq!(parse_pack(&bytes).map(|entries| entries.len()), Ok(count as usize));
+    }
+
+    #[test]
+    fn a_sealed_pack_counts_its_seals_so_it_closes_in_time_too() {
+        let crypto = crypto::Crypto::encrypted(crypto::MasterKeys::generate());
+        let mut builder = PackBuilder::sealed(crypto.pack_sealer());
+        assert_eq!(builder.len(), SEALED.header + SEALED.tag + TRAILER_SIZE, "an empty sealed pack");
+        let mut count = 0u32;
+        while builder.len() < crate::store::PACK_TARGET {
+            builder.add(crypto.id_of(&count.to_le_bytes()), BlobKind::Data, Compression::None, &[1], 1);
+            count += 1;
+        }
+        let expected = builder.len();
+        let (_, bytes, _) = builder.finish();
+        assert_eq!(bytes.len(), expected, "len() is the finished size, every seal counted");
+        assert!(bytes.len() as u64 <= MAX_PACK_SIZE);
+        assert_eq!(parse_any_pack(&crypto, &bytes).map(|entries| entries.len()), Ok(count as usize));
+    }
+
+    #[test]
+    fn a_sealed_blob_is_held_to_the_same_length_rules() {
+        let crypto = crypto::Crypto::encrypted(crypto::MasterKeys::generate());
+        let sealed = |compression, stored: &[u8], raw_length| {
+            let mut builder = PackBuilder::sealed(crypto.pack_sealer());
+            builder.add(crypto.id_of(b"x"), BlobKind::Data, compression, stored, raw_length);
+            parse_any_pack(&crypto, &builder.finish().1).map(|entries| entries.len())
+        };
+        assert_eq!(sealed(Compression::None, b"abcd", 4), Ok(1), "plain: its length and the tag");
+        assert_eq!(sealed(Compression::None, b"abcd", 5), Err(PackError::BadEntry(0)));
+        assert_eq!(sealed(Compression::Zstd, &[0; 40], 41), Ok(1), "compressed smaller than plain");
+        assert_eq!(sealed(Compression::Zstd, &[0; 40], 40), Err(PackError::BadEntry(0)), "no smaller");
     }
 
     fn builder_size(blobs: u32) -> usize {

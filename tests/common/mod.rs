@@ -12,10 +12,88 @@ use std::process::{Command, Output};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Which kind of repository a test runs on. The safety and fault tests run on both
+/// ([`on_both_formats`]), so that what holds of an unencrypted repository is shown to
+/// hold of an encrypted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Format 1: `envsnap init`.
+    Plain,
+    /// Format 2: `envsnap init --encrypt`, unlocked with [`PASSWORD`].
+    Encrypted,
+}
+
+/// The password of the tests' encrypted repositories.
+pub const PASSWORD: &str = "the tests' password";
+
+/// The cheapest key derivation a key file accepts: a repository that the tests make
+/// through the library opens in a millisecond instead of a fifth of a second, which
+/// adds up over the hundreds of commands a kill loop runs. Each key file records its
+/// own parameters, so the binary derives with these, by the same code.
+pub const QUICK_KDF: envsnap::crypto::keyfile::KdfParams =
+    envsnap::crypto::keyfile::KdfParams { memory_kib: 8, iterations: 1, parallelism: 1 };
+
+impl Format {
+    /// Creates a repository of this format at `store` through the library.
+    pub fn init(self, store: &Path) -> Result<bool, envsnap::Error> {
+        match self {
+            Format::Plain => envsnap::repository::Repository::init(store, Default::default()),
+            Format::Encrypted => {
+                envsnap::repository::Repository::init_encrypted(store, Default::default(), PASSWORD, QUICK_KDF)
+            }
+        }
+    }
+
+    /// The repository at `store` opened for `access`, unlocked with [`PASSWORD`]
+    /// when encrypted.
+    pub fn open(
+        store: &Path,
+        backend: Box<dyn envsnap::store::backend::Backend>,
+        access: envsnap::repository::Access,
+    ) -> Result<envsnap::repository::Repository, envsnap::Error> {
+        let password = &mut || Ok(zeroize::Zeroizing::new(PASSWORD.to_owned()));
+        envsnap::repository::Repository::open_with_unlocked(store, backend, access, &mut |_| {}, password)
+    }
+
+    /// The password a command is given (in `ENVSNAP_PASSWORD`), if any.
+    pub fn password(self) -> Option<&'static str> {
+        match self {
+            Format::Plain => None,
+            Format::Encrypted => Some(PASSWORD),
+        }
+    }
+}
+
+/// A `#[test]` in module `plain` and one in module `encrypted` for each test function
+/// named (`fn name(format: Format) -> TestResult`), each calling it with its format:
+/// one body, run on both kinds of repository.
+#[allow(unused_macros, reason = "only the safety and fault tests run on both formats")]
+macro_rules! on_both_formats {
+    ($($test:ident),* $(,)?) => {
+        mod plain {
+            $(#[test]
+            fn $test() -> $crate::common::TestResult {
+                super::$test($crate::common::Format::Plain)
+            })*
+        }
+        mod encrypted {
+            $(#[test]
+            fn $test() -> $crate::common::TestResult {
+                super::$test($crate::common::Format::Encrypted)
+            })*
+        }
+    };
+}
+#[allow(unused_imports, reason = "only the safety and fault tests run on both formats")]
+pub(crate) use on_both_formats;
+
 /// A git work tree with a repository of its own, removed when dropped.
 pub struct Project {
     pub dir: tempfile::TempDir,
     pub repository: PathBuf,
+    /// The password every command is given in `ENVSNAP_PASSWORD`, for an encrypted
+    /// repository; none of the password sources is passed on when `None`.
+    pub password: Option<String>,
 }
 
 impl Project {
@@ -26,7 +104,25 @@ impl Project {
         git(dir.path(), &["commit", "-q", "--allow-empty", "-m", "init"])?;
         fs::write(dir.path().join("envsnap.toml"), config)?;
         let repository = dir.path().join("store");
-        Ok(Project { dir, repository })
+        Ok(Project { dir, repository, password: None })
+    }
+
+    /// The same, every command given `password` (see [`Project::password`]).
+    pub fn with_password(config: &str, password: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        Ok(Project { password: Some(password.to_owned()), ..Project::new(config)? })
+    }
+
+    /// envsnap in the work tree, with this project's repository and password.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_envsnap"));
+        command.args(args).current_dir(self.root()).env("ENVSNAP_REPOSITORY", &self.repository);
+        for source in ["ENVSNAP_PASSWORD", "ENVSNAP_PASSWORD_FILE", "ENVSNAP_PASSWORD_COMMAND"] {
+            command.env_remove(source);
+        }
+        if let Some(password) = &self.password {
+            command.env("ENVSNAP_PASSWORD", password);
+        }
+        command
     }
 
     /// The work tree.
@@ -36,30 +132,18 @@ impl Project {
 
     /// Runs envsnap in the work tree.
     pub fn run(&self, args: &[&str]) -> Result<Output, std::io::Error> {
-        Command::new(env!("CARGO_BIN_EXE_envsnap"))
-            .args(args)
-            .current_dir(self.root())
-            .env("ENVSNAP_REPOSITORY", &self.repository)
-            .output()
+        self.command(args).output()
     }
 
     /// Runs envsnap in the work tree with the environment variables `vars` set.
     pub fn run_with_env(&self, args: &[&str], vars: &[(&str, &OsStr)]) -> Result<Output, std::io::Error> {
-        Command::new(env!("CARGO_BIN_EXE_envsnap"))
-            .args(args)
-            .current_dir(self.root())
-            .env("ENVSNAP_REPOSITORY", &self.repository)
-            .envs(vars.iter().copied())
-            .output()
+        self.command(args).envs(vars.iter().copied()).output()
     }
 
     /// Starts envsnap in the work tree with the environment variables `vars` set, its
     /// stderr piped, and returns at once.
     pub fn start(&self, args: &[&str], vars: &[(&str, &OsStr)]) -> Result<std::process::Child, std::io::Error> {
-        Command::new(env!("CARGO_BIN_EXE_envsnap"))
-            .args(args)
-            .current_dir(self.root())
-            .env("ENVSNAP_REPOSITORY", &self.repository)
+        self.command(args)
             .envs(vars.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
