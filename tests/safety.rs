@@ -1447,7 +1447,7 @@ fn trees_that_name_too_much_are_refused_at_once(format: Format) -> TestResult {
     let limit = 8 << 20;
     let mut options = ViewOptions::new(Scope::All);
     options.entry_bytes = limit;
-    let view = View::new(Repository::open(&repository, Access::Read, &mut |_| {})?, options)?;
+    let view = View::new(workspace.open(Access::Read)?, options)?;
     let started = Instant::now();
     let mut directories = vec![view.resolve(&format!("ids/{wide}/files/data"))?.ino];
     let mut entries = 0_u64;
