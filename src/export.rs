@@ -7,7 +7,7 @@
 //! |---|---|
 //! | a mount | `.tar`, `.tar.gz`, `.tar.zst` |
 //! | a service with one dump stream, `dump.<ext>` | `.<ext>`, `.<ext>.gz`, `.<ext>.zst` (`.sql.gz` that `psql` or `mysql` load, `.rdb`, `.sqlite`, …) |
-//! | a service dumped as several `.sql` streams (one per table) | `.sql`, `.sql.gz`, `.sql.zst`: the streams concatenated in name order |
+//! | a service dumped as several `.sql` streams (one per table) | `.sql`, `.sql.gz`, `.sql.zst`: the streams concatenated in name order (a MySQL dump's rows merged into extended inserts, [`Rebatch`]) |
 //! | any service | `.tar`, `.tar.gz`, `.tar.zst`: its streams as files |
 //!
 //! A tar archive holds the element's tree under a folder named after the element,
@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use crate::element::service::mysql::{self, Rebatch};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::progress::Progress;
@@ -306,12 +307,36 @@ impl Exporter<'_> {
     /// A service's streams, in name order, one after the other.
     fn dump(&mut self, element: &Element, out: &mut dyn Write) -> Result<()> {
         let tree = self.repository.read_tree(&element.tree)?;
-        for node in tree.nodes.iter().filter(|node| node.kind == NodeKind::File) {
+        let files: Vec<&Node> = tree.nodes.iter().filter(|node| node.kind == NodeKind::File).collect();
+        if self.is_mysql_dump(&files)? {
+            // Stored one row per line (see `element::service::mysql`), a dump loads one
+            // statement per row: ten times slower than the extended inserts that
+            // `mariadb-dump` writes by default (187 s against 17.6 s). The export
+            // merges the rows as a restore does, so whoever loads it gets that speed.
+            let mut joined: Box<dyn Read + '_> = Box::new(io::empty());
+            for node in &files {
+                joined = Box::new(joined.chain(self.content(node)));
+            }
+            io::copy(&mut Rebatch::new(joined), out).map_err(output_error)?;
+            self.content_bytes += files.iter().map(|node| node.size).sum::<u64>();
+            return Ok(());
+        }
+        for node in files {
             let mut content = self.content(node);
             io::copy(&mut content, out).map_err(output_error)?;
             self.content_bytes += node.size;
         }
         Ok(())
+    }
+
+    /// Whether `files` are the streams of envsnap's mysql adapter, by its header.
+    fn is_mysql_dump(&self, files: &[&Node]) -> Result<bool> {
+        let Some(header) = files.iter().find(|node| node.name == mysql::HEADER_STREAM.as_bytes()) else {
+            return Ok(false);
+        };
+        let mut text = Vec::new();
+        self.content(header).take(64 << 10).read_to_end(&mut text).map_err(output_error)?;
+        Ok(mysql::is_header(&String::from_utf8_lossy(&text)))
     }
 
     fn tar(&mut self, element: &Element, created: chrono::DateTime<chrono::Utc>, out: &mut dyn Write) -> Result<()> {

@@ -372,7 +372,10 @@ struct DropRole {
 
 impl Drop for DropRole {
     fn drop(&mut self) {
-        // The grants are in the test's database; DROP OWNED removes them there.
+        // The grants are in the test's database; DROP OWNED removes them there. What
+        // the role owns goes to postgres first, so that objects others depend on (a
+        // table a view reads) do not keep the role alive.
+        let _ = psql(&self.database, &format!("REASSIGN OWNED BY \"{}\" TO postgres", self.role));
         let _ = psql(&self.database, &format!("DROP OWNED BY \"{}\"", self.role));
         let _ = psql("postgres", &format!("DROP ROLE IF EXISTS \"{}\"", self.role));
     }

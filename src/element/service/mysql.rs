@@ -35,7 +35,7 @@
 //! at once: it then loads as fast as the extended dump (16.8 s against 17.1 s). The
 //! dump is taken with `--no-autocommit`, which makes each table one transaction, for
 //! whoever loads an exported dump without envsnap (two minutes rather than more than
-//! ten; or pipe it through [`Rebatch`]).
+//! ten; `envsnap export` merges the rows as a restore does, and anything else may pipe it through [`Rebatch`]).
 //!
 //! `--single-transaction` gives a consistent snapshot of InnoDB tables; MyISAM tables
 //! are read as they are at the moment each is dumped, as with `mariadb-dump` alone.
@@ -82,6 +82,15 @@ use crate::error::{Error, Result};
 const DUMP_PREFIX: &str = "1-dump";
 /// The version of the stream layout above, recorded in the header.
 const LAYOUT_FORMAT: u32 = 1;
+/// How the header stream names the dump.
+const TITLE: &str = "envsnap MySQL dump";
+/// The stream that opens the dump, which [`is_header`] recognises.
+pub const HEADER_STREAM: &str = HEADER;
+
+/// Whether `text`, the start of a dump's [`HEADER_STREAM`], opens a dump of this adapter.
+pub fn is_header(text: &str) -> bool {
+    text.contains(TITLE)
+}
 
 /// The client options a URL's query may set (`?socket=/run/mysqld/mysqld.sock`).
 const PARAMETERS: &[&str] = &["socket", "ssl-ca", "ssl-capath", "ssl-cert", "ssl-key", "ssl-cipher"];
@@ -129,7 +138,7 @@ impl Header {
     fn to_sql(&self) -> String {
         sql::header_text(
             &format!(
-                "envsnap MySQL dump of database {:?}: load the {DUMP_PREFIX}-*.sql streams, in name order, into an \
+                "{TITLE} of database {:?}: load the {DUMP_PREFIX}-*.sql streams, in name order, into an \
                  empty database.",
                 self.database
             ),
