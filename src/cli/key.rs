@@ -107,14 +107,14 @@ pub fn run(global: &Global, args: &Args) -> Result<()> {
                         let params = file.params();
                         writeln!(
                             out,
-                            "{} {:<16}  {:<10}  {:<20}  argon2id {} MiB, {} passes, {} lanes",
+                            "{} {:<16}  {:<10}  {:<20}  argon2id {} MiB, {}, {}",
                             if repository.key_id() == Some(file.id()) { '*' } else { ' ' },
                             file.id(),
                             file.kind().as_str(),
                             file.created().format("%Y-%m-%d %H:%M:%S"),
                             params.memory_kib / 1024,
-                            params.iterations,
-                            params.parallelism
+                            super::format::counted(params.iterations.into(), "pass", "passes"),
+                            super::format::counted(params.parallelism.into(), "lane", "lanes")
                         )?;
                     }
                     Err(problem) => {
